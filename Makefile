@@ -1,0 +1,63 @@
+# bentogate: every step of the pipeline is a target here, and CI calls exactly these targets.
+# `make` alone lists them. The first target that needs Python creates .venv with uv (bootstrapped
+# from PyPI with pip) and installs the locked dependencies from uv.lock.
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV := .venv
+UV := $(VENV)/bin/uv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
+
+export BENTOML_HOME ?= $(CURDIR)/.bentogate/bentoml
+export BENTOML_DO_NOT_TRACK := true
+export PYTHONUNBUFFERED := 1
+
+MODEL ?= sales
+export BENTOGATE_MODEL := $(MODEL)
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml uv.lock
+	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install --quiet --disable-pip-version-check uv; }
+	$(UV) sync --frozen
+	@rm -f $(VENV)/.synced-* && touch $@
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install the locked dependencies
+	@$(VENV)/bin/pre-commit install >/dev/null 2>&1 || true
+
+.PHONY: train
+train: $(STAMP) ## Train, evaluate, gate and register the model (MODEL=sales) as a candidate
+	$(PY) -m training run
+
+.PHONY: promote
+promote: $(STAMP) ## Promote a candidate to production (TAG=name:version, default: the last registered)
+	$(PY) -m training promote $(TAG)
+
+.PHONY: models
+models: $(STAMP) ## List registered models with their stage and key metrics
+	$(PY) -m training models
+
+.PHONY: lint
+lint: $(STAMP) ## Check formatting and lint (ruff)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+.PHONY: format
+format: $(STAMP) ## Format the code and apply safe lint fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: test
+test: lint $(STAMP) ## Lint, then run the whole test suite (what CI runs)
+	$(PY) -m pytest -q
+
+.PHONY: clean
+clean: ## Remove generated state: .venv, the local model store, work files and reports
+	rm -rf $(VENV) .bentogate reports .pytest_cache .ruff_cache

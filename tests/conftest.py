@@ -1,0 +1,71 @@
+"""Shared fixtures. The whole session uses its own BentoML home, never the developer's store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+# Before anything imports bentoml: it reads BENTOML_HOME once.
+_HOME = tempfile.mkdtemp(prefix="bentogate-test-home-")
+os.environ["BENTOML_HOME"] = _HOME
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+
+from models import get_spec  # noqa: E402
+from models.contract import ModelSpec  # noqa: E402
+from training.settings import ROOT  # noqa: E402
+from training.split import time_split  # noqa: E402
+from training.train import train  # noqa: E402
+from training.validate import validate  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def sales_spec() -> ModelSpec:
+    return get_spec("sales")
+
+
+@pytest.fixture(scope="session")
+def sales_raw(sales_spec: ModelSpec) -> pd.DataFrame:
+    return sales_spec.default_data(42)
+
+
+@pytest.fixture(scope="session")
+def sales_clean(sales_spec: ModelSpec, sales_raw: pd.DataFrame) -> pd.DataFrame:
+    return sales_spec.clean(validate(sales_raw, sales_spec.schema)).reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def sales_split(sales_clean: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return time_split(sales_clean, "date", 8)
+
+
+@pytest.fixture(scope="session")
+def sales_model(sales_spec, sales_split):
+    return train(sales_spec, sales_split[0], {"max_iter": 100}, 42)
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path = ROOT, timeout: float = 300):
+    """Run a project command in a subprocess with its own BentoML home and work directories."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def isolated_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a subprocess that must not see any other test's models or files."""
+    return {
+        "BENTOML_HOME": str(tmp_path / "bentoml"),
+        "BENTOGATE_WORK_DIR": str(tmp_path / "work"),
+        "BENTOGATE_REPORTS_DIR": str(tmp_path / "reports"),
+    }

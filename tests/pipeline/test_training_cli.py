@@ -1,0 +1,148 @@
+"""`python -m training` end to end, in subprocesses, each with its own model store."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import run_cli
+from training.settings import ROOT
+
+WEAK = {"max_iter": 1, "learning_rate": 0.01}
+
+
+def config_with(tmp_path: Path, **changes) -> Path:
+    cfg = yaml.safe_load((ROOT / "models/sales/config.yaml").read_text())
+    for key, value in changes.items():
+        cfg[key] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def store_models(env) -> list[Path]:
+    return sorted(Path(env["BENTOML_HOME"]).glob("models/sales/*/model.yaml"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One full default run, shared by the tests that read its results."""
+    tmp = tmp_path_factory.mktemp("trained")
+    env = {
+        "BENTOML_HOME": str(tmp / "bentoml"),
+        "BENTOGATE_WORK_DIR": str(tmp / "work"),
+        "BENTOGATE_REPORTS_DIR": str(tmp / "reports"),
+    }
+    result = run_cli("-m", "training", "run", env=env)
+    return env, result
+
+
+def test_run_trains_gates_and_registers_the_default_model(trained):
+    env, result = trained
+    assert result.returncode == 0, result.stderr
+    tag = result.stdout.strip()
+    assert tag.startswith("sales:")
+    for name in ("load", "validate", "split", "train", "evaluate", "gate", "register"):
+        assert f"[{name}] done in" in result.stderr
+
+
+def test_registered_model_carries_labels_and_provenance(trained):
+    env, _ = trained
+    (model_yaml,) = store_models(env)
+    info = yaml.safe_load(model_yaml.read_text())
+    assert info["labels"]["stage"] == "candidate"
+    assert info["labels"]["git_commit"]
+    meta = info["metadata"]
+    assert len(meta["data"]["sha256"]) == 64
+    assert meta["seed"] == 42
+    assert meta["params"]["max_iter"] == 300
+    assert meta["sklearn_version"]
+    assert meta["gate"]["accepted"] is True
+    item_nbr = next(c for c in meta["feature_schema"]["columns"] if c["name"] == "item_nbr")
+    assert len(item_nbr["categories"]) == 60  # learned from the training data
+
+
+def test_run_writes_metrics_json_and_markdown(trained):
+    env, _ = trained
+    reports = Path(env["BENTOGATE_REPORTS_DIR"])
+    metrics = json.loads((reports / "metrics.json").read_text())
+    assert metrics["overall"]["nwrmsle"] < 0.8
+    assert "BEVERAGES" in metrics["by_family"]
+    assert "| nwrmsle |" in (reports / "metrics.md").read_text()
+
+
+def test_two_runs_give_identical_metrics(trained, isolated_env):
+    env, _ = trained
+    again = run_cli("-m", "training", "run", env=isolated_env)
+    assert again.returncode == 0, again.stderr
+    first = json.loads((Path(env["BENTOGATE_WORK_DIR"]) / "sales/metrics.json").read_text())
+    second = json.loads(
+        (Path(isolated_env["BENTOGATE_WORK_DIR"]) / "sales/metrics.json").read_text()
+    )
+    assert first == second
+
+
+def test_weak_model_fails_the_gate_and_is_not_registered(tmp_path, isolated_env):
+    result = run_cli(
+        "-m",
+        "training",
+        "--config",
+        str(config_with(tmp_path, params=WEAK)),
+        "run",
+        env=isolated_env,
+    )
+    assert result.returncode == 1
+    assert "nwrmsle = 0.8227 fails nwrmsle <= 0.80" in result.stderr
+    assert "not registered" in result.stderr
+    assert store_models(isolated_env) == []
+
+
+def test_bad_data_file_stops_the_run_naming_column_and_rows(sales_raw, tmp_path, isolated_env):
+    bad = sales_raw.head(500).copy()
+    bad.loc[[10, 20], "family"] = "TOYS"
+    path = tmp_path / "bad.csv"
+    bad.to_csv(path, index=False)
+    result = run_cli("-m", "training", "--data", str(path), "run", env=isolated_env)
+    assert result.returncode == 2
+    assert "column 'family': unknown category ('TOYS') in 2 rows (11, 21)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert store_models(isolated_env) == []
+
+
+def test_bad_config_exits_2_naming_the_line(tmp_path, isolated_env):
+    path = config_with(tmp_path, split={"validation_weeks": "eight"})
+    result = run_cli("-m", "training", "--config", str(path), "run", env=isolated_env)
+    assert result.returncode == 2
+    assert "split.validation_weeks" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_promote_then_a_worse_candidate_fails_the_production_ratchet(tmp_path, isolated_env):
+    first = run_cli("-m", "training", "run", env=isolated_env)
+    assert first.returncode == 0, first.stderr
+    promoted = run_cli("-m", "training", "promote", env=isolated_env)
+    assert promoted.returncode == 0, promoted.stderr
+    assert "is now production" in promoted.stdout
+    # Good enough for the absolute threshold, but clearly worse than production.
+    worse = config_with(tmp_path, params={"max_iter": 8, "learning_rate": 0.1})
+    result = run_cli("-m", "training", "--config", str(worse), "run", env=isolated_env)
+    assert result.returncode == 1, result.stderr
+    assert "meets nwrmsle <= 0.80" in result.stderr
+    assert "ratchet: nwrmsle = " in result.stderr and "worse than production" in result.stderr
+    listing = run_cli("-m", "training", "models", env=isolated_env)
+    assert listing.stdout.count("sales:") == 1
+    assert "production" in listing.stdout
+
+
+def test_each_stage_runs_alone_in_order(isolated_env):
+    for name in ("load", "validate", "split", "train", "evaluate", "gate", "register"):
+        result = run_cli("-m", "training", name, env=isolated_env)
+        assert result.returncode == 0, f"{name}: {result.stderr}"
+    assert len(store_models(isolated_env)) == 1
+
+
+def test_a_stage_without_its_input_says_which_to_run_first(isolated_env):
+    result = run_cli("-m", "training", "train", env=isolated_env)
+    assert result.returncode == 2
+    assert "train.pkl not found: run the stage that writes it first" in result.stderr

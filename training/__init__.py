@@ -1,0 +1,4 @@
+"""The generic training pipeline.
+
+load -> validate -> split -> train -> evaluate -> gate -> register
+"""

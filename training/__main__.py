@@ -1,0 +1,135 @@
+"""Command line of the training pipeline: `python -m training <stage>`.
+
+Exit codes: 0 success, 1 the quality gate rejected the candidate, 2 invalid data, config or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from models import UnknownModelError
+from training import pipeline, registry
+from training.config import ConfigError
+from training.load import DataLoadError
+from training.settings import Settings
+from training.split import SplitError
+from training.validate import DataValidationError
+
+EXIT_GATE_FAILED = 1
+EXIT_INVALID_INPUT = 2
+
+STAGES = {
+    "load": pipeline.run_load,
+    "validate": pipeline.run_validate,
+    "split": pipeline.run_split,
+    "train": pipeline.run_train,
+    "evaluate": pipeline.run_evaluate,
+    "gate": pipeline.run_gate,
+    "register": pipeline.run_register,
+    "run": pipeline.run_all,
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m training",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model", help="model package under models/ (default: BENTOGATE_MODEL or sales)"
+    )
+    p.add_argument("--config", type=Path, help="config YAML (default: models/<model>/config.yaml)")
+    p.add_argument("--data", help="data source: 'default' or a CSV/Parquet path (overrides config)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="command")
+    for name, fn in STAGES.items():
+        sub.add_parser(
+            name,
+            help=(fn.__doc__ or name).strip().splitlines()[0]
+            if name == "run"
+            else f"run the {name} stage alone",
+        )
+    sub.choices[
+        "run"
+    ].description = "load -> validate -> split -> train -> evaluate -> gate -> register"
+    promote = sub.add_parser("promote", help="make a registered candidate the production model")
+    promote.add_argument(
+        "tag", nargs="?", help="model tag (default: the last registered candidate)"
+    )
+    sub.add_parser("models", help="list registered models with stage and key metrics")
+    sub.add_parser("production", help="print the production model's tag (exit 1 if none)")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        k: v
+        for k, v in {"model": args.model, "config": args.config, "data_source": args.data}.items()
+        if v is not None
+    }
+    return Settings(**overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    settings = _settings(args)
+    try:
+        if args.command == "models":
+            return _list_models(settings)
+        if args.command == "production":
+            prod = registry.production(settings.model)
+            if prod is None:
+                print(f"no production model for {settings.model!r}", file=sys.stderr)
+                return 1
+            print(prod.tag)
+            return 0
+        ctx = pipeline.Context.from_settings(settings)
+        if args.command == "promote":
+            tag = args.tag or ctx.read("registered.json")["tag"]
+            promoted, previous = registry.promote(tag)
+            print(f"{promoted} is now production" + (f"; {previous} archived" if previous else ""))
+            return 0
+        result = STAGES[args.command](ctx)
+        if args.command in ("run", "register"):
+            print(result)
+        return 0
+    except pipeline.GateFailed as exc:
+        print(f"error: {exc}\nThe candidate was not registered.", file=sys.stderr)
+        return EXIT_GATE_FAILED
+    except (
+        ConfigError,
+        DataLoadError,
+        DataValidationError,
+        SplitError,
+        UnknownModelError,
+        pipeline.StageInputMissing,
+        registry.RegistryError,
+    ) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+
+
+def _list_models(settings: Settings) -> int:
+    rows = registry.entries(settings.model)
+    if not rows:
+        print(f"no models registered for {settings.model!r}")
+        return 0
+    keys = list(rows[-1].metrics)[:4]
+    print(
+        f"{'tag':<32} {'stage':<11} {'created':<20} {'commit':<10} "
+        + " ".join(f"{k:>9}" for k in keys)
+    )
+    for r in rows:
+        print(
+            f"{r.tag:<32} {r.stage:<11} {r.created:<20} {r.git_commit[:8]:<10} "
+            + " ".join(f"{r.metrics.get(k, float('nan')):>9.4f}" for k in keys)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

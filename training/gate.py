@@ -1,0 +1,89 @@
+"""Gate stage: accept a candidate only if its metrics meet the thresholds and it is not worse
+than production (on the same validation data) by more than the configured tolerance."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from training.config import RatchetConfig
+from training.evaluate import LOWER_IS_BETTER
+from training.thresholds import Threshold
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    measured: float | None
+    bound: str
+    passed: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    accepted: bool
+    checks: tuple[Check, ...]
+
+    @property
+    def failures(self) -> list[str]:
+        return [c.message for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict:
+        return {"accepted": self.accepted, "checks": [asdict(c) for c in self.checks]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GateResult:
+        return cls(bool(data["accepted"]), tuple(Check(**c) for c in data["checks"]))
+
+
+def _threshold_check(metrics: dict[str, float], t: Threshold) -> Check:
+    value = metrics.get(t.metric)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return Check(
+            t.metric, None, t.text, False, f"{t.metric} was not measured (bound: {t.text})"
+        )
+    ok = t.holds(value)
+    verdict = "meets" if ok else "fails"
+    return Check(t.metric, value, t.text, ok, f"{t.metric} = {value:.4f} {verdict} {t.text}")
+
+
+def _ratchet_check(
+    metrics: dict[str, float], production: dict[str, float], r: RatchetConfig
+) -> Check:
+    cand, prod = metrics.get(r.metric), production.get(r.metric)
+    if cand is None or prod is None:
+        return Check(
+            f"ratchet:{r.metric}",
+            cand,
+            "vs production",
+            False,
+            f"ratchet: {r.metric} missing for {'candidate' if cand is None else 'production'}",
+        )
+    if r.metric in LOWER_IS_BETTER:
+        limit, ok = prod + r.tolerance, cand <= prod + r.tolerance
+        rel = "<="
+    else:
+        limit, ok = prod - r.tolerance, cand >= prod - r.tolerance
+        rel = ">="
+    bound = f"{rel} {limit:.4f} (production {prod:.4f}, tolerance {r.tolerance:g})"
+    verdict = "meets" if ok else "is worse than production: fails"
+    return Check(
+        f"ratchet:{r.metric}",
+        cand,
+        bound,
+        ok,
+        f"ratchet: {r.metric} = {cand:.4f} {verdict} {bound}",
+    )
+
+
+def is_accepted(
+    metrics: dict[str, float],
+    thresholds: list[Threshold],
+    production: dict[str, float] | None = None,
+    ratchet: RatchetConfig | None = None,
+) -> GateResult:
+    checks = [_threshold_check(metrics, t) for t in thresholds]
+    if production is not None and ratchet is not None:
+        checks.append(_ratchet_check(metrics, production, ratchet))
+    return GateResult(accepted=all(c.passed for c in checks), checks=tuple(checks))

@@ -1,0 +1,134 @@
+"""Register stage and the model registry on top of the BentoML model store.
+
+A model's labels carry its stage (candidate, production, archived) and git commit; its metadata
+carries the provenance needed to rebuild it: metrics, parameters, data hash, fitted feature schema,
+library versions and seed. BentoML has no API to change a stored model's labels, so promotion
+rewrites the stage in the model's model.yaml atomically and reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import joblib
+import sklearn
+import yaml
+
+MODEL_FILE = "model.pkl"
+STAGES = ("candidate", "production", "archived")
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Entry:
+    tag: str
+    stage: str
+    created: str
+    git_commit: str
+    metrics: dict[str, float]
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types without None: what BentoML accepts as metadata in model.yaml."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value if v is not None]
+    return json.loads(json.dumps(value, default=str))
+
+
+def register(
+    name: str,
+    model: Any,
+    *,
+    metadata: dict[str, Any],
+    git_commit: str,
+) -> str:
+    """Save a candidate into the store; return its tag. The model file is written before the store
+    entry is committed, so a failure leaves no entry behind."""
+    labels = {"stage": "candidate", "git_commit": git_commit}
+    meta = _jsonable(
+        {
+            **metadata,
+            "sklearn_version": sklearn.__version__,
+            "python_version": platform.python_version(),
+            "bentoml_version": bentoml.__version__,
+        }
+    )
+    with bentoml.models.create(name, labels=labels, metadata=meta) as ref:
+        joblib.dump(model, ref.path_of(MODEL_FILE))
+    return str(ref.tag)
+
+
+def load_model(tag: str) -> Any:
+    return joblib.load(bentoml.models.get(tag).path_of(MODEL_FILE))
+
+
+def _entries(name: str | None = None) -> list[Any]:
+    try:
+        models = bentoml.models.list(name) if name else bentoml.models.list()
+    except bentoml.exceptions.NotFound:
+        return []
+    return sorted(models, key=lambda m: m.info.creation_time)
+
+
+def production(name: str) -> Any | None:
+    """The model of `name` at stage production, or None."""
+    prod = [m for m in _entries(name) if m.info.labels.get("stage") == "production"]
+    if len(prod) > 1:
+        raise RegistryError(
+            f"{len(prod)} models of {name!r} are at stage production: {[str(m.tag) for m in prod]}"
+        )
+    return prod[0] if prod else None
+
+
+def _set_stage(model: Any, stage: str) -> None:
+    path = Path(model.path_of("model.yaml"))
+    info = yaml.safe_load(path.read_text())
+    info.setdefault("labels", {})["stage"] = stage
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(info, sort_keys=False))
+    os.replace(tmp, path)
+    if bentoml.models.get(model.tag).info.labels.get("stage") != stage:
+        raise RegistryError(f"could not set stage of {model.tag} to {stage}")
+
+
+def promote(tag: str) -> tuple[str, str | None]:
+    """Make `tag` the production model of its name; the previous one becomes archived.
+    Returns (promoted tag, previous production tag or None)."""
+    try:
+        model = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        raise RegistryError(f"no model {tag!r} in the store") from None
+    stage = model.info.labels.get("stage")
+    if stage == "production":
+        return str(model.tag), None
+    if model.info.metadata.get("gate", {}).get("accepted") is not True:
+        raise RegistryError(f"{model.tag} did not pass its quality gate; it cannot be promoted")
+    previous = production(model.tag.name)
+    _set_stage(model, "production")
+    if previous is not None:
+        _set_stage(previous, "archived")
+    return str(model.tag), str(previous.tag) if previous is not None else None
+
+
+def entries(name: str | None = None) -> list[Entry]:
+    return [
+        Entry(
+            tag=str(m.tag),
+            stage=m.info.labels.get("stage", "?"),
+            created=m.info.creation_time.strftime("%Y-%m-%d %H:%M:%S"),
+            git_commit=m.info.labels.get("git_commit", "?"),
+            metrics=m.info.metadata.get("metrics", {}).get("overall", {}),
+        )
+        for m in _entries(name)
+    ]

@@ -1,0 +1,33 @@
+"""Runtime settings: one typed object, read from BENTOGATE_* environment variables.
+
+All paths derive from the project root. Nothing is read or written at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BENTOGATE_", extra="ignore")
+
+    model: str = Field(
+        default="sales", description="Model package under models/ to train and serve."
+    )
+    config: Path | None = Field(default=None, description="Override models/<model>/config.yaml.")
+    data_source: str | None = Field(default=None, description="Override the config's data.source.")
+    model_tag: str | None = Field(default=None, description="Serve this model tag, not production.")
+    work_dir: Path = ROOT / ".bentogate" / "run"
+    reports_dir: Path = ROOT / "reports"
+    prediction_log: Path | None = Field(
+        default=None, description="Also append prediction records (JSON lines) to this file."
+    )
+
+
+def get_settings() -> Settings:
+    return Settings()
