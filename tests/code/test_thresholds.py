@@ -25,7 +25,7 @@ def test_parse_takes_the_metric_from_the_config_key():
 
 @pytest.mark.parametrize("text", ["p90 50ms", "p90 < fast", "p90 < 50 minutes", "", "< 3"])
 def test_parse_rejects_malformed_thresholds_with_an_example(text):
-    with pytest.raises(ThresholdError, match="p90 < 50ms|names no metric"):
+    with pytest.raises(ThresholdError, match=r"p90 < 50ms|names no metric"):
         parse(text)
 
 

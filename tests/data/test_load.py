@@ -17,7 +17,7 @@ def test_user_csv_and_parquet_with_the_same_schema_load_alike(sales_spec, sales_
 def test_unsupported_file_type_is_refused(sales_spec, tmp_path):
     path = tmp_path / "sales.xlsx"
     path.write_bytes(b"x")
-    with pytest.raises(DataLoadError, match="unsupported file type '.xlsx'"):
+    with pytest.raises(DataLoadError, match=r"unsupported file type '\.xlsx'"):
         load(sales_spec, str(path), 0)
 
 

@@ -39,7 +39,7 @@ def trained(tmp_path_factory):
 
 
 def test_run_trains_gates_and_registers_the_default_model(trained):
-    env, result = trained
+    _, result = trained
     assert result.returncode == 0, result.stderr
     tag = result.stdout.strip()
     assert tag.startswith("sales:")
