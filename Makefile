@@ -18,6 +18,10 @@ export PYTHONUNBUFFERED := 1
 
 MODEL ?= sales
 export BENTOGATE_MODEL := $(MODEL)
+ifdef MODEL_TAG
+export BENTOGATE_MODEL_TAG := $(MODEL_TAG)
+endif
+BENTOML := $(VENV)/bin/bentoml
 
 .PHONY: help
 help: ## Show this help
@@ -43,6 +47,25 @@ promote: $(STAMP) ## Promote a candidate to production (TAG=name:version, defaul
 .PHONY: models
 models: $(STAMP) ## List registered models with their stage and key metrics
 	$(PY) -m training models
+
+.PHONY: ensure-model
+ensure-model: $(STAMP)
+	@$(PY) -m training production >/dev/null 2>&1 || { \
+	  echo "No production $(MODEL) model in the store: training and promoting one first."; \
+	  $(PY) -m training run && $(PY) -m training promote; }
+
+.PHONY: serve
+serve: ensure-model ## Serve the production model from the working tree at http://127.0.0.1:3000
+	$(BENTOML) serve service:Predictor --host 127.0.0.1 --port 3000
+
+.PHONY: build
+build: ensure-model ## Build a Bento of the production model (or MODEL_TAG=...), offline; tag in build/bento-tag
+	@mkdir -p build
+	$(UV) export --frozen --no-default-groups --no-hashes --no-emit-project --no-header \
+	  --no-annotate --quiet -o build/requirements.txt
+	$(BENTOML) build --output tag | sed -n 's/^__tag__://p' > build/bento-tag.tmp
+	@test -s build/bento-tag.tmp && mv build/bento-tag.tmp build/bento-tag
+	@echo "Built $$(cat build/bento-tag)"
 
 .PHONY: lint
 lint: $(STAMP) ## Check formatting and lint (ruff)

@@ -21,7 +21,7 @@ import joblib
 import pandas as pd
 
 from models import get_spec
-from models.contract import ModelSpec
+from models.contract import FeatureSchema, ModelSpec
 from training import registry
 from training.config import ModelConfig, load_config
 from training.evaluate import evaluate
@@ -236,6 +236,7 @@ def run_register(ctx: Context) -> str:
     with stage("register", f"saving the candidate into the model store as {ctx.spec.name}"):
         model = ctx.read("model.pkl")
         clean = ctx.read("clean.pkl")
+        fitted = ctx.spec.schema.fitted(clean)
         cfg = ctx.config
         metadata = {
             "task": ctx.spec.task,
@@ -246,7 +247,8 @@ def run_register(ctx: Context) -> str:
             "config": cfg.model_dump(mode="json"),
             "data": ctx.read("data.json"),
             "split": ctx.read("split.json"),
-            "feature_schema": ctx.spec.schema.fitted(clean).model_dump(mode="json"),
+            "feature_schema": fitted.model_dump(mode="json"),
+            "golden": golden_example(ctx.spec, fitted, model, ctx.read("valid.pkl")),
         }
         if ctx.spec.task == "classification":
             metadata["classes"] = [c.item() if hasattr(c, "item") else c for c in model.classes_]
@@ -254,6 +256,24 @@ def run_register(ctx: Context) -> str:
         ctx.write("registered.json", {"tag": tag})
         log.info("[register] %s (stage: candidate)", tag)
     return tag
+
+
+def golden_example(
+    spec: ModelSpec, fitted: FeatureSchema, model: Any, valid_df: pd.DataFrame, rows: int = 4
+) -> dict[str, Any]:
+    """Request records and the model's predictions for them: the service is ready only once it
+    reproduces these, which catches a broken artifact or a library drift at startup."""
+    sample = valid_df[list(spec.schema.features)].head(rows)
+    records = [
+        fitted.example_record(),
+        *json.loads(sample.to_json(orient="records", date_format="iso")),
+    ]
+    for rec in records:
+        for col in fitted.feature_columns:
+            if col.kind == "date":
+                rec[col.name] = str(rec[col.name])[:10]
+    predictions = model.predict(pd.DataFrame(records, columns=list(spec.schema.features)))
+    return {"records": records, "predictions": predictions.tolist()}
 
 
 def run_all(ctx: Context) -> str:

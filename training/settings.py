@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     model_tag: str | None = Field(default=None, description="Serve this model tag, not production.")
     work_dir: Path = ROOT / ".bentogate" / "run"
     reports_dir: Path = ROOT / "reports"
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Larger bodies get 413.")
     prediction_log: Path | None = Field(
         default=None, description="Also append prediction records (JSON lines) to this file."
     )

@@ -1,0 +1,1 @@
+"""Generic serving pieces that service.py wires together; nothing model-specific lives here."""

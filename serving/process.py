@@ -1,0 +1,131 @@
+"""Run a BentoML server as a child process on loopback, and stop it cleanly.
+
+BentoML's API workers run in their own sessions, so a server is stopped with SIGTERM to the
+`bentoml serve` process and a wait, never SIGKILL to it alone (orphaned workers keep the port).
+The server gets its own process group so that, if it ignores SIGTERM, the whole group goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BENTOML = str(Path(sys.executable).with_name("bentoml"))
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    target: str  # a Bento tag, or a service import path such as "service:Predictor"
+    port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    log_path: Path | None = None
+    args: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    _log: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Server:
+        self._log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
+        log = self._log or subprocess.DEVNULL
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [
+                BENTOML,
+                "serve",
+                self.target,
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                *self.args,
+            ],
+            cwd=self.cwd,
+            env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Poll /readyz until 200; return seconds from start. Raise if it exits or times out."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise ServerError(
+                        f"server for {self.target} exited with {self.proc.returncode}"
+                        f"{self._log_tail()}"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"{self.url}/readyz").status_code == 200:
+                        return time.perf_counter() - self.started
+                time.sleep(0.05)
+        raise ServerError(
+            f"server for {self.target} not ready within {timeout:.0f}s{self._log_tail()}"
+        )
+
+    def _log_tail(self) -> str:
+        if self.log_path and self.log_path.exists():
+            return "; last log lines:\n" + "\n".join(self.log_path.read_text().splitlines()[-15:])
+        return ""
+
+    def stop(self, timeout: float = 20.0) -> None:
+        try:
+            self._terminate(timeout)
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+    def _terminate(self, timeout: float) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        # Workers that outlived the arbiter share its process group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def serving(target: str, *, ready_timeout: float = 60.0, **kwargs: object) -> Iterator[Server]:
+    server = Server(target, **kwargs).start()  # type: ignore[arg-type]
+    try:
+        server.wait_ready(ready_timeout)
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,74 @@
+"""Which model the service serves, and what it needs to know about it.
+
+Everything comes from the model's own record in the store (its fitted feature schema, task,
+classes, serving limits and golden prediction), so the API always matches the model that answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import yaml
+
+from models.contract import FeatureSchema
+from training import registry
+from training.settings import Settings
+
+
+class NoModelError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    tag: str
+    name: str
+    task: str
+    schema: FeatureSchema
+    max_records: int
+    classes: list[Any] | None
+    golden: dict[str, Any] | None
+
+
+def bundled_tag(source_dir: Path) -> str | None:
+    """Inside a built Bento (`<bento>/src/service.py`), the model it was built with."""
+    bento_yaml = source_dir.parent / "bento.yaml"
+    if not bento_yaml.is_file():
+        return None
+    return yaml.safe_load(bento_yaml.read_text()).get("labels", {}).get("model_tag")
+
+
+def resolve_tag(settings: Settings, source_dir: Path) -> str:
+    """In a Bento, its bundled model; else BENTOGATE_MODEL_TAG; else the production model."""
+    if tag := bundled_tag(source_dir):
+        return tag
+    if settings.model_tag:
+        return settings.model_tag
+    prod = registry.production(settings.model)
+    if prod is not None:
+        return str(prod.tag)
+    raise NoModelError(
+        f"no production model of {settings.model!r} in the store: run `make train` and "
+        "`make promote`, or set BENTOGATE_MODEL_TAG"
+    )
+
+
+def load_served_model(settings: Settings, source_dir: Path) -> ServedModel:
+    tag = resolve_tag(settings, source_dir)
+    try:
+        info = bentoml.models.get(tag).info
+    except bentoml.exceptions.NotFound:
+        raise NoModelError(f"model {tag!r} is not in the store") from None
+    meta = info.metadata
+    return ServedModel(
+        tag=str(info.tag),
+        name=info.tag.name,
+        task=meta["task"],
+        schema=FeatureSchema.model_validate(meta["feature_schema"]),
+        max_records=int(meta.get("config", {}).get("serving", {}).get("max_records", 1000)),
+        classes=meta.get("classes"),
+        golden=meta.get("golden"),
+    )

@@ -1,0 +1,70 @@
+"""Request and response models derived from a model's fitted feature schema.
+
+Strict by construction: no type coercion, no NaN or infinity, unknown fields rejected, ranges and
+categories enforced. The OpenAPI document carries a valid example built from the same schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from models.contract import Column, FeatureSchema
+
+STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+def _field_type(col: Column) -> Any:
+    bounds = {"ge": col.minimum, "le": col.maximum}
+    bounds = {k: v for k, v in bounds.items() if v is not None}
+    if col.kind == "category" and col.categories:
+        return Literal[tuple(col.categories)]
+    if col.kind == "category":
+        return str
+    if col.kind == "int":
+        return Annotated[int, Field(**{k: int(v) for k, v in bounds.items()})]
+    if col.kind == "float":
+        return Annotated[float, Field(**bounds)]
+    if col.kind == "bool":
+        return bool
+    return dt.date
+
+
+def record_model(schema: FeatureSchema) -> type[BaseModel]:
+    fields: dict[str, Any] = {
+        c.name: (_field_type(c), Field(description=c.description or None))
+        for c in schema.feature_columns
+    }
+    return create_model("Record", __config__=STRICT, **fields)
+
+
+def request_model(schema: FeatureSchema, max_records: int) -> type[BaseModel]:
+    record = record_model(schema)
+    example = {"records": [schema.example_record()]}
+    return create_model(
+        "PredictRequest",
+        __config__=ConfigDict(**STRICT, json_schema_extra={"example": example}),
+        records=(
+            list[record],
+            Field(
+                min_length=1,
+                max_length=max_records,
+                description=f"One to {max_records} records to predict.",
+            ),
+        ),
+    )
+
+
+class RegressionResponse(BaseModel):
+    model: str = Field(description="Tag of the model that answered.")
+    predictions: list[float] = Field(description="One prediction per record, in request order.")
+
+
+class ClassificationResponse(BaseModel):
+    model: str = Field(description="Tag of the model that answered.")
+    predictions: list[str | int] = Field(description="Predicted class of each record.")
+    probabilities: list[dict[str, float]] = Field(
+        description="Probability of each class, per record."
+    )
