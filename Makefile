@@ -67,6 +67,13 @@ build: ensure-model ## Build a Bento of the production model (or MODEL_TAG=...),
 	@test -s build/bento-tag.tmp && mv build/bento-tag.tmp build/bento-tag
 	@echo "Built $$(cat build/bento-tag)"
 
+.PHONY: new-model
+new-model: $(STAMP) ## Scaffold models/NAME/ from your data: NAME=... DATA=file.csv TARGET=column TASK=classification|regression
+	@test -n "$(NAME)" -a -n "$(DATA)" -a -n "$(TARGET)" -a -n "$(TASK)" || { \
+	  echo "usage: make new-model NAME=name DATA=file.csv TARGET=column TASK=classification|regression"; exit 2; }
+	$(PY) -m models.scaffold $(NAME) --data $(DATA) --target $(TARGET) --task $(TASK)
+	@$(VENV)/bin/ruff format --quiet models/$(NAME)
+
 .PHONY: lint
 lint: $(STAMP) ## Check formatting and lint (ruff)
 	$(VENV)/bin/ruff format --check .

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from models.contract import ModelSpec
+from training.settings import ROOT
 
 
 class DataLoadError(ValueError):
@@ -18,6 +19,8 @@ def load(spec: ModelSpec, source: str, seed: int) -> pd.DataFrame:
     if source == "default":
         return spec.default_data(seed)
     path = Path(source)
+    if not path.is_absolute():
+        path = ROOT / path  # config paths are relative to the project root
     if not path.is_file():
         raise DataLoadError(f"data source {source!r} is not a file (and not 'default')")
     suffix = path.suffix.lower()

@@ -137,7 +137,7 @@ def run_load(ctx: Context) -> pd.DataFrame:
         df = load(ctx.spec, ctx.source, ctx.config.seed)
         info = {"source": ctx.source, "rows": len(df), "sha256": content_sha256(df)}
         if ctx.source != "default":
-            info["file_sha256"] = file_sha256(Path(ctx.source))
+            info["file_sha256"] = file_sha256(ROOT / ctx.source)  # ROOT / absolute = absolute
         ctx.write("data.pkl", df)
         ctx.write("data.json", info)
         log.info("[load] %d rows, %d columns, sha256 %s", len(df), df.shape[1], info["sha256"][:12])

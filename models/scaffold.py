@@ -1,0 +1,227 @@
+"""Scaffold a new model package from a dataset.
+
+`make new-model NAME=... DATA=... TARGET=... TASK=classification|regression`
+
+Writes models/<name>/ with a data contract inferred from the data (kinds, non-negative bounds,
+categories), a generic scikit-learn Pipeline, and a config with starter thresholds. The result
+trains and serves as it is; the data scientist then refines the parts marked FILL IN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from models import MODELS_DIR, available
+
+MAX_CATEGORIES = 50
+
+INIT = '''"""{name}: {task} on {data}. Scaffolded by `make new-model`; refine the FILL IN parts."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from models.contract import ModelSpec
+from models.{name}.estimator import build_estimator
+from models.{name}.schema import SCHEMA
+
+
+def no_embedded_data(seed: int) -> pd.DataFrame:
+    raise ValueError("{name} has no embedded data: set data.source in models/{name}/config.yaml")
+
+
+SPEC = ModelSpec(
+    name="{name}",
+    task="{task}",
+    schema=SCHEMA,
+    build_estimator=build_estimator,
+    default_data=no_embedded_data,
+    config_path=Path(__file__).with_name("config.yaml"),
+    # FILL IN (optional): clean=..., sample_weight=..., group_by=(...), extra_metrics={{...}}
+)
+'''
+
+SCHEMA = '''"""Data contract of {name}, inferred from {data}.
+
+FILL IN: descriptions, bounds and examples; the request schema of the API is derived from this.
+"""
+
+from models.contract import Column, FeatureSchema
+
+SCHEMA = FeatureSchema(
+    columns=(
+{columns}
+    ),
+    features={features!r},
+    target={target!r},
+    time_column={time_column!r},
+)
+'''
+
+ESTIMATOR = '''"""{name} estimator: one scikit-learn Pipeline from raw columns to the prediction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import {estimator}
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+
+CATEGORICAL = {categorical!r}
+NUMERIC = {numeric!r}
+
+
+def build_estimator(params: dict[str, Any], seed: int) -> Pipeline:
+    # FILL IN (optional): feature engineering; keep it inside the Pipeline so serving reuses it.
+    features = ColumnTransformer(
+        [
+            ("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+             CATEGORICAL),
+            ("numeric", "passthrough", NUMERIC),
+        ],
+        verbose_feature_names_out=False,
+    )
+    model = {estimator}(
+        categorical_features=list(range(len(CATEGORICAL))), random_state=seed, **params
+    )
+    return Pipeline([("features", features), ("model", model)])
+'''
+
+CONFIG = """# Parameters and acceptance thresholds of {name}. Reviewed in PRs like code.
+seed: 42
+
+data:
+  source: {data}
+
+split:
+{split}
+
+params:
+  max_iter: 200
+  learning_rate: 0.1
+
+gate:
+  thresholds:
+{thresholds}
+  ratchet:
+    metric: {ratchet}
+    tolerance: 0.01
+
+serving:
+  max_records: 1000
+"""
+
+THRESHOLDS = {
+    "classification": ('    accuracy: ">= 0.80"\n    f1_macro: ">= 0.75"', "accuracy"),
+    "regression": ('    r2: ">= 0.50"', "r2"),
+}
+
+
+class ScaffoldError(ValueError):
+    pass
+
+
+def _column(name: str, s: pd.Series, is_target: bool, task: str) -> str:
+    if pd.api.types.is_bool_dtype(s):
+        kind, extra = "bool", ""
+    elif pd.api.types.is_datetime64_any_dtype(s):
+        kind, extra = "date", ""
+    elif pd.api.types.is_numeric_dtype(s) and not (is_target and task == "classification"):
+        kind = "int" if pd.api.types.is_integer_dtype(s) else "float"
+        extra = ", minimum=0" if s.min() >= 0 else ""
+    else:
+        values = sorted(pd.unique(s.dropna()).tolist(), key=str)
+        if len(values) > MAX_CATEGORIES and not is_target:
+            raise ScaffoldError(
+                f"column {name!r} has {len(values)} distinct text values (> {MAX_CATEGORIES}): "
+                "encode it or drop it before scaffolding"
+            )
+        kind, extra = "category", f", categories={tuple(values)!r}"
+    example = (
+        ""
+        if is_target
+        else f", example={s.iloc[0].item() if hasattr(s.iloc[0], 'item') else s.iloc[0]!r}"
+    )
+    if kind == "date":
+        example = f", example={str(s.iloc[0])[:10]!r}"
+    return f"        Column(name={name!r}, kind={kind!r}{extra}{example}),"
+
+
+def scaffold(name: str, data: Path, target: str, task: str, root: Path = MODELS_DIR.parent) -> Path:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ScaffoldError(
+            f"NAME {name!r}: use lower case letters, digits and _, starting with a letter"
+        )
+    if name in available() or (root / "models" / name).exists():
+        raise ScaffoldError(f"models/{name} already exists")
+    if task not in THRESHOLDS:
+        raise ScaffoldError(f"TASK {task!r}: use classification or regression")
+    path = data if data.is_absolute() else root / data
+    if not path.is_file():
+        raise ScaffoldError(f"DATA {data}: no such file")
+    df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    if target not in df.columns:
+        raise ScaffoldError(
+            f"TARGET {target!r} is not a column of {data} ({', '.join(map(str, df.columns))})"
+        )
+    features = tuple(str(c) for c in df.columns if c != target)
+    columns = "\n".join(_column(str(c), df[c], c == target, task) for c in df.columns)
+    categorical = [
+        c
+        for c in features
+        if not pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+    ]
+    numeric = [c for c in features if c not in categorical]
+    estimator = (
+        "HistGradientBoostingClassifier"
+        if task == "classification"
+        else "HistGradientBoostingRegressor"
+    )
+    thresholds, ratchet = THRESHOLDS[task]
+    rel = path.relative_to(root) if path.is_relative_to(root) else path
+    pkg = root / "models" / name
+    pkg.mkdir(parents=True)
+    fmt = {"name": name, "task": task, "data": rel}
+    (pkg / "__init__.py").write_text(INIT.format(**fmt))
+    (pkg / "schema.py").write_text(
+        SCHEMA.format(**fmt, columns=columns, features=features, target=target, time_column=None)
+    )
+    (pkg / "estimator.py").write_text(
+        ESTIMATOR.format(**fmt, estimator=estimator, categorical=categorical, numeric=numeric)
+    )
+    (pkg / "config.yaml").write_text(
+        CONFIG.format(
+            **fmt, split="  validation_fraction: 0.2", thresholds=thresholds, ratchet=ratchet
+        )
+    )
+    return pkg
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m models.scaffold", description=__doc__)
+    p.add_argument("name")
+    p.add_argument(
+        "--data", type=Path, required=True, help="CSV or Parquet file with the target column"
+    )
+    p.add_argument("--target", required=True)
+    p.add_argument("--task", choices=sorted(THRESHOLDS), required=True)
+    args = p.parse_args(argv)
+    try:
+        pkg = scaffold(args.name, args.data, args.target, args.task)
+    except ScaffoldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rel = pkg.relative_to(MODELS_DIR.parent)
+    print(f"created {rel}/: train it with `make train MODEL={args.name}`")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
