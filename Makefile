@@ -67,6 +67,10 @@ build: ensure-model ## Build a Bento of the production model (or MODEL_TAG=...),
 	@test -s build/bento-tag.tmp && mv build/bento-tag.tmp build/bento-tag
 	@echo "Built $$(cat build/bento-tag)"
 
+.PHONY: bench
+bench: ensure-model ## Benchmark our service vs plain FastAPI vs BentoML's floor (pinned cores; reports/bench/)
+	$(PY) -m loadtests.bench.run
+
 .PHONY: new-model
 new-model: $(STAMP) ## Scaffold models/NAME/ from your data: NAME=... DATA=file.csv TARGET=column TASK=classification|regression
 	@test -n "$(NAME)" -a -n "$(DATA)" -a -n "$(TARGET)" -a -n "$(TASK)" || { \

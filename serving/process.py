@@ -43,6 +43,9 @@ class Server:
     cwd: Path | None = None
     log_path: Path | None = None
     args: tuple[str, ...] = ()
+    # Replaces `bentoml serve`; "{host}" and "{port}" are filled in. E.g. a uvicorn baseline.
+    command: tuple[str, ...] | None = None
+    prefix: tuple[str, ...] = ()  # e.g. ("taskset", "-c", "0") to pin the server to a core
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     _log: Any = None
@@ -55,17 +58,12 @@ class Server:
         self._log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
         log = self._log or subprocess.DEVNULL
         self.started = time.perf_counter()
+        if self.command:
+            cmd = [c.format(host=self.host, port=self.port) for c in self.command]
+        else:
+            cmd = [BENTOML, "serve", self.target, "--host", self.host, "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [
-                BENTOML,
-                "serve",
-                self.target,
-                "--host",
-                self.host,
-                "--port",
-                str(self.port),
-                *self.args,
-            ],
+            [*self.prefix, *cmd, *self.args],
             cwd=self.cwd,
             env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", **self.env},
             stdout=log,
@@ -92,6 +90,25 @@ class Server:
         raise ServerError(
             f"server for {self.target} not ready within {timeout:.0f}s{self._log_tail()}"
         )
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server and all its descendants (workers included)."""
+        if self.proc is None:
+            return 0
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        total, todo = 0, [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            todo.extend(children.get(pid, []))
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        return total
 
     def _log_tail(self) -> str:
         if self.log_path and self.log_path.exists():

@@ -1,0 +1,27 @@
+"""The framework's floor for `make bench`: a BentoML service with the same request validation and
+guard as service.py, that answers without calling a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import bentoml
+
+from serving.guard import RequestGuard
+from serving.runtime import load_served_model
+from serving.schema import RegressionResponse, request_model
+from training.settings import get_settings
+
+MODEL = load_served_model(get_settings(), Path(__file__).resolve().parent)
+PredictRequest = request_model(MODEL.schema, MODEL.max_records)
+
+
+@bentoml.service(name="floor", workers=1, traffic={"timeout": 10, "max_concurrency": 256})
+class Floor:
+    @bentoml.api(route="/predict", input_spec=PredictRequest)
+    async def predict(self, records: list[Any]) -> RegressionResponse:
+        return RegressionResponse(model="floor", predictions=[0.0] * len(records))
+
+
+Floor.add_asgi_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)
