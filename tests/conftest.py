@@ -18,7 +18,8 @@ os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 
 from models import get_spec  # noqa: E402
 from models.contract import ModelSpec  # noqa: E402
-from training.settings import ROOT  # noqa: E402
+from training import pipeline, registry  # noqa: E402
+from training.settings import ROOT, Settings  # noqa: E402
 from training.split import time_split  # noqa: E402
 from training.train import train  # noqa: E402
 from training.validate import validate  # noqa: E402
@@ -69,3 +70,17 @@ def isolated_env(tmp_path: Path) -> dict[str, str]:
         "BENTOGATE_WORK_DIR": str(tmp_path / "work"),
         "BENTOGATE_REPORTS_DIR": str(tmp_path / "reports"),
     }
+
+
+@pytest.fixture(scope="session")
+def production_tag(tmp_path_factory) -> str:
+    tmp = tmp_path_factory.mktemp("service-model")
+    prod = registry.production("sales")
+    if prod is not None:
+        return str(prod.tag)
+    ctx = pipeline.Context.from_settings(
+        Settings(work_dir=tmp / "work", reports_dir=tmp / "reports")
+    )
+    tag = pipeline.run_all(ctx)
+    registry.promote(tag)
+    return tag

@@ -6,12 +6,14 @@ Loading fails fast with the file, line and field of every problem.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from training import thresholds
+
+T = TypeVar("T", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -87,6 +89,11 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 
 
 def load_config(path: Path) -> ModelConfig:
+    return load_yaml(path, ModelConfig)
+
+
+def load_yaml(path: Path, model: type[T]) -> T:
+    """Validate a YAML file into `model`; every error names file, line and field."""
     try:
         text = path.read_text()
     except OSError as exc:
@@ -101,7 +108,7 @@ def load_config(path: Path) -> ModelConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}:1: expected a mapping of settings at the top level")
     try:
-        return ModelConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         lines = []
         for err in exc.errors(include_url=False, include_input=False):

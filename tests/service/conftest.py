@@ -7,23 +7,6 @@ import importlib
 import pytest
 from starlette.testclient import TestClient
 
-from training import pipeline, registry
-from training.settings import Settings
-
-
-@pytest.fixture(scope="session")
-def production_tag(tmp_path_factory) -> str:
-    tmp = tmp_path_factory.mktemp("service-model")
-    prod = registry.production("sales")
-    if prod is not None:
-        return str(prod.tag)
-    ctx = pipeline.Context.from_settings(
-        Settings(work_dir=tmp / "work", reports_dir=tmp / "reports")
-    )
-    tag = pipeline.run_all(ctx)
-    registry.promote(tag)
-    return tag
-
 
 @pytest.fixture(scope="session")
 def service_module(production_tag):

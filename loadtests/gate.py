@@ -1,0 +1,344 @@
+"""`make loadtest`: serve the candidate Bento, drive it with Locust, gate on thresholds.
+
+Exit codes: 0 the gate passed; 1 a threshold or the regression check failed (the message names
+threshold, measured value and limit); 2 invalid config or arguments; 3 the run itself failed (a
+server did not start, Locust crashed): never a pass. Servers and Locust stop on every exit path,
+Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from loadtests import chart, traffic
+from loadtests.locust_run import Load, LoadRunError, run_locust, summarize
+from serving.process import Server, ServerError
+from training import registry, thresholds
+from training.config import ConfigError, load_yaml
+from training.gate import Check, GateResult
+from training.settings import ROOT, get_settings
+
+EXIT_FAILED, EXIT_USAGE, EXIT_RUN_ERROR = 1, 2, 3
+CONFIG = Path(__file__).with_name("config.yaml")
+METRICS = {"p50", "p90", "p99", "error_rate", "rps"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoadConfig(_Strict):
+    users: int = Field(ge=1, le=1000)
+    spawn_rate: float = Field(gt=0)
+    rate_per_user: float = Field(gt=0, le=1000)
+    duration_s: float = Field(gt=0, le=3600)
+    warmup_s: float = Field(ge=0, le=600)
+    workers: int = Field(default=0, ge=0, le=16)
+
+
+class TrafficConfig(_Strict):
+    bodies: int = Field(default=2000, ge=1)
+    multi_record_share: float = Field(default=0.0, ge=0, le=1)
+    multi_record_size: int = Field(default=10, ge=1)
+
+
+class RegressionConfig(_Strict):
+    rounds: int = Field(default=2, ge=1, le=20)
+    p90_ratio: float = Field(gt=0)
+
+
+class CapacityConfig(_Strict):
+    users: int = Field(default=16, ge=1)
+    duration_s: float = Field(default=5, gt=0, le=600)
+
+
+class GateConfig(_Strict):
+    load: LoadConfig
+    traffic: TrafficConfig = TrafficConfig()
+    thresholds: list[str]
+    regression: RegressionConfig
+    capacity: CapacityConfig = CapacityConfig()
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for text in value:
+            if (t := thresholds.parse(text)).metric not in METRICS:
+                raise ValueError(f"unknown metric {t.metric!r} in {text!r}: use {sorted(METRICS)}")
+        return value
+
+
+def merge_thresholds(config: list[str], override: str | None) -> list[thresholds.Threshold]:
+    """Config thresholds, with any metric given on the command line replaced by the override."""
+    base = {t.metric: t for t in map(thresholds.parse, config)}
+    for t in thresholds.parse_many(override or ""):
+        if t.metric not in METRICS:
+            raise thresholds.ThresholdError(f"unknown metric {t.metric!r}: use {sorted(METRICS)}")
+        base[t.metric] = t
+    return list(base.values())
+
+
+def check(
+    summary: dict[str, float],
+    gates: list[thresholds.Threshold],
+    production: dict[str, float] | None,
+    p90_ratio: float,
+) -> GateResult:
+    """Pure: the gate's verdict on measured figures."""
+    checks = []
+    for t in gates:
+        value = summary[t.metric]
+        ok = t.holds(value)
+        shown = f"{value:.3%}" if t.metric == "error_rate" else f"{value:.1f}"
+        checks.append(
+            Check(
+                t.metric,
+                value,
+                t.text,
+                ok,
+                f"{t.metric} = {shown} {'meets' if ok else 'fails'} {t.text}",
+            )
+        )
+    if production is not None:
+        limit = p90_ratio * production["p90"]
+        ok = summary["p90"] <= limit
+        checks.append(
+            Check(
+                "p90_vs_production",
+                summary["p90"],
+                f"<= {limit:.1f} ms",
+                ok,
+                f"p90 = {summary['p90']:.1f} ms {'meets' if ok else 'fails'} <= "
+                f"{p90_ratio:g} x production p90 {production['p90']:.1f} ms = {limit:.1f} ms",
+            )
+        )
+    return GateResult(all(c.passed for c in checks), tuple(checks))
+
+
+def production_bento(candidate: str) -> str | None:
+    """The newest Bento built from the current production model, unless it is the candidate's."""
+    cand = bentoml.bentos.get(candidate).info.labels.get("model_tag")
+    name = cand.split(":")[0] if cand else get_settings().model
+    prod = registry.production(name)
+    if prod is None or str(prod.tag) == cand:
+        return None
+    bentos = [b for b in bentoml.bentos.list() if b.info.labels.get("model_tag") == str(prod.tag)]
+    return str(max(bentos, key=lambda b: b.info.creation_time).tag) if bentos else None
+
+
+def run(args: argparse.Namespace, cfg: GateConfig, gates: list[thresholds.Threshold]) -> int:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    model_tag = args.model_tag
+    targets: dict[str, str] = {}
+    if args.url:
+        targets["candidate"] = args.url
+    else:
+        targets["candidate"] = args.serve
+    compare = not args.url and not args.no_compare and args.cwd is None  # a Bento candidate
+    if compare and (prod := production_bento(args.serve)):
+        targets["production"] = prod
+    if model_tag is None and not args.url:
+        model_tag = _model_of(args.serve)
+    schema, valid = traffic.held_out(model_tag)
+    bodies = traffic.write_bodies(
+        out / "bodies.jsonl",
+        traffic.bodies(
+            traffic.records(schema, valid),
+            cfg.traffic.bodies,
+            cfg.traffic.multi_record_share,
+            cfg.traffic.multi_record_size,
+        ),
+    )
+
+    servers: dict[str, Server] = {}
+    try:
+        urls = {}
+        for name, target in targets.items():
+            if target.startswith("http"):
+                urls[name] = target
+                continue
+            servers[name] = Server(
+                target, cwd=args.cwd or out, env=args.env, log_path=out / f"{name}_server.log"
+            ).start()
+        for name, server in servers.items():
+            server.wait_ready(90)
+            urls[name] = server.url
+            print(f"[loadtest] {name}: {targets[name]} ready at {server.url}", file=sys.stderr)
+        rounds = cfg.regression.rounds if len(urls) > 1 else 1
+        per_round = cfg.load.duration_s / rounds
+        samples: dict[str, list[Any]] = {n: [] for n in urls}
+        for r in range(rounds):
+            for name, url in urls.items():
+                load = Load(
+                    cfg.load.users,
+                    cfg.load.spawn_rate,
+                    per_round,
+                    cfg.load.rate_per_user,
+                    cfg.load.warmup_s,
+                    args.workers if args.workers is not None else cfg.load.workers,
+                )
+                print(
+                    f"[loadtest] round {r + 1}/{rounds}: {name}, {cfg.load.users} users x "
+                    f"{cfg.load.rate_per_user:g} req/s for {per_round:.0f}s",
+                    file=sys.stderr,
+                )
+                s = run_locust(url, bodies, load, out, f"{name}_r{r + 1}")
+                s["round"] = r + 1
+                samples[name].append(s)
+        capacity = summarize(
+            run_locust(
+                urls["candidate"],
+                bodies,
+                Load(cfg.capacity.users, cfg.capacity.users, cfg.capacity.duration_s, 0.0, 1.0),
+                out,
+                "capacity",
+            ),
+            cfg.capacity.duration_s,
+        )
+    except (ServerError, LoadRunError, httpx.HTTPError) as exc:
+        print(f"error: the load test could not run: {exc}", file=sys.stderr)
+        return EXIT_RUN_ERROR
+    finally:
+        for server in servers.values():
+            server.stop()
+
+    import pandas as pd
+
+    frames = {n: pd.concat(v, ignore_index=True) for n, v in samples.items()}
+    summaries = {n: summarize(f, cfg.load.duration_s) for n, f in frames.items()}
+    result = check(
+        summaries["candidate"], gates, summaries.get("production"), cfg.regression.p90_ratio
+    )
+    report = {
+        "targets": targets,
+        "model": model_tag,
+        "load": cfg.load.model_dump(),
+        "summaries": summaries,
+        "capacity": capacity,
+        **result.to_dict(),
+    }
+    (out / "summary.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "chart.svg").write_text(chart.percentiles_svg(frames))
+    md = markdown(report, summaries)
+    (out / "summary.md").write_text(md)
+    print(md)
+    for c in result.checks:
+        if not c.passed:
+            print(f"FAIL {c.message}", file=sys.stderr)
+    return 0 if result.accepted else EXIT_FAILED
+
+
+def _model_of(bento_or_target: str) -> str:
+    try:
+        tag = bentoml.bentos.get(bento_or_target).info.labels.get("model_tag")
+    except (bentoml.exceptions.NotFound, ValueError):
+        tag = None
+    if tag is None:
+        settings = get_settings()
+        prod = registry.production(settings.model)
+        tag = settings.model_tag or (str(prod.tag) if prod else None)
+    if tag is None:
+        raise ConfigError(f"cannot tell which model {bento_or_target!r} serves: pass --model-tag")
+    return tag
+
+
+def markdown(report: dict[str, Any], summaries: dict[str, dict[str, float]]) -> str:
+    verdict = "passed" if report["accepted"] else "FAILED"
+    prod = summaries.get("production")
+    lines = [
+        f"### Load test: {verdict}",
+        "",
+        f"Candidate `{report['targets']['candidate']}` (model `{report['model']}`)"
+        + (f" vs production `{report['targets']['production']}`" if prod else "")
+        + f"; {report['load']['users']} users x {report['load']['rate_per_user']:g} req/s, "
+        f"open loop, {report['load']['duration_s']:g}s measured.",
+        "",
+        "| check | measured | limit | production | result |",
+        "|---|---|---|---|---|",
+    ]
+    for c in report["checks"]:
+        p = (
+            prod.get(c["name"])
+            if prod and c["name"] in prod
+            else (prod["p90"] if prod and c["name"] == "p90_vs_production" else None)
+        )
+        fmt = (lambda v: f"{v:.3%}") if c["name"] == "error_rate" else (lambda v: f"{v:.1f}")
+        lines.append(
+            f"| {c['name']} | {fmt(c['measured'])} | {c['bound']} | "
+            f"{fmt(p) if p is not None else '-'} | {'pass' if c['passed'] else '**FAIL**'} |"
+        )
+    cap = report["capacity"]
+    lines += [
+        "",
+        f"Observed capacity (closed loop, not gated): {cap['rps']:.0f} req/s at "
+        f"P90 {cap['p90']:.1f} ms.",
+        "",
+        "| target | requests | req/s | P50 ms | P90 ms | P99 ms | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in summaries.items():
+        lines.append(
+            f"| {name} | {s['requests']} | {s['rps']:.1f} | {s['p50']:.1f} | "
+            f"{s['p90']:.1f} | {s['p99']:.1f} | {s['error_rate']:.3%} |"
+        )
+    lines += ["", "Reports: `summary.json`, `chart.svg`, Locust HTML and CSV per round."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m loadtests.gate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("bento", nargs="?", help="candidate Bento tag (default: the last `make build`)")
+    p.add_argument("--url", help="test a running service at this URL instead (no servers started)")
+    p.add_argument("--serve", help="any `bentoml serve` target (import path) instead of a Bento")
+    p.add_argument("--model-tag", help="model whose held-out data makes the traffic")
+    p.add_argument("--thresholds", help='override thresholds, e.g. "p90<20ms,error_rate<1%%"')
+    p.add_argument("--config", type=Path, default=CONFIG)
+    p.add_argument("--duration", type=float, help="measured seconds per target (overrides config)")
+    p.add_argument("--workers", type=int, help="distributed Locust: N worker processes")
+    p.add_argument("--no-compare", action="store_true", help="skip the production comparison")
+    p.add_argument("--out", type=Path, default=get_settings().reports_dir / "loadtest")
+    args = p.parse_args(argv)
+    args.env, args.cwd = {}, None
+    try:
+        cfg = load_yaml(args.config, GateConfig)
+        if args.duration:
+            cfg = cfg.model_copy(
+                update={"load": cfg.load.model_copy(update={"duration_s": args.duration})}
+            )
+        gates = merge_thresholds(cfg.thresholds, args.thresholds)
+        if not args.url:
+            if args.serve:
+                args.cwd = ROOT  # an import path is served from the working tree
+                if args.model_tag:
+                    args.env = {"BENTOGATE_MODEL_TAG": args.model_tag}
+            else:
+                tag_file = ROOT / "build" / "bento-tag"
+                args.serve = args.bento or (
+                    tag_file.read_text().strip() if tag_file.exists() else None
+                )
+                if not args.serve:
+                    raise ConfigError("no candidate: pass a Bento tag or run `make build` first")
+        return run(args, cfg, gates)
+    except (ConfigError, thresholds.ThresholdError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: servers and Locust stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The load-test gate for real: Locust against real servers on loopback, bounded in time."""
+
+from __future__ import annotations
+
+import bentoml
+import pytest
+import yaml
+
+from tests.conftest import run_cli
+from tests.fixtures.variants import FailsAfterStartup, Slow
+from training import registry
+
+pytestmark = pytest.mark.slow
+
+# A short run: the figures, not their precision, are what these tests check.
+SHORT = {
+    "load": {"users": 4, "spawn_rate": 4, "rate_per_user": 5, "duration_s": 5, "warmup_s": 1},
+    "traffic": {"bodies": 200, "multi_record_share": 0.1, "multi_record_size": 5},
+    "thresholds": ["p90 < 50ms", "p99 < 250ms", "error_rate < 0.1%", "rps > 12"],
+    "regression": {"rounds": 1, "p90_ratio": 1.25},
+    "capacity": {"users": 4, "duration_s": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gate") / "gate.yaml"
+    path.write_text(yaml.safe_dump(SHORT))
+    return path
+
+
+def variant(production_tag: str, wrap) -> str:
+    info = bentoml.models.get(production_tag).info
+    inner = registry.load_model(production_tag)
+    return registry.register("sales", wrap(inner), metadata=dict(info.metadata), git_commit="test")
+
+
+def gate(config, tag: str, tmp_path, *extra: str):
+    return run_cli(
+        "-m",
+        "loadtests.gate",
+        "--serve",
+        "service:Predictor",
+        "--model-tag",
+        tag,
+        "--config",
+        str(config),
+        "--out",
+        str(tmp_path),
+        *extra,
+        env={},
+        timeout=240,
+    )
+
+
+def test_gate_passes_the_default_model(production_tag, config, tmp_path):
+    result = gate(config, production_tag, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "### Load test: passed" in result.stdout
+    for report in (
+        "summary.json",
+        "summary.md",
+        "chart.svg",
+        "candidate_r1.html",
+        "candidate_r1_stats.csv",
+    ):
+        assert (tmp_path / report).exists(), report
+    assert "<polyline" in (tmp_path / "chart.svg").read_text()
+
+
+def test_gate_fails_a_slowed_model_naming_the_threshold(production_tag, config, tmp_path):
+    tag = variant(production_tag, lambda m: Slow(m, delay=0.08))
+    result = gate(config, tag, tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "FAIL p90 = " in result.stderr and "fails p90 < 50ms" in result.stderr
+
+
+def test_gate_fails_a_model_that_returns_errors(production_tag, config, tmp_path):
+    tag = variant(production_tag, FailsAfterStartup)
+    result = gate(config, tag, tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "fails error_rate < 0.1%" in result.stderr
+
+
+def test_threshold_override_from_the_command_line_can_fail_the_default_model(
+    production_tag, config, tmp_path
+):
+    result = gate(config, production_tag, tmp_path, "--thresholds", "p50<0.01ms")
+    assert result.returncode == 1
+    assert "fails p50 < 0.01ms" in result.stderr
+
+
+def test_a_server_that_does_not_start_is_a_run_error_not_a_pass(config, tmp_path, production_tag):
+    result = run_cli(
+        "-m",
+        "loadtests.gate",
+        "--serve",
+        "no_such_module:Nothing",
+        "--model-tag",
+        production_tag,
+        "--config",
+        str(config),
+        "--out",
+        str(tmp_path),
+        env={},
+    )
+    assert result.returncode == 3
+    assert "could not run" in result.stderr
+
+
+def test_distributed_locust_with_two_workers_applies_the_same_thresholds(
+    production_tag, config, tmp_path
+):
+    result = gate(config, production_tag, tmp_path, "--workers", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list(tmp_path.glob("candidate_r1_samples.worker*.csv"))) == 2
