@@ -89,6 +89,7 @@ def test_schemathesis_finds_no_server_error(server, tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=tmp_path,  # schemathesis keeps a cache in its working directory
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "No issues found" in result.stdout
