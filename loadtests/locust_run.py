@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from serving.process import free_port
+
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 LOCUST = str(Path(sys.executable).with_name("locust"))
 
@@ -82,6 +84,7 @@ def run_locust(
     log = open(out_dir / f"{name}_locust.log", "wb")  # noqa: SIM115
     try:
         if load.workers:
+            port = free_port()
             master = [
                 *base,
                 *run,
@@ -91,10 +94,8 @@ def run_locust(
                 "--master-bind-host",
                 "127.0.0.1",
                 "--master-bind-port",
-                "0",
+                str(port),
             ]
-            port = _free_port()
-            master[-1] = str(port)
             procs.append(
                 subprocess.Popen(
                     [*_taskset(cpu), *master],
@@ -160,12 +161,6 @@ def run_locust(
         )
     types = {"t_start": float, "latency_ms": float, "ok": int, "status": int}
     return pd.concat([pd.read_csv(f, dtype=types) for f in files], ignore_index=True)
-
-
-def _free_port() -> int:
-    from serving.process import free_port
-
-    return free_port()
 
 
 def summarize(samples: pd.DataFrame, duration_s: float) -> dict[str, float]:
