@@ -16,11 +16,13 @@ from typing import Any
 
 import bentoml
 import httpx
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loadtests import chart, traffic
 from loadtests.locust_run import Load, LoadRunError, run_locust, summarize
 from serving.process import Server, ServerError
+from serving.runtime import NoModelError, resolve_tag
 from training import registry, thresholds
 from training.config import ConfigError, load_yaml
 from training.gate import Check, GateResult
@@ -138,11 +140,7 @@ def run(args: argparse.Namespace, cfg: GateConfig, gates: list[thresholds.Thresh
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     model_tag = args.model_tag
-    targets: dict[str, str] = {}
-    if args.url:
-        targets["candidate"] = args.url
-    else:
-        targets["candidate"] = args.serve
+    targets = {"candidate": args.url or args.serve}
     compare = not args.url and not args.no_compare and args.cwd is None  # a Bento candidate
     if compare and (prod := production_bento(args.serve)):
         targets["production"] = prod
@@ -211,8 +209,6 @@ def run(args: argparse.Namespace, cfg: GateConfig, gates: list[thresholds.Thresh
         for server in servers.values():
             server.stop()
 
-    import pandas as pd
-
     frames = {n: pd.concat(v, ignore_index=True) for n, v in samples.items()}
     summaries = {n: summarize(f, cfg.load.duration_s) for n, f in frames.items()}
     result = check(
@@ -242,13 +238,12 @@ def _model_of(bento_or_target: str) -> str:
         tag = bentoml.bentos.get(bento_or_target).info.labels.get("model_tag")
     except (bentoml.exceptions.NotFound, ValueError):
         tag = None
-    if tag is None:
-        settings = get_settings()
-        prod = registry.production(settings.model)
-        tag = settings.model_tag or (str(prod.tag) if prod else None)
-    if tag is None:
-        raise ConfigError(f"cannot tell which model {bento_or_target!r} serves: pass --model-tag")
-    return tag
+    try:
+        return tag or resolve_tag(get_settings())
+    except NoModelError:
+        raise ConfigError(
+            f"cannot tell which model {bento_or_target!r} serves: pass --model-tag"
+        ) from None
 
 
 def markdown(report: dict[str, Any], summaries: dict[str, dict[str, float]]) -> str:
@@ -266,15 +261,12 @@ def markdown(report: dict[str, Any], summaries: dict[str, dict[str, float]]) -> 
         "|---|---|---|---|---|",
     ]
     for c in report["checks"]:
-        p = (
-            prod.get(c["name"])
-            if prod and c["name"] in prod
-            else (prod["p90"] if prod and c["name"] == "p90_vs_production" else None)
-        )
-        fmt = (lambda v: f"{v:.3%}") if c["name"] == "error_rate" else (lambda v: f"{v:.1f}")
+        metric = "p90" if c["name"] == "p90_vs_production" else c["name"]
+        p = prod.get(metric) if prod else None
+        fmt = "{:.3%}" if metric == "error_rate" else "{:.1f}"
         lines.append(
-            f"| {c['name']} | {fmt(c['measured'])} | {c['bound']} | "
-            f"{fmt(p) if p is not None else '-'} | {'pass' if c['passed'] else '**FAIL**'} |"
+            f"| {c['name']} | {fmt.format(c['measured'])} | {c['bound']} | "
+            f"{fmt.format(p) if p is not None else '-'} | {'pass' if c['passed'] else '**FAIL**'} |"
         )
     cap = report["capacity"]
     lines += [

@@ -139,8 +139,6 @@ def run_locust(
             p.wait(timeout=30)
     except subprocess.TimeoutExpired:
         raise LoadRunError(f"locust ({name}) did not finish in time; see {log.name}") from None
-    except KeyboardInterrupt:
-        raise
     finally:
         for p in procs:
             if p.poll() is None:

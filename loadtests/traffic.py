@@ -40,12 +40,7 @@ def records(schema: FeatureSchema, valid: pd.DataFrame) -> list[dict[str, Any]]:
     for col in schema.feature_columns:
         if col.kind == "category" and col.categories:
             feats = feats[feats[col.name].isin(col.categories)]
-    rows = json.loads(feats.to_json(orient="records", date_format="iso"))
-    for row in rows:
-        for col in schema.feature_columns:
-            if col.kind == "date":
-                row[col.name] = str(row[col.name])[:10]
-    return rows
+    return schema.records(feats)
 
 
 def bodies(

@@ -7,6 +7,7 @@ touches platform code.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,15 @@ class FeatureSchema(BaseModel):
                 c = c.model_copy(update={"categories": tuple(learned)})
             cols.append(c)
         return self.model_copy(update={"columns": tuple(cols)})
+
+    def records(self, df: pd.DataFrame) -> list[dict[str, Any]]:
+        """Rows as request records: feature columns only, plain JSON types, ISO dates."""
+        rows = json.loads(df[list(self.features)].to_json(orient="records", date_format="iso"))
+        dates = [c.name for c in self.feature_columns if c.kind == "date"]
+        for row in rows:
+            for name in dates:
+                row[name] = str(row[name])[:10]
+        return rows
 
     def example_record(self) -> dict[str, Any]:
         """A valid request record, from each feature's example or its first category."""

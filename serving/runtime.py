@@ -41,9 +41,9 @@ def bundled_tag(source_dir: Path) -> str | None:
     return yaml.safe_load(bento_yaml.read_text()).get("labels", {}).get("model_tag")
 
 
-def resolve_tag(settings: Settings, source_dir: Path) -> str:
+def resolve_tag(settings: Settings, source_dir: Path | None = None) -> str:
     """In a Bento, its bundled model; else BENTOGATE_MODEL_TAG; else the production model."""
-    if tag := bundled_tag(source_dir):
+    if source_dir is not None and (tag := bundled_tag(source_dir)):
         return tag
     if settings.model_tag:
         return settings.model_tag

@@ -45,16 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="config YAML (default: models/<model>/config.yaml)")
     p.add_argument("--data", help="data source: 'default' or a CSV/Parquet path (overrides config)")
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
-    for name, fn in STAGES.items():
-        sub.add_parser(
-            name,
-            help=(fn.__doc__ or name).strip().splitlines()[0]
-            if name == "run"
-            else f"run the {name} stage alone",
-        )
-    sub.choices[
-        "run"
-    ].description = "load -> validate -> split -> train -> evaluate -> gate -> register"
+    sub.add_parser(
+        "run", help="all stages: load -> validate -> split -> train -> evaluate -> gate -> register"
+    )
+    for name in STAGES:
+        if name != "run":
+            sub.add_parser(name, help=f"run the {name} stage alone")
     promote = sub.add_parser("promote", help="make a registered candidate the production model")
     promote.add_argument(
         "tag", nargs="?", help="model tag (default: the last registered candidate)"

@@ -263,15 +263,7 @@ def golden_example(
 ) -> dict[str, Any]:
     """Request records and the model's predictions for them: the service is ready only once it
     reproduces these, which catches a broken artifact or a library drift at startup."""
-    sample = valid_df[list(spec.schema.features)].head(rows)
-    records = [
-        fitted.example_record(),
-        *json.loads(sample.to_json(orient="records", date_format="iso")),
-    ]
-    for rec in records:
-        for col in fitted.feature_columns:
-            if col.kind == "date":
-                rec[col.name] = str(rec[col.name])[:10]
+    records = [fitted.example_record(), *fitted.records(valid_df.head(rows))]
     predictions = model.predict(pd.DataFrame(records, columns=list(spec.schema.features)))
     return {"records": records, "predictions": predictions.tolist()}
 

@@ -39,23 +39,20 @@ def _typed(col: Column, s: pd.Series, problems: list[str]) -> pd.Series:
             problems.append(f"column {col.name!r}: expected numbers, found true/false values")
             return s
         num = pd.to_numeric(s, errors="coerce")
-        bad = present & num.isna().to_numpy()
-        if bad.any():
-            problems.append(f"column {col.name!r}: not a number in {_rows(bad)}")
-        infinite = np.isinf(num.to_numpy(dtype=float, na_value=np.nan))
-        if infinite.any():
-            problems.append(f"column {col.name!r}: infinite value in {_rows(infinite)}")
-        if col.kind == "int":
-            vals = num.to_numpy(dtype=float, na_value=np.nan)
-            frac = np.isfinite(vals) & (vals != np.round(vals))
-            if frac.any():
-                problems.append(f"column {col.name!r}: not a whole number in {_rows(frac)}")
         vals = num.to_numpy(dtype=float, na_value=np.nan)
+        found = len(problems)
+        if (bad := present & np.isnan(vals)).any():
+            problems.append(f"column {col.name!r}: not a number in {_rows(bad)}")
+        if (infinite := np.isinf(vals)).any():
+            problems.append(f"column {col.name!r}: infinite value in {_rows(infinite)}")
+        if col.kind == "int" and (frac := np.isfinite(vals) & (vals != np.round(vals))).any():
+            problems.append(f"column {col.name!r}: not a whole number in {_rows(frac)}")
         if col.minimum is not None and (low := vals < col.minimum).any():
             problems.append(f"column {col.name!r}: below minimum {col.minimum:g} in {_rows(low)}")
         if col.maximum is not None and (high := vals > col.maximum).any():
             problems.append(f"column {col.name!r}: above maximum {col.maximum:g} in {_rows(high)}")
-        return num.astype("int64") if col.kind == "int" and not problems else num
+        whole = col.kind == "int" and len(problems) == found and present.all()
+        return num.astype("int64") if whole else num
     if col.kind == "bool":
         if s.dtype == bool:
             return s

@@ -17,7 +17,7 @@ from pathlib import Path
 from loadtests import traffic
 from loadtests.locust_run import Load, run_locust, summarize
 from serving.process import Server
-from training import registry
+from serving.runtime import NoModelError, resolve_tag
 from training.settings import ROOT, get_settings
 
 PIN_SERVER = ("taskset", "-c", "0")
@@ -170,13 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--out", type=Path, default=get_settings().reports_dir / "bench")
     args = p.parse_args(argv)
-    settings = get_settings()
-    tag = settings.model_tag or (str(p.tag) if (p := registry.production(settings.model)) else None)
-    if tag is None:
-        print(
-            f"error: no production {settings.model} model: run `make train promote`",
-            file=sys.stderr,
-        )
+    try:
+        tag = resolve_tag(get_settings())
+    except NoModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     results = bench(
