@@ -59,7 +59,7 @@ serve: ensure-model ## Serve the production model from the working tree at http:
 	$(BENTOML) serve service:Predictor --host 127.0.0.1 --port 3000
 
 .PHONY: build
-build: ensure-model ## Build a Bento of the production model (or MODEL_TAG=...), offline; tag in build/bento-tag
+build: $(if $(MODEL_TAG),$(STAMP),ensure-model) ## Build a Bento of the production model (or MODEL_TAG=...), offline; tag in build/bento-tag
 	@mkdir -p build
 	$(UV) export --frozen --no-default-groups --no-hashes --no-emit-project --no-header \
 	  --no-annotate --quiet -o build/requirements.txt
@@ -70,6 +70,61 @@ build: ensure-model ## Build a Bento of the production model (or MODEL_TAG=...),
 .PHONY: loadtest
 loadtest: $(STAMP) ## Load-test gate on the last built Bento (BENTO=tag, THRESHOLDS="p90<20ms,...", WORKERS=N)
 	$(PY) -m loadtests.gate $(BENTO) $(if $(THRESHOLDS),--thresholds "$(THRESHOLDS)") $(if $(WORKERS),--workers $(WORKERS))
+
+ENV ?= production
+.PHONY: pipeline
+pipeline: ## The whole delivery locally: train, gates, build, load test, staging, approval (APPROVE=1), production
+	$(MAKE) train
+	$(MAKE) build MODEL_TAG=$$($(PY) -m training candidate)
+	$(MAKE) loadtest
+	$(MAKE) deploy ENV=staging
+	$(MAKE) approve ENV=production
+	$(MAKE) deploy ENV=production
+
+.PHONY: evidence
+evidence: $(STAMP) ## The reviewer's evidence for the last build (provenance, quality, load test): reports/evidence.md
+	$(PY) -m deploy evidence $(BENTO) $(foreach l,$(LINKS),--link $(l))
+
+.PHONY: approve
+approve: $(STAMP) ## Show the evidence and ask for approval to deploy to ENV (APPROVE=1 gives it)
+	$(PY) -m deploy approve $(ENV) $(BENTO)
+
+.PHONY: deploy
+deploy: $(STAMP) ## Release a Bento (BENTO=tag, default the last build) to ENV=staging|production
+	$(PY) -m deploy deploy $(ENV) $(BENTO) $(if $(TARGET),--target $(TARGET)) $(if $(APPROVED_BY),--approved-by "$(APPROVED_BY)")
+
+.PHONY: smoke
+smoke: $(STAMP) ## Smoke-test ENV (or URL=...) through its stable address
+	$(PY) -m deploy smoke $(or $(URL),$(ENV))
+
+.PHONY: rollback
+rollback: $(STAMP) ## Go back one release in ENV (local target)
+	$(PY) -m deploy rollback $(ENV)
+
+.PHONY: status
+status: $(STAMP) ## What each local environment serves, and where
+	$(PY) -m deploy status
+
+.PHONY: down
+down: $(STAMP) ## Stop every service the local target started (all environments)
+	$(PY) -m deploy down
+
+.PHONY: manifests
+manifests: $(STAMP) ## Render and validate the Kubernetes manifests of the last build for ENV: build/k8s/
+	$(PY) -m deploy manifests $(ENV) $(BENTO)
+
+.PHONY: image
+image: $(STAMP) ## Container image of the last build (needs a Docker daemon): bentoml containerize
+	@test -n "$(IMAGE_REPOSITORY)" || { echo "usage: make image IMAGE_REPOSITORY=registry/name"; exit 2; }
+	$(BENTOML) containerize $$(cat build/bento-tag) --image-tag "$(IMAGE_REPOSITORY):$$(cut -d: -f2 build/bento-tag)"
+
+.PHONY: export
+export: $(STAMP) ## Export the last build and its model to build/release/ (CI passes releases as artifacts)
+	$(PY) -m deploy export $(BENTO)
+
+.PHONY: import
+import: $(STAMP) ## Import a release exported by `make export` (DIR=build/release) and make it the last build
+	$(PY) -m deploy import $(or $(DIR),build/release) --as-last-build
 
 .PHONY: bench
 bench: ensure-model ## Benchmark our service vs plain FastAPI vs BentoML's floor (pinned cores; reports/bench/)

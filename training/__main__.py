@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("models", help="list registered models with stage and key metrics")
     sub.add_parser("production", help="print the production model's tag (exit 1 if none)")
+    sub.add_parser("candidate", help="print the tag of the last registered candidate")
     return p
 
 
@@ -84,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             print(prod.tag)
             return 0
         ctx = pipeline.Context.from_settings(settings)
+        if args.command == "candidate":
+            print(ctx.read("registered.json")["tag"])
+            return 0
         if args.command == "promote":
             tag = args.tag or ctx.read("registered.json")["tag"]
             promoted, previous = registry.promote(tag)

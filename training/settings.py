@@ -25,6 +25,13 @@ class Settings(BaseSettings):
     work_dir: Path = ROOT / ".bentogate" / "run"
     reports_dir: Path = ROOT / "reports"
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Larger bodies get 413.")
+    deploy_config: Path = Field(
+        default=ROOT / "deploy" / "config.yaml", description="Deploy environments and targets."
+    )
+    deploy_dir: Path = Field(
+        default=ROOT / ".bentogate" / "deploy",
+        description="State of the local deploy target: releases, history, logs.",
+    )
     prediction_log: Path | None = Field(
         default=None, description="Also append prediction records (JSON lines) to this file."
     )

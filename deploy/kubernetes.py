@@ -1,0 +1,211 @@
+"""The `kubernetes` deploy target: manifests rendered from config, applied with kubectl.
+
+`render` is pure and tested offline against the Kubernetes JSON schemas (kubernetes-validate).
+`apply` is a thin shell: kubectl apply, wait for the rollout, `kubectl rollout undo` when the
+rollout or the smoke test fails. The image comes from `bentoml containerize` (make image), which
+needs a Docker daemon: not available on every machine, so it stays outside this module.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import yaml
+
+from deploy import smoke
+from deploy.config import KubernetesConfig
+
+PORT = 3000  # `bentoml serve` in the image listens here
+KUBERNETES_VERSION = "1.31.0"  # schemas the manifests are validated against in tests
+
+
+class RolloutError(RuntimeError):
+    pass
+
+
+def app_name(model: str) -> str:
+    """A DNS-1123 name for the model's API: `wine_quality` -> `wine-quality-api`."""
+    name = re.sub(r"[^a-z0-9-]+", "-", model.lower()).strip("-")
+    return f"{name}-api"[:63]
+
+
+def image_of(bento_tag: str, repository: str) -> str:
+    """`bentoml containerize` tags the image with the Bento's version."""
+    return f"{repository}:{bento_tag.split(':', 1)[1]}"
+
+
+def render(
+    cfg: KubernetesConfig, *, environment: str, bento_tag: str, model_tag: str, image: str
+) -> list[dict[str, Any]]:
+    name = app_name(model_tag.split(":")[0])
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "bentogate"}
+    meta = {
+        "name": name,
+        "namespace": cfg.namespace,
+        "labels": {**labels, "bentogate/environment": environment},
+    }
+    probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            **meta,
+            "annotations": {"bentogate/bento": bento_tag, "bentogate/model": model_tag},
+        },
+        "spec": {
+            "replicas": cfg.replicas,
+            "revisionHistoryLimit": 10,  # what `kubectl rollout undo` goes back to
+            "selector": {"matchLabels": labels},
+            # Surge, never drop below the wanted count: new pods take traffic once /readyz passes.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {"bentogate/bento": bento_tag, "bentogate/model": model_tag},
+                },
+                "spec": {
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "api",
+                            "image": image,
+                            "imagePullPolicy": "IfNotPresent",
+                            "ports": [{"name": "http", "containerPort": PORT}],
+                            "env": [
+                                {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
+                                {"name": "OMP_NUM_THREADS", "value": "1"},
+                            ],
+                            "resources": {
+                                "requests": {"cpu": cfg.cpu, "memory": cfg.memory},
+                                "limits": {"memory": cfg.memory},
+                            },
+                            # Cold start loads bentoml, pandas and the model: give it a minute.
+                            "startupProbe": {**probe, "failureThreshold": 24},
+                            "readinessProbe": {**probe, "failureThreshold": 2},
+                            "livenessProbe": {
+                                "httpGet": {"path": "/livez", "port": "http"},
+                                "periodSeconds": 10,
+                                "failureThreshold": 3,
+                            },
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "selector": labels,
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta,
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": cfg.replicas,
+            "maxReplicas": cfg.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": cfg.target_cpu_percent,
+                        },
+                    },
+                }
+            ],
+        },
+    }
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta,
+        "spec": {"minAvailable": cfg.min_available, "selector": {"matchLabels": labels}},
+    }
+    return [deployment, service, hpa, pdb]
+
+
+def to_yaml(manifests: Sequence[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(manifests, sort_keys=False)
+
+
+def validate(manifests: Sequence[dict[str, Any]], version: str = KUBERNETES_VERSION) -> list[str]:
+    """Problems found by the Kubernetes JSON schemas (strict: unknown fields count)."""
+    import kubernetes_validate  # dev dependency: validation runs in tests and `make manifests`
+
+    problems = []
+    for m in manifests:
+        try:
+            kubernetes_validate.validate(m, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            problems.append(f"{m['kind']}/{m['metadata']['name']}: {path}: {exc.message}")
+    return problems
+
+
+Run = Callable[[list[str]], subprocess.CompletedProcess[str]]
+
+
+def _kubectl(args: list[str]) -> subprocess.CompletedProcess[str]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise RolloutError("kubectl is not on PATH")
+    return subprocess.run([kubectl, *args], capture_output=True, text=True, timeout=3600)
+
+
+def apply(
+    manifests_yaml: str,
+    cfg: KubernetesConfig,
+    name: str,
+    model_tag: str,
+    run: Run = _kubectl,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Apply, wait for the rollout, smoke-test; on any failure undo the rollout and raise."""
+    from tempfile import NamedTemporaryFile
+
+    with NamedTemporaryFile("w", suffix=".yaml") as fh:
+        fh.write(manifests_yaml)
+        fh.flush()
+        applied = run(["apply", "-f", fh.name])
+    if applied.returncode != 0:
+        raise RolloutError(f"kubectl apply failed: {applied.stderr.strip()}")
+    ns = ["-n", cfg.namespace]
+    status = run(
+        ["rollout", "status", f"deployment/{name}", *ns, f"--timeout={cfg.rollout_timeout_s}s"]
+    )
+    reason = None
+    if status.returncode != 0:
+        reason = f"rollout did not complete: {status.stderr.strip() or status.stdout.strip()}"
+    elif cfg.url:
+        checks = smoke.smoke(cfg.url, model_tag)
+        if not smoke.passed(checks):
+            reason = f"smoke test through {cfg.url}: {smoke.describe(checks)}"
+    if reason:
+        undo = run(["rollout", "undo", f"deployment/{name}", *ns])
+        undone = "rolled back" if undo.returncode == 0 else f"undo FAILED: {undo.stderr.strip()}"
+        raise RolloutError(f"{reason}; {undone}")
+    log(f"deployment/{name} rolled out in namespace {cfg.namespace}")
