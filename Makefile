@@ -72,14 +72,20 @@ loadtest: $(STAMP) ## Load-test gate on the last built Bento (BENTO=tag, THRESHO
 	$(PY) -m loadtests.gate $(BENTO) $(if $(THRESHOLDS),--thresholds "$(THRESHOLDS)") $(if $(WORKERS),--workers $(WORKERS))
 
 ENV ?= production
+# One pipeline step: a make target, timed.
+define step
+	@t0=$$(date +%s%N); $(MAKE) --no-print-directory $(1); \
+	  echo "[pipeline] $(1): $$(( ($$(date +%s%N) - t0) / 1000000 )) ms"
+endef
+
 .PHONY: pipeline
-pipeline: ## The whole delivery locally: train, gates, build, load test, staging, approval (APPROVE=1), production
-	$(MAKE) train
-	$(MAKE) build MODEL_TAG=$$($(PY) -m training candidate)
-	$(MAKE) loadtest
-	$(MAKE) deploy ENV=staging
-	$(MAKE) approve ENV=production
-	$(MAKE) deploy ENV=production
+pipeline: $(STAMP) ## The whole delivery locally: train, gates, build, load test, staging, approval (APPROVE=1), production
+	$(call step,train)
+	$(call step,build MODEL_TAG=$$($(PY) -m training candidate))
+	$(call step,loadtest)
+	$(call step,deploy ENV=staging)
+	$(call step,approve ENV=production)
+	$(call step,deploy ENV=production)
 
 .PHONY: evidence
 evidence: $(STAMP) ## The reviewer's evidence for the last build (provenance, quality, load test): reports/evidence.md

@@ -1,0 +1,266 @@
+"""The delivery pipeline for real, in a copy of the project: `make pipeline` twice (the second run
+with a changed model, a client polling production throughout), then a release whose model fails
+readiness, `make rollback` and `make down`. Servers, router and Locust all run on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from serving.process import free_port
+from training.settings import ROOT
+
+pytestmark = pytest.mark.slow
+
+SHORT_LOADTEST = {
+    "load": {"users": 4, "spawn_rate": 4, "rate_per_user": 5, "duration_s": 4, "warmup_s": 1},
+    "traffic": {"bodies": 200, "multi_record_share": 0.1, "multi_record_size": 5},
+    "thresholds": ["p90 < 100ms", "error_rate < 0.1%", "rps > 10"],
+    "regression": {"rounds": 1, "p90_ratio": 2.0},
+    "capacity": {"users": 4, "duration_s": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A copy of the project's files with short load tests and free ports for its environments."""
+    dest = tmp_path_factory.mktemp("delivery") / "repo"
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    for rel in filter(None, files.decode().split("\0")):
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    (dest / ".venv").symlink_to(ROOT / ".venv")
+    (dest / "loadtests" / "config.yaml").write_text(yaml.safe_dump(SHORT_LOADTEST))
+    cfg = yaml.safe_load((dest / "deploy" / "config.yaml").read_text())
+    for env in cfg["environments"].values():
+        env["local"].update(port=free_port(), ready_timeout_s=30, drain_s=1)
+    (dest / "deploy" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def env(repo) -> dict[str, str]:
+    return {"BENTOML_HOME": str(repo / ".bentogate" / "bentoml"), "APPROVE": "1"}
+
+
+@pytest.fixture(scope="module")
+def production_url(repo) -> str:
+    port = yaml.safe_load((repo / "deploy" / "config.yaml").read_text())["environments"][
+        "production"
+    ]["local"]["port"]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stop_everything(repo, env):
+    yield
+    make(repo, "down", env=env)
+
+
+def make(repo: Path, *args: str, env: dict[str, str], timeout: float = 420):
+    return subprocess.run(
+        ["make", "-s", *args],
+        cwd=repo,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def deploy_cli(repo: Path, *args: str, env: dict[str, str]):
+    """`python -m deploy ...` in the copy: make turns every failure into exit 2; this keeps ours."""
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "deploy", *args],
+        cwd=repo,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def history(repo: Path, name: str = "production") -> list[dict]:
+    return json.loads((repo / ".bentogate" / "deploy" / name / "history.json").read_text())
+
+
+class Poller(threading.Thread):
+    """A client calling production's predict API every 20 ms; counts answers by model."""
+
+    def __init__(self, url: str, example: dict) -> None:
+        super().__init__(daemon=True)
+        self.url, self.example = url, example
+        self.models: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 400  # bounded even if the test never stops it
+        with httpx.Client(timeout=10) as client:
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                try:
+                    r = client.post(f"{self.url}/predict", json=self.example)
+                    if r.status_code == 200:
+                        self.models[r.json()["model"]] += 1
+                    else:
+                        self.failures.append(f"{r.status_code}: {r.text[:200]}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                time.sleep(0.02)
+
+    def __enter__(self) -> Poller:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.join(15)
+
+
+def example_request(url: str) -> dict:
+    spec = httpx.get(f"{url}/docs.json").json()
+    return spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]["example"]
+
+
+def serving_model(url: str) -> str:
+    return httpx.post(f"{url}/predict", json=example_request(url)).json()["model"]
+
+
+@pytest.fixture(scope="module")
+def first_run(repo, env, production_url):
+    result = make(repo, "pipeline", env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def second_run(first_run, repo, env, production_url):
+    before = serving_model(production_url)
+    config = repo / "models" / "sales" / "config.yaml"
+    config.write_text(config.read_text().replace("learning_rate: 0.08", "learning_rate: 0.1"))
+    with Poller(production_url, example_request(production_url)) as poller:
+        result = make(repo, "pipeline", env=env)
+        time.sleep(0.5)
+    return before, result, poller
+
+
+def production_model(repo: Path, env: dict[str, str]) -> str:
+    """The registry's production model, asked in the copy's own store."""
+    out = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "training", "production"],
+        cwd=repo,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_pipeline_from_a_fresh_copy_ends_with_the_model_serving_in_production(
+    first_run, repo, env, production_url
+):
+    assert "Quality gate: passed" in first_run.stdout
+    assert "### Load test: passed" in first_run.stdout
+    assert f"serving at {production_url}" in first_run.stdout
+    response = httpx.post(f"{production_url}/predict", json=example_request(production_url))
+    assert response.status_code == 200
+    assert response.headers["x-bentogate-release"] == "r0001"
+    assert response.json()["model"] == production_model(repo, env)
+    assert history(repo, "staging")[-1]["status"] == "live"
+
+
+def test_a_second_run_with_a_changed_model_replaces_it_without_a_failed_request(
+    second_run, repo, env, production_url
+):
+    before, result, poller = second_run
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    after = serving_model(production_url)
+    assert after != before
+    assert after == production_model(repo, env)
+    assert poller.failures == []
+    assert poller.models[before] > 0 and poller.models[after] > 0
+    assert [r["status"] for r in history(repo)] == ["superseded", "live"]
+    # The second run was compared with the first: the ratchet and the load test saw production.
+    assert "vs production `" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def broken_bento(second_run, repo, env) -> str:
+    """A Bento whose model does not reproduce its recorded golden prediction: never ready."""
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "tests.fixtures.broken_model"],
+        cwd=repo,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    tag = result.stdout.strip().splitlines()[-1]
+    built = make(repo, "build", f"MODEL_TAG={tag}", env=env)
+    assert built.returncode == 0, built.stderr
+    return (repo / "build" / "bento-tag").read_text().strip()
+
+
+def test_a_release_whose_model_fails_readiness_never_takes_traffic(
+    broken_bento, repo, env, production_url
+):
+    live = serving_model(production_url)
+    with Poller(production_url, example_request(production_url)) as poller:
+        result = deploy_cli(repo, "deploy", "production", broken_bento, env=env)
+    assert result.returncode == 1
+    assert "not released: readiness" in result.stderr
+    assert "keeps serving" in result.stderr
+    assert poller.failures == []
+    assert set(poller.models) == {live}
+    assert history(repo)[-1]["status"] == "failed"
+    assert production_model(repo, env) == live
+
+
+def test_rollback_restores_the_previous_release(repo, env, production_url, broken_bento):
+    first, second = history(repo)[:2]
+    result = make(repo, "rollback", "ENV=production", env=env)
+    assert result.returncode == 0, result.stderr
+    assert serving_model(production_url) == first["model_tag"]
+    assert production_model(repo, env) == first["model_tag"]
+    statuses = {r["id"]: r["status"] for r in history(repo)}
+    assert statuses[first["id"]] == "restored"
+    assert statuses[second["id"]] == "rolled_back"
+    assert history(repo)[-1]["status"] == "live"
+
+
+def test_rollback_with_nothing_earlier_is_refused_and_changes_nothing(repo, env, production_url):
+    live = serving_model(production_url)
+    result = deploy_cli(repo, "rollback", "production", env=env)
+    assert result.returncode == 2
+    assert "no earlier release to roll back to" in result.stderr
+    assert serving_model(production_url) == live
+
+
+def test_down_stops_every_service_the_local_target_started(repo, env, production_url):
+    pids = [r["pid"] for name in ("staging", "production") for r in history(repo, name)]
+    result = make(repo, "down", env=env)
+    assert result.returncode == 0, result.stderr
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{production_url}/readyz")
+    assert [p for p in pids if p and Path(f"/proc/{p}").exists()] == []
