@@ -105,7 +105,7 @@ smoke: $(STAMP) ## Smoke-test ENV (or URL=...) through its stable address
 
 .PHONY: rollback
 rollback: $(STAMP) ## Go back one release in ENV (local target)
-	$(PY) -m deploy rollback $(ENV)
+	$(PY) -m deploy rollback $(ENV) $(if $(TARGET),--target $(TARGET))
 
 .PHONY: status
 status: $(STAMP) ## What each local environment serves, and where
@@ -127,6 +127,14 @@ image: $(STAMP) ## Container image of the last build (needs a Docker daemon): be
 .PHONY: export
 export: $(STAMP) ## Export the last build and its model to build/release/ (CI passes releases as artifacts)
 	$(PY) -m deploy export $(BENTO)
+
+.PHONY: export-model
+export-model: $(STAMP) ## Export the last trained candidate model alone to build/model/ (training -> build in CI)
+	$(PY) -m deploy export --model $$($(PY) -m training candidate) --out build/model
+
+.PHONY: notify
+notify: $(STAMP) ## Post the outcome to Slack if SLACK_WEBHOOK_URL is set: STATUS=success|failure WHAT="..." LINK=url
+	$(PY) -m deploy notify "$(STATUS)" "$(WHAT)" $(if $(LINK),--link "$(LINK)")
 
 .PHONY: import
 import: $(STAMP) ## Import a release exported by `make export` (DIR=build/release) and make it the last build

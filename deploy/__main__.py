@@ -17,7 +17,7 @@ from typing import Any
 import bentoml
 
 from deploy import config as deploy_config
-from deploy import evidence, kubernetes, release, smoke
+from deploy import evidence, kubernetes, notify, release, smoke
 from deploy.local import DeployError, LocalTarget, UsageError
 from training import registry
 from training.config import ConfigError
@@ -37,7 +37,7 @@ def _bento(arg: str | None) -> tuple[str, str]:
         info = bentoml.bentos.get(arg).info
     except (bentoml.exceptions.NotFound, ValueError):
         raise UsageError(
-            f"no Bento {arg!r} in the store ({os.environ.get('BENTOML_HOME')})"
+            f"no Bento {arg!r} in the store ({os.environ.get('BENTOML_HOME', '~/bentoml')})"
         ) from None
     model_tag = info.labels.get("model_tag")
     if not model_tag:
@@ -87,10 +87,11 @@ def cmd_rollback(
 ) -> int:
     env = cfg.env(args.env, args.target)
     if env.target == "kubernetes":
-        raise UsageError(
-            "on Kubernetes roll back with `kubectl rollout undo deployment/<name> -n <namespace>`"
-            " (see README, Operations)"
-        )
+        assert env.kubernetes is not None
+        name = kubernetes.app_name(settings.model)
+        kubernetes.undo(env.kubernetes, name)
+        print(f"{args.env}: deployment/{name} rolled back to its previous revision")
+        return 0
     target = LocalTarget(args.env, env, settings.deploy_dir)
     release = target.rollback()
     if env.promotes_model and release.model_tag:
@@ -222,10 +223,22 @@ def cmd_import(
         rel = release.import_(args.src)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
-    if args.as_last_build:
+    if args.as_last_build and rel["bento"]:
         LAST_BUILD.parent.mkdir(parents=True, exist_ok=True)
         LAST_BUILD.write_text(rel["bento"] + "\n")
-    print(f"imported {rel['bento']} (model {rel['model_tag']})")
+    print(f"imported {rel['bento'] or 'model'} {rel['model_tag']}")
+    return 0
+
+
+def cmd_notify(
+    args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig
+) -> int:
+    text = notify.message(args.status, args.what, args.link)
+    if settings.slack_webhook_url is None:
+        print(f"no Slack webhook configured (SLACK_WEBHOOK_URL); would send: {text}")
+        return 0
+    notify.slack(settings.slack_webhook_url.get_secret_value(), text)
+    print(f"sent to Slack: {text}")
     return 0
 
 
@@ -263,10 +276,15 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("bento", nargs="?")
     x = sub.add_parser("export", help="export a Bento and its model to a directory")
     x.add_argument("bento", nargs="?")
+    x.add_argument("--model", help="export this model alone (from training to the build)")
     x.add_argument("--out", type=Path, default=ROOT / "build" / "release")
     i = sub.add_parser("import", help="import a release exported by `export`")
     i.add_argument("src", type=Path)
     i.add_argument("--as-last-build", action="store_true", help="make it what `make deploy` ships")
+    n = sub.add_parser("notify", help="post the pipeline's outcome to Slack (if SLACK_WEBHOOK_URL)")
+    n.add_argument("status", choices=["success", "failure", "cancelled", "skipped"])
+    n.add_argument("what", help="what happened, e.g. the Bento and environment")
+    n.add_argument("--link", help="URL of the run")
     return p
 
 
@@ -281,6 +299,7 @@ COMMANDS = {
     "approve": cmd_approve,
     "export": cmd_export,
     "import": cmd_import,
+    "notify": cmd_notify,
 }
 
 
@@ -293,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UsageError, registry.RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (DeployError, kubernetes.RolloutError) as exc:
+    except (DeployError, kubernetes.RolloutError, notify.NotifyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
 

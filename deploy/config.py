@@ -29,6 +29,8 @@ class LocalConfig(_Strict):
     port: int = Field(ge=1024, le=65535)
     ready_timeout_s: float = Field(default=90, gt=0, le=900)
     drain_s: float = Field(default=1.0, ge=0, le=60)
+    # Up but answering 503 this long: the model failed its golden check and never will be ready.
+    not_ready_grace_s: float = Field(default=5.0, gt=0, le=300)
 
     @field_validator("host")
     @classmethod

@@ -209,3 +209,22 @@ def apply(
         undone = "rolled back" if undo.returncode == 0 else f"undo FAILED: {undo.stderr.strip()}"
         raise RolloutError(f"{reason}; {undone}")
     log(f"deployment/{name} rolled out in namespace {cfg.namespace}")
+
+
+def undo(cfg: KubernetesConfig, name: str, run: Run = _kubectl) -> None:
+    """Back to the Deployment's previous revision (`make rollback` on the kubernetes target)."""
+    undo = run(["rollout", "undo", f"deployment/{name}", "-n", cfg.namespace])
+    if undo.returncode != 0:
+        raise RolloutError(f"kubectl rollout undo failed: {undo.stderr.strip()}")
+    status = run(
+        [
+            "rollout",
+            "status",
+            f"deployment/{name}",
+            "-n",
+            cfg.namespace,
+            f"--timeout={cfg.rollout_timeout_s}s",
+        ]
+    )
+    if status.returncode != 0:
+        raise RolloutError(f"rollback did not complete: {status.stderr.strip()}")

@@ -78,10 +78,14 @@ class Release:
 
 
 def _start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot), or None if it is gone."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child that exited
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
         return None
+    return None if fields[0] == "Z" else int(fields[19])
 
 
 def _alive(pid: int | None, start: int | None) -> bool:
@@ -272,7 +276,7 @@ class LocalTarget:
             return DeployError(f"{self.name}: {release.id} not released: {reason}; {kept}")
 
         try:
-            took = server.wait_ready(self.cfg.ready_timeout_s)
+            took = server.wait_ready(self.cfg.ready_timeout_s, self.cfg.not_ready_grace_s)
         except ServerError as exc:
             raise fail(f"readiness: {exc}") from None
         self.log(f"[{self.name}] {release.id}: ready in {took:.1f}s at {release.url}")

@@ -11,11 +11,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, model_validator
+
+if TYPE_CHECKING:  # imported where used: the serving supervisor reads schemas, never data
+    import numpy as np
+    import pandas as pd
 
 Kind = Literal["int", "float", "bool", "category", "date"]
 Task = Literal["regression", "classification"]
@@ -79,7 +81,7 @@ class FeatureSchema(BaseModel):
         cols = []
         for c in self.columns:
             if c.kind == "category" and c.categories is None and c.name in self.features:
-                learned = sorted(pd.unique(data[c.name]).tolist())
+                learned = sorted(data[c.name].unique().tolist())
                 c = c.model_copy(update={"categories": tuple(learned)})
             cols.append(c)
         return self.model_copy(update={"columns": tuple(cols)})

@@ -62,20 +62,26 @@ class Server:
             cmd = [c.format(host=self.host, port=self.port) for c in self.command]
         else:
             cmd = [BENTOML, "serve", self.target, "--host", self.host, "--port", str(self.port)]
+        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", **self.env}
+        if "BENTOML_HOME" in env:  # the server may run elsewhere (cwd): a relative home would move
+            env["BENTOML_HOME"] = str(Path(env["BENTOML_HOME"]).resolve())
         self.proc = subprocess.Popen(
             [*self.prefix, *cmd, *self.args],
             cwd=self.cwd,
-            env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", **self.env},
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         return self
 
-    def wait_ready(self, timeout: float = 60.0) -> float:
-        """Poll /readyz until 200; return seconds from start. Raise if it exits or times out."""
+    def wait_ready(self, timeout: float = 60.0, not_ready_grace: float | None = None) -> float:
+        """Poll /readyz until 200; return seconds from start. Raise if it exits or times out, or,
+        with `not_ready_grace`, if it has answered "not ready" for that long: the service decides
+        readiness once its model is loaded, so a 503 that lasts means it never will be ready."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout
+        first_503: float | None = None
         with httpx.Client(timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -84,8 +90,19 @@ class Server:
                         f"{self._log_tail()}"
                     )
                 with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"{self.url}/readyz").status_code == 200:
+                    status = client.get(f"{self.url}/readyz").status_code
+                    if status == 200:
                         return time.perf_counter() - self.started
+                    first_503 = first_503 or time.monotonic()
+                    if (
+                        not_ready_grace is not None
+                        and time.monotonic() - first_503 > not_ready_grace
+                    ):
+                        raise ServerError(
+                            f"{self.target} is up but answers /readyz {status} "
+                            f"(for {not_ready_grace:g}s): its model failed the readiness check"
+                            f"{self._log_tail()}"
+                        )
                 time.sleep(0.05)
         raise ServerError(
             f"server for {self.target} not ready within {timeout:.0f}s{self._log_tail()}"

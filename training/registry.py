@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-import joblib
-import sklearn
 import yaml
 
 MODEL_FILE = "model.pkl"
@@ -46,6 +44,12 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _sklearn_version() -> str:
+    import sklearn
+
+    return sklearn.__version__
+
+
 def register(
     name: str,
     model: Any,
@@ -59,17 +63,21 @@ def register(
     meta = _jsonable(
         {
             **metadata,
-            "sklearn_version": sklearn.__version__,
+            "sklearn_version": _sklearn_version(),
             "python_version": platform.python_version(),
             "bentoml_version": bentoml.__version__,
         }
     )
     with bentoml.models.create(name, labels=labels, metadata=meta) as ref:
+        import joblib
+
         joblib.dump(model, ref.path_of(MODEL_FILE))
     return str(ref.tag)
 
 
 def load_model(tag: str) -> Any:
+    import joblib  # here, not at the top: the serving supervisor reads records, never models
+
     return joblib.load(bentoml.models.get(tag).path_of(MODEL_FILE))
 
 

