@@ -48,6 +48,10 @@ promote: $(STAMP) ## Promote a candidate to production (TAG=name:version, defaul
 models: $(STAMP) ## List registered models with their stage and key metrics
 	$(PY) -m training models
 
+.PHONY: candidate
+candidate: $(STAMP) ## Print the tag of the last registered candidate
+	@$(PY) -m training candidate
+
 .PHONY: ensure-model
 ensure-model: $(STAMP)
 	@$(PY) -m training production >/dev/null 2>&1 || { \
@@ -81,7 +85,7 @@ endef
 .PHONY: pipeline
 pipeline: $(STAMP) ## The whole delivery locally: train, gates, build, load test, staging, approval (APPROVE=1), production
 	$(call step,train)
-	$(call step,build MODEL_TAG=$$($(PY) -m training candidate))
+	$(call step,build MODEL_TAG=$$($(MAKE) -s candidate))
 	$(call step,loadtest)
 	$(call step,deploy ENV=staging)
 	$(call step,approve ENV=production)

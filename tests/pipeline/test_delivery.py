@@ -265,6 +265,32 @@ def test_rollback_with_nothing_earlier_is_refused_and_changes_nothing(repo, env,
     assert serving_model(production_url) == live
 
 
+def test_evidence_names_provenance_and_both_gates(first_run, repo):
+    evidence = (repo / "reports" / "evidence.md").read_text()
+    for expected in (
+        "| commit |",
+        "sha256",
+        "Quality gate: passed",
+        "**Load test: passed**",
+        "| p90 |",
+    ):
+        assert expected in evidence
+
+
+def test_approval_without_a_terminal_or_approve_is_refused(repo, env):
+    result = deploy_cli(repo, "approve", "production", env={**env, "APPROVE": ""})
+    assert result.returncode == 1
+    assert "approval for production needed" in result.stderr
+
+
+def test_deploying_a_bento_that_does_not_exist_changes_nothing(repo, env, production_url):
+    live = serving_model(production_url)
+    result = deploy_cli(repo, "deploy", "production", "sales_api:nosuchversion", env=env)
+    assert result.returncode == 2
+    assert "no Bento 'sales_api:nosuchversion'" in result.stderr
+    assert serving_model(production_url) == live
+
+
 def test_down_stops_every_service_the_local_target_started(repo, env, production_url):
     pids = [r["pid"] for name in ("staging", "production") for r in history(repo, name)]
     result = make(repo, "down", env=env)
