@@ -121,6 +121,9 @@ class ModelSpec:
     holding the feature transforms, so serving reuses them exactly). default_data(seed) returns the
     embedded default dataset. clean(df) drops rows the model must not learn from. sample_weight(df)
     weighs rows in the metrics. group_by names columns to report metrics per group.
+    compile(fitted_model), optional, returns a fast `predict(records) -> predictions` for a
+    regression model; the platform serves it instead of preprocess + infer only if it matched the
+    fitted model's predictions on the whole validation set at registration.
     """
 
     name: str
@@ -136,3 +139,4 @@ class ModelSpec:
     extra_metrics: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray | None], float]] = field(
         default_factory=dict
     )
+    compile: Callable[[Any], Callable[[list[dict[str, Any]]], np.ndarray]] | None = None

@@ -31,6 +31,7 @@ class ServedModel:
     max_records: int
     classes: list[Any] | None
     golden: dict[str, Any] | None
+    compiled: bool  # the package's compiled predictor matched the model at registration
 
 
 def bundled_tag(source_dir: Path) -> str | None:
@@ -71,4 +72,5 @@ def load_served_model(settings: Settings, source_dir: Path) -> ServedModel:
         max_records=int(meta.get("config", {}).get("serving", {}).get("max_records", 1000)),
         classes=meta.get("classes"),
         golden=meta.get("golden"),
+        compiled=(meta.get("compiled") or {}).get("admitted") is True and settings.compiled,
     )

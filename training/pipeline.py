@@ -22,7 +22,7 @@ import pandas as pd
 
 from models import get_spec
 from models.contract import FeatureSchema, ModelSpec
-from training import registry
+from training import compiled, registry
 from training.config import ModelConfig, load_config
 from training.evaluate import evaluate
 from training.gate import GateResult, is_accepted
@@ -249,7 +249,10 @@ def run_register(ctx: Context) -> str:
             "split": ctx.read("split.json"),
             "feature_schema": fitted.model_dump(mode="json"),
             "golden": golden_example(ctx.spec, fitted, model, ctx.read("valid.pkl")),
+            "compiled": compiled.parity(ctx.spec, fitted, model, ctx.read("valid.pkl")),
         }
+        if metadata["compiled"] is not None:
+            log.info("[register] compiled predictor: %s", metadata["compiled"]["reason"])
         if ctx.spec.task == "classification":
             metadata["classes"] = [c.item() if hasattr(c, "item") else c for c in model.classes_]
         tag = registry.register(ctx.spec.name, model, metadata=metadata, git_commit=git_commit())

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     model_tag: str | None = Field(default=None, description="Serve this model tag, not production.")
     work_dir: Path = ROOT / ".bentogate" / "run"
     reports_dir: Path = ROOT / "reports"
+    compiled: bool = Field(
+        default=True,
+        description="Serve the model package's compiled predictor when it passed parity.",
+    )
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Larger bodies get 413.")
     deploy_config: Path = Field(
         default=ROOT / "deploy" / "config.yaml", description="Deploy environments and targets."

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from models.contract import ModelSpec
+from models.sales import compiled
 from models.sales.data import generate
 from models.sales.estimator import build_estimator
 from models.sales.schema import SCHEMA
@@ -32,4 +33,5 @@ SPEC = ModelSpec(
     sample_weight=perishable_weight,
     group_by=("family",),
     extra_metrics={"nwrmsle": nwrmsle},
+    compile=compiled.build_predictor,
 )
