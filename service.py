@@ -6,6 +6,10 @@ own record (its fitted feature schema), so a new model package needs no change h
 
 Which model: BENTOGATE_MODEL_TAG if set, else the production model of BENTOGATE_MODEL (default
 "sales"); inside a built Bento, the model bundled with it.
+
+Fast path: a model package may provide a compiled predictor (`ModelSpec.compile`, e.g.
+models/sales/compiled.py). It replaces the two hooks only if it reproduced the model on the whole
+validation set at registration; otherwise the hooks below run the fitted scikit-learn model.
 """
 
 from __future__ import annotations
