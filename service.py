@@ -82,7 +82,14 @@ class Predictor:
         if MODEL.compiled:
             from models import get_spec
 
-            self.compiled = get_spec(MODEL.name).compile(self.model)
+            try:
+                self.compiled = get_spec(MODEL.name).compile(self.model)
+            except (
+                Exception
+            ):  # e.g. a library drift since registration: the hooks are the reference
+                logging.getLogger("bentogate").exception(
+                    "compiled predictor unavailable; serving through preprocess + infer"
+                )
         self.batcher = MicroBatcher(self._predict_rows, max_batch_rows=max(MODEL.max_records, 256))
         self.log = predlog.setup(SETTINGS.prediction_log)
         self.ready = self._golden_prediction_matches()

@@ -6,9 +6,11 @@ import bentoml
 import pytest
 import yaml
 
+from serving.process import serving
 from tests.conftest import run_cli
 from tests.fixtures.variants import FailsAfterStartup, Slow
 from training import registry
+from training.settings import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +34,9 @@ def config(tmp_path_factory):
 def variant(production_tag: str, wrap) -> str:
     info = bentoml.models.get(production_tag).info
     inner = registry.load_model(production_tag)
-    return registry.register("sales", wrap(inner), metadata=dict(info.metadata), git_commit="test")
+    # The wrapper is the model now: no compiled predictor was checked against it.
+    metadata = {**info.metadata, "compiled": None}
+    return registry.register("sales", wrap(inner), metadata=metadata, git_commit="test")
 
 
 def gate(config, tag: str, tmp_path, *extra: str):
@@ -82,10 +86,29 @@ def test_gate_fails_a_model_that_returns_errors(production_tag, config, tmp_path
     assert "fails error_rate < 0.1%" in result.stderr
 
 
+@pytest.fixture(scope="module")
+def running(production_tag, tmp_path_factory):
+    """One server of the default model for the runs that need no server of their own."""
+    cwd = tmp_path_factory.mktemp("running")
+    env = {"BENTOGATE_MODEL_TAG": production_tag}
+    with serving("service:Predictor", cwd=ROOT, env=env, log_path=cwd / "server.log") as server:
+        yield server.url
+
+
+def gate_url(config, url: str, tag: str, tmp_path, *extra: str):
+    """The gate against a running service: same load, thresholds and reports, no server start."""
+    return run_cli(
+        *("-m", "loadtests.gate", "--url", url, "--model-tag", tag),
+        *("--config", str(config), "--out", str(tmp_path), *extra),
+        env={},
+        timeout=240,
+    )
+
+
 def test_threshold_override_from_the_command_line_can_fail_the_default_model(
-    production_tag, config, tmp_path
+    production_tag, running, config, tmp_path
 ):
-    result = gate(config, production_tag, tmp_path, "--thresholds", "p50<0.01ms")
+    result = gate_url(config, running, production_tag, tmp_path, "--thresholds", "p50<0.01ms")
     assert result.returncode == 1
     assert "fails p50 < 0.01ms" in result.stderr
 
@@ -109,8 +132,8 @@ def test_a_server_that_does_not_start_is_a_run_error_not_a_pass(config, tmp_path
 
 
 def test_distributed_locust_with_two_workers_applies_the_same_thresholds(
-    production_tag, config, tmp_path
+    production_tag, running, config, tmp_path
 ):
-    result = gate(config, production_tag, tmp_path, "--workers", "2")
+    result = gate_url(config, running, production_tag, tmp_path, "--workers", "2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(list(tmp_path.glob("candidate_r1_samples.worker*.csv"))) == 2

@@ -80,7 +80,7 @@ def test_schemathesis_finds_no_server_error(server, tmp_path):
             "--seed",
             "1",
             "--max-time",
-            "30",
+            "15",
             "--include-path",
             "/predict",
             "--report-dir",
