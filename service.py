@@ -36,7 +36,7 @@ from serving.batching import MicroBatcher
 from serving.guard import RequestGuard
 from serving.runtime import load_served_model
 from serving.schema import ClassificationResponse, RegressionResponse, request_model
-from training.registry import MODEL_FILE
+from training.registry import COMPILED_FILE, MODEL_FILE
 from training.settings import get_settings
 
 # pandas, numpy and scikit-learn (through joblib) are imported inside the class, where they are
@@ -52,6 +52,7 @@ PredictRequest = request_model(MODEL.schema, MODEL.max_records)
 Response = ClassificationResponse if MODEL.task == "classification" else RegressionResponse
 FEATURES = list(MODEL.schema.features)
 
+LOG = logging.getLogger("bentogate")
 PREDICTIONS = Counter("bentogate_predictions", "Records predicted.", ["model_tag"])
 LATENCY = Histogram(
     "bentogate_predict_seconds",
@@ -59,6 +60,12 @@ LATENCY = Histogram(
     ["model_tag"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+
+
+def _load(path: Path) -> Any:
+    import joblib
+
+    return joblib.load(path)
 
 
 @bentoml.service(
@@ -73,37 +80,29 @@ class Predictor:
     model_ref = bentoml.models.BentoModel(MODEL.tag)
 
     def __init__(self) -> None:
-        import joblib
-
-        self.model = joblib.load(self.model_ref.path_of(MODEL_FILE))
-        # The package's compiled predictor replaces preprocess + infer, only if it reproduced
-        # this model on the whole validation set at registration (BENTOGATE_COMPILED=false: off).
-        self.compiled = None
-        if MODEL.compiled:
-            from models import get_spec
-
-            try:
-                self.compiled = get_spec(MODEL.name).compile(self.model)
-            except (
-                Exception
-            ):  # e.g. a library drift since registration: the hooks are the reference
-                logging.getLogger("bentogate").exception(
-                    "compiled predictor unavailable; serving through preprocess + infer"
-                )
         self.batcher = MicroBatcher(self._predict_rows, max_batch_rows=max(MODEL.max_records, 256))
         self.log = predlog.setup(SETTINGS.prediction_log)
+        # The compiled predictor, when the model has one that reproduced it on the whole
+        # validation set at registration, replaces preprocess + infer: numpy only, no
+        # scikit-learn or pandas in this process. BENTOGATE_COMPILED=false serves the model itself.
+        self.compiled, self.model = None, None
+        path = Path(self.model_ref.path_of(COMPILED_FILE))
+        if MODEL.compiled and path.is_file():
+            self.compiled = _load(path)
+            if not self._golden_prediction_matches():
+                LOG.error("compiled predictor of %s misses its golden prediction", MODEL.tag)
+                self.compiled = None
+        if self.compiled is None:
+            self.model = _load(Path(self.model_ref.path_of(MODEL_FILE)))
         self.ready = self._golden_prediction_matches()
-        if not self.ready:
-            logging.getLogger("bentogate").error(
-                "%s does not reproduce the golden prediction recorded at training: not ready",
-                MODEL.tag,
-            )
-        logging.getLogger("bentogate").info(
-            "%s loaded (%s runtime), ready: %s",
+        LOG.info(
+            "%s loaded (%s), ready: %s",
             MODEL.tag,
-            "compiled" if self.compiled is not None else "scikit-learn",
+            "compiled predictor" if self.compiled is not None else "scikit-learn model",
             self.ready,
         )
+        if not self.ready:
+            LOG.error("%s does not reproduce its golden prediction: not ready", MODEL.tag)
 
     # ---- FILL IN (optional): preprocessing step, request records -> model input ----------------
     def preprocess(self, records: list[dict[str, Any]]) -> pd.DataFrame:

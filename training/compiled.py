@@ -18,12 +18,13 @@ RTOL, ATOL = 1e-7, 1e-7
 
 def parity(
     spec: ModelSpec, fitted: FeatureSchema, model: Any, valid_df: pd.DataFrame
-) -> dict[str, Any] | None:
-    """None if the package has no compiled predictor; else the verdict and its evidence."""
+) -> tuple[dict[str, Any] | None, Any | None]:
+    """(verdict with its evidence, the predictor if admitted); (None, None) if the package has no
+    compiled predictor."""
     if spec.compile is None:
-        return None
+        return None, None
     if spec.task != "regression":
-        return {"admitted": False, "reason": "compiled predictors are for regression models"}
+        return {"admitted": False, "reason": "compiled predictors are for regression models"}, None
     records = fitted.records(valid_df)
     expected = np.asarray(model.predict(pd.DataFrame(records, columns=list(spec.schema.features))))
     try:
@@ -34,15 +35,16 @@ def parity(
         )
         batch = np.asarray(predict(records), dtype=float)
     except Exception as exc:  # a compiled predictor that fails is simply not admitted
-        return {"admitted": False, "reason": f"{type(exc).__name__}: {exc}"}
+        return {"admitted": False, "reason": f"{type(exc).__name__}: {exc}"}, None
     diff = float(np.max(np.abs(batch - expected), initial=0.0))
     ok = np.allclose(batch, expected, rtol=RTOL, atol=ATOL) and np.allclose(
         singles, expected[: len(singles)], rtol=RTOL, atol=ATOL
     )
-    return {
+    verdict = {
         "admitted": bool(ok),
         "rows": len(records),
         "max_abs_diff": diff,
         "tolerance": {"rtol": RTOL, "atol": ATOL},
         "reason": "matches the fitted model" if ok else f"differs by up to {diff:.3g}",
     }
+    return verdict, predict if ok else None

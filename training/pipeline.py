@@ -249,13 +249,15 @@ def run_register(ctx: Context) -> str:
             "split": ctx.read("split.json"),
             "feature_schema": fitted.model_dump(mode="json"),
             "golden": golden_example(ctx.spec, fitted, model, ctx.read("valid.pkl")),
-            "compiled": compiled.parity(ctx.spec, fitted, model, ctx.read("valid.pkl")),
         }
+        metadata["compiled"], fast = compiled.parity(ctx.spec, fitted, model, ctx.read("valid.pkl"))
         if metadata["compiled"] is not None:
             log.info("[register] compiled predictor: %s", metadata["compiled"]["reason"])
         if ctx.spec.task == "classification":
             metadata["classes"] = [c.item() if hasattr(c, "item") else c for c in model.classes_]
-        tag = registry.register(ctx.spec.name, model, metadata=metadata, git_commit=git_commit())
+        tag = registry.register(
+            ctx.spec.name, model, metadata=metadata, git_commit=git_commit(), compiled=fast
+        )
         ctx.write("registered.json", {"tag": tag})
         log.info("[register] %s (stage: candidate)", tag)
     return tag

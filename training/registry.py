@@ -19,6 +19,7 @@ import bentoml
 import yaml
 
 MODEL_FILE = "model.pkl"
+COMPILED_FILE = "compiled.pkl"
 STAGES = ("candidate", "production", "archived")
 
 
@@ -56,9 +57,11 @@ def register(
     *,
     metadata: dict[str, Any],
     git_commit: str,
+    compiled: Any | None = None,
 ) -> str:
-    """Save a candidate into the store; return its tag. The model file is written before the store
-    entry is committed, so a failure leaves no entry behind."""
+    """Save a candidate into the store; return its tag. The model files are written before the
+    store entry is committed, so a failure leaves no entry behind. `compiled`: the admitted
+    compiled predictor, saved beside the model as COMPILED_FILE."""
     labels = {"stage": "candidate", "git_commit": git_commit}
     meta = _jsonable(
         {
@@ -72,6 +75,8 @@ def register(
         import joblib
 
         joblib.dump(model, ref.path_of(MODEL_FILE))
+        if compiled is not None:
+            joblib.dump(compiled, ref.path_of(COMPILED_FILE))
     return str(ref.tag)
 
 

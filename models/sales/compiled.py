@@ -1,28 +1,24 @@
-"""A fast predictor for the fitted sales model: request records straight to predictions.
+"""A compiled predictor for the fitted sales model: request records straight to predictions.
 
-The same computation as the scikit-learn Pipeline (`estimator.py`), without its per-call overhead:
-categories go through one dictionary (both fitted encoders composed), calendar features come from
-`datetime.date`, and the trees run through `serving.forest.Forest` for small batches (scikit-learn's
-own per-tree predictors for large ones). It is served only if its predictions match the Pipeline's
-on the whole validation set at registration (the platform checks; see `ModelSpec.compile`).
+The same computation as the scikit-learn Pipeline (`estimator.py`) in plain numpy: categories go
+through one dictionary (both fitted encoders composed), calendar features come from
+`datetime.date`, and all trees run together (`serving.forest`). It is served only if it matched
+the Pipeline on the whole validation set at registration (the platform checks; see
+`ModelSpec.compile`), and then without scikit-learn or pandas in the serving process.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from collections.abc import Callable
 from typing import Any
 
-import numpy as np
+from models.sales.estimator import CATEGORICAL, FLAGS, expm1_units
+from serving.forest import CompiledRegressor, Feature, Forest, NotCompilable
 
-from models.sales.estimator import CATEGORICAL, FLAGS
-from serving.forest import Forest, NotCompilable
-
-SMALL_BATCH = 16  # rows; above this scikit-learn's per-tree loop is as fast (measured)
+CALENDAR = ("weekday", "day", "month", "doy_sin", "doy_cos")  # estimator.date_features' order
 
 
-def _category_maps(model: Any) -> list[dict[Any, float]]:
+def _category_codes(model: Any) -> list[dict[Any, float]]:
     """Raw category -> the HistGradientBoosting's internal code (NaN: unknown, goes as missing)."""
     features = model.regressor_.named_steps["features"]
     hgb = model.regressor_.named_steps["regressor"]
@@ -35,7 +31,7 @@ def _category_maps(model: Any) -> list[dict[Any, float]]:
     return maps
 
 
-def build_predictor(model: Any) -> Callable[[list[dict[str, Any]]], np.ndarray]:
+def build_predictor(model: Any) -> CompiledRegressor:
     try:
         pipe = model.regressor_
         features, hgb = pipe.named_steps["features"], pipe.named_steps["regressor"]
@@ -43,39 +39,14 @@ def build_predictor(model: Any) -> Callable[[list[dict[str, Any]]], np.ndarray]:
         raise NotCompilable(f"not the sales Pipeline: {exc}") from None
     if [t[0] for t in features.transformers_[:3]] != ["categories", "calendar", "flags"]:
         raise NotCompilable("unexpected feature layout")
-    forest = Forest(hgb)
-    maps = _category_maps(model)
-    known, f_idx_map = hgb._bin_mapper.make_known_categories_bitsets()
-    trees = [p[0] for p in hgb._predictors]
-    inverse = model.inverse_func
-    two_pi = 2 * math.pi
-
-    def features_of(records: list[dict[str, Any]]) -> np.ndarray:
-        rows = []
-        for r in records:
-            d = dt.date.fromisoformat(str(r["date"])[:10])
-            doy = d.timetuple().tm_yday
-            rows.append(
-                [
-                    *(m.get(r[c], math.nan) for m, c in zip(maps, CATEGORICAL, strict=True)),
-                    d.weekday(),
-                    d.day,
-                    d.month,
-                    math.sin(two_pi * doy / 365.25),
-                    math.cos(two_pi * doy / 365.25),
-                    *(float(r[f]) for f in FLAGS),
-                ]
-            )
-        return np.asarray(rows, dtype=np.float64)
-
-    def predict(records: list[dict[str, Any]]) -> np.ndarray:
-        X = features_of(records)
-        if len(records) <= SMALL_BATCH:
-            raw = forest.raw_predict(X)
-        else:
-            raw = np.full(len(records), forest.baseline)
-            for tree in trees:
-                raw += tree.predict(X, known, f_idx_map, 1)
-        return inverse(raw)
-
-    return predict
+    if model.inverse_func is not expm1_units:
+        raise NotCompilable("unexpected target transform")
+    inputs = [
+        *(
+            Feature("category", c, m)
+            for c, m in zip(CATEGORICAL, _category_codes(model), strict=True)
+        ),
+        *(Feature(kind, "date") for kind in CALENDAR),
+        *(Feature("float", f) for f in FLAGS),
+    ]
+    return CompiledRegressor(Forest(hgb), inputs, link="expm1_clip0")
