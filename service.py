@@ -24,7 +24,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import logging
 import math
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,8 +79,7 @@ class Predictor:
     model_ref = bentoml.models.BentoModel(MODEL.tag)
 
     def __init__(self) -> None:
-        self.batcher = MicroBatcher(self._predict_rows, max_batch_rows=max(MODEL.max_records, 256))
-        self.log = predlog.setup(SETTINGS.prediction_log)
+        self.log = predlog.PredictionLog(SETTINGS.prediction_log)
         # The compiled predictor, when the model has one that reproduced it on the whole
         # validation set at registration, replaces preprocess + infer: numpy only, no
         # scikit-learn or pandas in this process. BENTOGATE_COMPILED=false serves the model itself.
@@ -94,6 +92,11 @@ class Predictor:
                 self.compiled = None
         if self.compiled is None:
             self.model = _load(Path(self.model_ref.path_of(MODEL_FILE)))
+        self.batcher = MicroBatcher(
+            self._predict_rows,
+            max_batch_rows=max(MODEL.max_records, 256),
+            threaded=self.compiled is None,  # the compiled predictor is fast enough to run inline
+        )
         self.ready = self._golden_prediction_matches()
         LOG.info(
             "%s loaded (%s), ready: %s",
@@ -148,7 +151,7 @@ class Predictor:
     async def predict(self, records: list[Any], ctx: bentoml.Context) -> Response:  # type: ignore[valid-type]
         """Predict one output per record, in request order, with the tag of the model."""
         start = time.perf_counter()
-        request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = ctx.request.headers.get("x-request-id") or os.urandom(16).hex()
         rows = [r.model_dump() for r in records]
         outputs = await self.batcher.submit(rows)
         if MODEL.task == "classification":
@@ -165,7 +168,7 @@ class Predictor:
         LATENCY.labels(MODEL.tag).observe(elapsed)
         ctx.response.headers["x-request-id"] = request_id
         ctx.response.headers["x-model-tag"] = MODEL.tag
-        self.log.info(predlog.record(request_id, MODEL.tag, rows, body, elapsed * 1000))
+        self.log.write(predlog.record(request_id, MODEL.tag, rows, body, elapsed * 1000))
         return Response(model=MODEL.tag, **body)
 
 

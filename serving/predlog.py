@@ -1,43 +1,65 @@
 """Structured prediction log: one JSON line per request, for a log shipper or a drift job.
 
-Records go through a queue to a background thread, so logging never blocks the event loop.
+The request path only encodes the line and puts it on a queue; a background thread writes what
+has accumulated in one call every few milliseconds. (Through the logging module, a record per
+request cost ~8% of the service's throughput at 32 clients; measured with `make bench`.)
+Lines still queued are written when the process exits normally.
 """
 
 from __future__ import annotations
 
 import atexit
 import json
-import logging
-import logging.handlers
 import queue
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-LOGGER_NAME = "bentogate.predictions"
+_STOP = object()
 
 
-def setup(path: Path | None) -> logging.Logger:
-    """JSON lines to stdout, or appended to `path` when given."""
-    logger = logging.getLogger(LOGGER_NAME)
-    if logger.handlers:
-        return logger
-    target: logging.Handler
-    if path is None:
-        target = logging.StreamHandler(sys.stdout)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        target = logging.FileHandler(path, encoding="utf-8")
-    target.setFormatter(logging.Formatter("%(message)s"))
-    q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(q, target)
-    listener.start()
-    atexit.register(listener.stop)
-    logger.addHandler(logging.handlers.QueueHandler(q))
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return logger
+class PredictionLog:
+    def __init__(self, path: Path | None, flush_interval_s: float = 0.02) -> None:
+        """JSON lines to stdout, or appended to `path` when given."""
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: TextIO | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        self._interval = flush_interval_s
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def write(self, line: str) -> None:
+        self._queue.put(line)
+
+    def _run(self) -> None:
+        while True:
+            lines = [self._queue.get()]
+            time.sleep(self._interval)  # let a burst accumulate: one write for all of it
+            while True:
+                try:
+                    lines.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = _STOP in lines
+            text = "".join(f"{line}\n" for line in lines if line is not _STOP)
+            if text:
+                stream = self._file or sys.stdout  # looked up now: stdout may be redirected
+                stream.write(text)
+                stream.flush()
+            if stop:
+                return
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout=5)
+        if self._file is not None and not self._file.closed:
+            self._file.close()
 
 
 def record(

@@ -195,6 +195,12 @@ def test_pipeline_from_a_fresh_copy_ends_with_the_model_serving_in_production(
     assert response.headers["x-bentogate-release"] == "r0001"
     assert response.json()["model"] == production_model(repo, env)
     assert history(repo, "staging")[-1]["status"] == "live"
+    # Every prediction of every release is logged, with the model that made it.
+    time.sleep(0.2)
+    logged = (repo / ".bentogate" / "deploy" / "production" / "predictions.jsonl").read_text()
+    last = json.loads(logged.splitlines()[-1])
+    assert last["model"] == response.json()["model"]
+    assert last["outputs"]["predictions"] == response.json()["predictions"]
 
 
 def test_a_second_run_with_a_changed_model_replaces_it_without_a_failed_request(

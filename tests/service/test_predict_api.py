@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import time
 
 import pytest
 
@@ -54,18 +55,13 @@ def test_readyz_is_200_once_the_golden_prediction_matched(client):
 
 
 def test_every_prediction_is_logged_as_a_json_record(client, record, capsys, production_tag):
-    import logging
-
-    logger = logging.getLogger("bentogate.predictions")
-    seen = []
-    handler = logging.Handler()
-    handler.emit = lambda r: seen.append(r.getMessage())
-    logger.addHandler(handler)
-    try:
-        client.post("/predict", json={"records": [record]}, headers={"x-request-id": "log-1"})
-    finally:
-        logger.removeHandler(handler)
-    entry = json.loads(seen[-1])
+    client.post("/predict", json={"records": [record]}, headers={"x-request-id": "log-1"})
+    lines: list[str] = []
+    deadline = time.monotonic() + 5
+    while not any('"log-1"' in line for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the log is written by a background thread, in bulk
+        lines += capsys.readouterr().out.splitlines()
+    entry = next(json.loads(line) for line in lines if '"log-1"' in line)
     assert entry["request_id"] == "log-1"
     assert entry["model"] == production_tag
     assert entry["inputs"][0]["family"] == record["family"]
