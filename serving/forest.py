@@ -25,12 +25,20 @@ class NotCompilable(ValueError):
 
 
 class Forest:
+    """All trees in flat arrays indexed by `tree * width + node`. Leaves point to themselves, so
+    every tree can take the same number of steps; categorical decisions are precomputed into a
+    dense table (node row x category code, the last column for "missing")."""
+
+    MISSING = 256  # categories are uint8 codes in scikit-learn; this column is "missing"
+
     def __init__(self, hgb: Any) -> None:
         predictors = getattr(hgb, "_predictors", None)
         if predictors is None or any(len(p) != 1 for p in predictors):
             raise NotCompilable("only single-output HistGradientBoosting models (regression)")
         trees = [p[0] for p in predictors]
         n_trees, width = len(trees), max(len(t.nodes) for t in trees)
+        base = (np.arange(n_trees) * width)[:, None]
+        node_ids = np.arange(width)[None, :] + base
 
         def field(name: str, dtype: Any, fill: Any) -> np.ndarray:
             out = np.full((n_trees, width), fill, dtype=dtype)
@@ -38,45 +46,40 @@ class Forest:
                 out[i, : len(t.nodes)] = t.nodes[name]
             return out
 
-        self.feature = field("feature_idx", np.intp, 0)
-        self.threshold = field("num_threshold", np.float64, np.inf)
-        self.left = field("left", np.intp, 0)
-        self.right = field("right", np.intp, 0)
-        self.value = field("value", np.float64, 0.0)
-        self.is_leaf = field("is_leaf", bool, True)
-        self.missing_left = field("missing_go_to_left", bool, True)
-        self.is_categorical = field("is_categorical", bool, False)
-        # Each tree's categorical bitsets, stacked; a node's row is its tree's offset + bitset_idx.
-        offsets = np.cumsum([0] + [len(t.raw_left_cat_bitsets) for t in trees[:-1]])
-        self.left_bitsets = np.concatenate(
-            [t.raw_left_cat_bitsets for t in trees] + [np.zeros((1, 8), np.uint32)]
-        )
-        self.bitset_row = field("bitset_idx", np.intp, 0) + offsets[:, None]
+        is_leaf = field("is_leaf", bool, True)
+        # Absolute child indices; a leaf (and padding) is its own child on both sides.
+        self.left = np.where(is_leaf, node_ids, field("left", np.intp, 0) + base).ravel()
+        self.right = np.where(is_leaf, node_ids, field("right", np.intp, 0) + base).ravel()
+        self.feature = field("feature_idx", np.intp, 0).ravel()
+        self.threshold = field("num_threshold", np.float64, np.inf).ravel()
+        self.value = field("value", np.float64, 0.0).ravel()
+        self.missing_left = field("missing_go_to_left", bool, True).ravel()
+        is_cat = field("is_categorical", bool, False) & ~is_leaf
+        self.is_categorical = is_cat.ravel()
+        self.has_categorical = bool(is_cat.any())
+
+        # Categorical nodes: which way each code goes, as scikit-learn decides it (left bitset;
+        # else right if the category is known; else, like missing and negative codes, the
+        # node's missing direction). Row 0 is unused (numeric nodes point there).
         known, f_idx_map = hgb._bin_mapper.make_known_categories_bitsets()
-        self.known_bitsets, self.f_idx_map = np.asarray(known), np.asarray(f_idx_map, np.intp)
+        codes = np.arange(256)
+        bits = lambda bitset: ((bitset[codes >> 5] >> (codes & 31).astype(np.uint32)) & 1) == 1  # noqa: E731
+        rows = [np.zeros(self.MISSING + 1, dtype=bool)]
+        self.cat_row = np.zeros(n_trees * width, dtype=np.intp)
+        for i, t in enumerate(trees):
+            for j in np.flatnonzero(t.nodes["is_categorical"] & ~t.nodes["is_leaf"].astype(bool)):
+                nd = t.nodes[j]
+                go_left = bits(t.raw_left_cat_bitsets[nd["bitset_idx"]])
+                is_known = bits(np.asarray(known)[f_idx_map[nd["feature_idx"]]])
+                missing_left = bool(nd["missing_go_to_left"])
+                row = np.where(go_left, True, np.where(is_known, False, missing_left))
+                self.cat_row[i * width + j] = len(rows)
+                rows.append(np.append(row, missing_left))
+        self.cat_left = np.asarray(rows).ravel()
+
         self.depth = int(max(t.nodes["depth"].max() for t in trees))
         self.baseline = float(np.ravel(hgb._baseline_prediction)[0])
-        self.trees = np.arange(n_trees)
-        self.has_categorical = bool(self.is_categorical.any())
-        self.width = width
-        for name in (
-            "feature",
-            "threshold",
-            "left",
-            "right",
-            "value",
-            "is_leaf",
-            "missing_left",
-            "is_categorical",
-            "bitset_row",
-        ):
-            setattr(self, f"{name}_f", np.ascontiguousarray(getattr(self, name)).ravel())
-
-    @staticmethod
-    def _in_bitset(bitsets: np.ndarray, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
-        v = values.astype(np.intp) & 0xFF  # scikit-learn casts categories to uint8
-        words = np.take(bitsets.ravel(), rows * 8 + (v >> 5))
-        return ((words >> (v & 31).astype(np.uint32)) & 1).astype(bool)
+        self.roots = np.arange(n_trees) * width
 
     def raw_predict(self, X: np.ndarray) -> np.ndarray:
         """Raw predictions (before the loss's inverse link) for X as the estimator sees it,
@@ -85,32 +88,23 @@ class Forest:
         n, n_features = X.shape
         flat_x = X.ravel()
         row_base = (np.arange(n) * n_features)[:, None]
-        # Flat indices into the (tree, node) arrays: faster than 2-D fancy indexing.
-        idx = np.broadcast_to(self.trees * self.width, (n, len(self.trees))).copy()
+        idx = np.broadcast_to(self.roots, (n, len(self.roots)))
+        width = self.MISSING + 1
         for _ in range(self.depth):
-            leaf = np.take(self.is_leaf_f, idx)
-            if leaf.all():
-                break
-            feature = np.take(self.feature_f, idx)
-            x = np.take(flat_x, row_base + feature)
+            x = np.take(flat_x, row_base + np.take(self.feature, idx))
             missing = np.isnan(x)
-            missing_left = np.take(self.missing_left_f, idx)
-            go_left = np.where(missing, missing_left, x <= np.take(self.threshold_f, idx))
+            go_left = np.where(
+                missing, np.take(self.missing_left, idx), x <= np.take(self.threshold, idx)
+            )
             if self.has_categorical:
-                cat = np.take(self.is_categorical_f, idx) & ~missing
+                cat = np.take(self.is_categorical, idx)
                 if cat.any():
-                    xc = np.where(cat, x, 0.0)
-                    in_left = self._in_bitset(
-                        self.left_bitsets, np.take(self.bitset_row_f, idx), xc
-                    )
-                    known = self._in_bitset(
-                        self.known_bitsets, np.take(self.f_idx_map, feature), xc
-                    )
-                    as_missing = (xc < 0) | (~in_left & ~known)
-                    go_left = np.where(cat, np.where(as_missing, missing_left, in_left), go_left)
-            child = np.where(go_left, np.take(self.left_f, idx), np.take(self.right_f, idx))
-            idx = np.where(leaf, idx, child + (idx - idx % self.width))
-        return self.baseline + np.take(self.value_f, idx).sum(axis=1)
+                    code = np.where(missing | (x < 0) | ~cat, self.MISSING, x).astype(np.intp)
+                    code = np.minimum(code, self.MISSING)
+                    decided = np.take(self.cat_left, np.take(self.cat_row, idx) * width + code)
+                    go_left = np.where(cat, decided, go_left)
+            idx = np.where(go_left, np.take(self.left, idx), np.take(self.right, idx))
+        return self.baseline + np.take(self.value, idx).sum(axis=1)
 
 
 class Feature:
@@ -154,25 +148,15 @@ class CompiledRegressor:
     a faster cold start and a smaller worker.
     """
 
-    def __init__(
-        self, forest: Forest, features: list[Feature], link: str, small_batch: int = 16
-    ) -> None:
+    def __init__(self, forest: Forest, features: list[Feature], link: str, chunk: int = 64) -> None:
         if link not in LINKS:
             raise NotCompilable(f"unknown link {link!r}: use one of {sorted(LINKS)}")
-        self.forest, self.features, self.link, self.small_batch = (
-            forest,
-            features,
-            link,
-            small_batch,
-        )
+        self.forest, self.features, self.link, self.chunk = forest, features, link, chunk
 
     def __call__(self, records: list[dict[str, Any]]) -> np.ndarray:
         X = np.array([[f.value(r) for f in self.features] for r in records], dtype=np.float64)
-        # All trees at once is fastest for small batches; chunk larger ones (measured).
+        # Per row, cost is flat from ~32 rows on (measured): chunks bound the memory only.
         raw = np.concatenate(
-            [
-                self.forest.raw_predict(X[i : i + self.small_batch])
-                for i in range(0, len(X), self.small_batch)
-            ]
+            [self.forest.raw_predict(X[i : i + self.chunk]) for i in range(0, len(X), self.chunk)]
         )
         return LINKS[self.link](raw)
