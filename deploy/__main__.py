@@ -45,6 +45,16 @@ def _bento(arg: str | None) -> tuple[str, str]:
     return str(info.tag), model_tag
 
 
+def _manifests(
+    name: str, cfg: deploy_config.KubernetesConfig, bento: str, model_tag: str
+) -> list[dict[str, Any]]:
+    repo = os.environ.get("BENTOGATE_IMAGE_REPOSITORY") or cfg.image_repository
+    image = kubernetes.image_of(bento, repo)
+    return kubernetes.render(
+        cfg, environment=name, bento_tag=bento, model_tag=model_tag, image=image
+    )
+
+
 def _promote(model_tag: str) -> None:
     promoted, previous = registry.promote(model_tag)
     print(f"model {promoted} is now production" + (f"; {previous} archived" if previous else ""))
@@ -57,14 +67,7 @@ def cmd_deploy(
     bento, model_tag = _bento(args.bento)
     if env.target == "kubernetes":
         assert env.kubernetes is not None
-        repo = os.environ.get("BENTOGATE_IMAGE_REPOSITORY") or env.kubernetes.image_repository
-        manifests = kubernetes.render(
-            env.kubernetes,
-            environment=args.env,
-            bento_tag=bento,
-            model_tag=model_tag,
-            image=kubernetes.image_of(bento, repo),
-        )
+        manifests = _manifests(args.env, env.kubernetes, bento, model_tag)
         kubernetes.apply(
             kubernetes.to_yaml(manifests),
             env.kubernetes,
@@ -150,14 +153,7 @@ def cmd_manifests(
     env = cfg.env(args.env, "kubernetes")
     assert env.kubernetes is not None
     bento, model_tag = _bento(args.bento)
-    repo = os.environ.get("BENTOGATE_IMAGE_REPOSITORY") or env.kubernetes.image_repository
-    manifests = kubernetes.render(
-        env.kubernetes,
-        environment=args.env,
-        bento_tag=bento,
-        model_tag=model_tag,
-        image=kubernetes.image_of(bento, repo),
-    )
+    manifests = _manifests(args.env, env.kubernetes, bento, model_tag)
     if problems := kubernetes.validate(manifests):
         print("error: rendered manifests are invalid:\n" + "\n".join(problems), file=sys.stderr)
         return EXIT_FAILED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,35 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path = ROOT, timeout: float = 
         text=True,
         timeout=timeout,
     )
+
+
+def make(repo: Path, *args: str, env: dict[str, str], timeout: float = 420):
+    """`make -s ARGS` in a project copy, with extra environment."""
+    return subprocess.run(
+        ["make", "-s", *args],
+        cwd=repo,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def copy_project(dest: Path) -> Path:
+    """A copy of the project's files (tracked and new, not ignored) sharing this .venv: pipeline
+    tests change and run it without touching the working tree."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    for rel in filter(None, files.decode().split("\0")):
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    (dest / ".venv").symlink_to(ROOT / ".venv")
+    return dest
 
 
 @pytest.fixture

@@ -4,46 +4,22 @@ platform code: `make new-model`, `make train`, `make promote`, `make build`, the
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import subprocess
 
 import httpx
 import pytest
 from sklearn.datasets import load_wine
 
 from serving.process import serving
-from training.settings import ROOT
+from tests.conftest import copy_project, make
 
 pytestmark = pytest.mark.slow
-
-
-def make(repo, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["make", "-s", *args],
-        cwd=repo,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A copy of the project's tracked files, so the new model package lands outside the repo."""
     dest = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout
-    for rel in filter(None, files.decode().split("\0")):
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
-    (dest / ".venv").symlink_to(ROOT / ".venv")
+    copy_project(dest)
     load_wine(as_frame=True).frame.to_csv(dest / "wine.csv", index=False)
     return dest
 

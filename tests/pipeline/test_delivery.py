@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from serving.process import free_port
+from tests.conftest import copy_project, make
 from training.settings import ROOT
 
 pytestmark = pytest.mark.slow
@@ -35,17 +35,7 @@ SHORT_LOADTEST = {
 def repo(tmp_path_factory) -> Path:
     """A copy of the project's files with short load tests and free ports for its environments."""
     dest = tmp_path_factory.mktemp("delivery") / "repo"
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout
-    for rel in filter(None, files.decode().split("\0")):
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
-    (dest / ".venv").symlink_to(ROOT / ".venv")
+    copy_project(dest)
     (dest / "loadtests" / "config.yaml").write_text(yaml.safe_dump(SHORT_LOADTEST))
     cfg = yaml.safe_load((dest / "deploy" / "config.yaml").read_text())
     for env in cfg["environments"].values():
@@ -71,17 +61,6 @@ def production_url(repo) -> str:
 def stop_everything(repo, env):
     yield
     make(repo, "down", env=env)
-
-
-def make(repo: Path, *args: str, env: dict[str, str], timeout: float = 420):
-    return subprocess.run(
-        ["make", "-s", *args],
-        cwd=repo,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def deploy_cli(repo: Path, *args: str, env: dict[str, str]):
