@@ -52,13 +52,16 @@ Response = ClassificationResponse if MODEL.task == "classification" else Regress
 FEATURES = list(MODEL.schema.features)
 
 LOG = logging.getLogger("bentogate")
-PREDICTIONS = Counter("bentogate_predictions", "Records predicted.", ["model_tag"])
+# One model per process: bind the label once, not on every request.
+PREDICTIONS = Counter("bentogate_predictions", "Records predicted.", ["model_tag"]).labels(
+    MODEL.tag
+)
 LATENCY = Histogram(
     "bentogate_predict_seconds",
     "Time in the predict API, validation excluded.",
     ["model_tag"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-)
+).labels(MODEL.tag)
 
 
 def _load(path: Path) -> Any:
@@ -83,21 +86,22 @@ class Predictor:
         # The compiled predictor, when the model has one that reproduced it on the whole
         # validation set at registration, replaces preprocess + infer: numpy only, no
         # scikit-learn or pandas in this process. BENTOGATE_COMPILED=false serves the model itself.
-        self.compiled, self.model = None, None
+        self.compiled, self.model, self.ready = None, None, False
         path = Path(self.model_ref.path_of(COMPILED_FILE))
         if MODEL.compiled and path.is_file():
             self.compiled = _load(path)
-            if not self._golden_prediction_matches():
+            self.ready = self._golden_prediction_matches()
+            if not self.ready:
                 LOG.error("compiled predictor of %s misses its golden prediction", MODEL.tag)
                 self.compiled = None
         if self.compiled is None:
             self.model = _load(Path(self.model_ref.path_of(MODEL_FILE)))
+            self.ready = self._golden_prediction_matches()
         self.batcher = MicroBatcher(
             self._predict_rows,
             max_batch_rows=max(MODEL.max_records, 256),
             threaded=self.compiled is None,  # the compiled predictor is fast enough to run inline
         )
-        self.ready = self._golden_prediction_matches()
         LOG.info(
             "%s loaded (%s), ready: %s",
             MODEL.tag,
@@ -129,7 +133,7 @@ class Predictor:
     # ---- generic from here on -------------------------------------------------------------------
     def _predict_rows(self, records: list[dict[str, Any]]) -> list[Any]:
         if self.compiled is not None:
-            return self.compiled(records).astype(float).tolist()
+            return self.compiled(records).tolist()
         return self.infer(self.preprocess(records))
 
     def _golden_prediction_matches(self) -> bool:
@@ -164,8 +168,8 @@ class Predictor:
                 raise bentoml.exceptions.InternalServerError("model returned a non-finite value")
             body = {"predictions": outputs}
         elapsed = time.perf_counter() - start
-        PREDICTIONS.labels(MODEL.tag).inc(len(rows))
-        LATENCY.labels(MODEL.tag).observe(elapsed)
+        PREDICTIONS.inc(len(rows))
+        LATENCY.observe(elapsed)
         ctx.response.headers["x-request-id"] = request_id
         ctx.response.headers["x-model-tag"] = MODEL.tag
         self.log.write(predlog.record(request_id, MODEL.tag, rows, body, elapsed * 1000))

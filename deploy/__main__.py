@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,30 +18,28 @@ import bentoml
 from deploy import config as deploy_config
 from deploy import evidence, kubernetes, notify, release, smoke
 from deploy.local import DeployError, LocalTarget, UsageError
+from serving.runtime import LAST_BUILD, bento_model_tag, last_build
 from training import registry
 from training.config import ConfigError
 from training.settings import ROOT, Settings, get_settings
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
-LAST_BUILD = ROOT / "build" / "bento-tag"
 
 
 def _bento(arg: str | None) -> tuple[str, str]:
     """(Bento tag, the model tag it serves): the given Bento or the last `make build`."""
+    arg = arg or last_build()
     if arg is None:
-        if not LAST_BUILD.is_file():
-            raise UsageError("no Bento given and no build/bento-tag: run `make build` first")
-        arg = LAST_BUILD.read_text().strip()
+        raise UsageError("no Bento given and no build/bento-tag: run `make build` first")
     try:
-        info = bentoml.bentos.get(arg).info
+        bento, model_tag = str(bentoml.bentos.get(arg).tag), bento_model_tag(arg)
     except (bentoml.exceptions.NotFound, ValueError):
         raise UsageError(
             f"no Bento {arg!r} in the store ({os.environ.get('BENTOML_HOME', '~/bentoml')})"
         ) from None
-    model_tag = info.labels.get("model_tag")
     if not model_tag:
-        raise UsageError(f"Bento {info.tag} has no model_tag label: build it with `make build`")
-    return str(info.tag), model_tag
+        raise UsageError(f"Bento {bento} has no model_tag label: build it with `make build`")
+    return bento, model_tag
 
 
 def _manifests(
@@ -198,8 +195,7 @@ def cmd_approve(
             file=sys.stderr,
         )
         return EXIT_FAILED
-    record: dict[str, Any] = {"environment": args.env, "bento": bento, "by": getpass.getuser()}
-    print(json.dumps({"approved": record}))
+    print(f"approved: {bento} to {args.env} by {getpass.getuser()}")
     return 0
 
 

@@ -123,6 +123,10 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _live(history: list[Release]) -> Release | None:
+    return next((r for r in reversed(history) if r.status == LIVE), None)
+
+
 # ---- the target ------------------------------------------------------------------------------
 
 
@@ -147,7 +151,7 @@ class LocalTarget:
         _write_json(self.dir / "history.json", [asdict(r) for r in releases])
 
     def live(self) -> Release | None:
-        return next((r for r in reversed(self.history()) if r.status == LIVE), None)
+        return _live(self.history())
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -240,7 +244,7 @@ class LocalTarget:
         self, bento: str, model_tag: str | None, approved_by: str | None, rollback_of: str | None
     ) -> Release:
         history = self.history()
-        previous = self.live()
+        previous = _live(history)  # an entry of `history`: updating it updates what is saved
         release = Release(
             id=f"r{len(history) + 1:04d}",
             bento=bento,
@@ -302,19 +306,16 @@ class LocalTarget:
             time.sleep(self.cfg.drain_s)  # requests in flight on the old release finish
             _stop(previous.pid, previous.pid_start)
             previous.status = SUPERSEDED if rollback_of is None else ROLLED_BACK
-            for r in history:
-                if r.id == previous.id:
-                    r.status = previous.status
             self._save(history)
         self.log(f"[{self.name}] {release.id}: live at {self.url} ({bento})")
         return release
 
     def rollback_target(self) -> tuple[Release, Release]:
         """(live release, the release before it that was live and is not already restored)."""
-        live = self.live()
+        history = self.history()
+        live = _live(history)
         if live is None:
             raise UsageError(f"{self.name}: no live release to roll back")
-        history = self.history()
         candidates = [r for r in history if r.status == SUPERSEDED and r.bento != live.bento]
         if not candidates:
             raise UsageError(f"{self.name}: no earlier release to roll back to")
@@ -355,7 +356,5 @@ class LocalTarget:
         return {
             "environment": self.name,
             "url": self.url,
-            "router": bool(self._router()),
             "live": asdict(live) if live and _alive(live.pid, live.pid_start) else None,
-            "releases": len(self.history()),
         }

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from loadtests import chart, traffic
 from loadtests.locust_run import Load, LoadRunError, run_locust, summarize
 from serving.process import Server, ServerError
-from serving.runtime import NoModelError, resolve_tag
+from serving.runtime import NoModelError, bento_model_tag, last_build, resolve_tag
 from training import registry, thresholds
 from training.config import ConfigError, load_yaml
 from training.gate import Check, GateResult
@@ -127,7 +127,7 @@ def check(
 
 def production_bento(candidate: str) -> str | None:
     """The newest Bento built from the current production model, unless it is the candidate's."""
-    cand = bentoml.bentos.get(candidate).info.labels.get("model_tag")
+    cand = bento_model_tag(candidate)
     name = cand.split(":")[0] if cand else get_settings().model
     prod = registry.production(name)
     if prod is None or str(prod.tag) == cand:
@@ -235,7 +235,7 @@ def run(args: argparse.Namespace, cfg: GateConfig, gates: list[thresholds.Thresh
 
 def _model_of(bento_or_target: str) -> str:
     try:
-        tag = bentoml.bentos.get(bento_or_target).info.labels.get("model_tag")
+        tag = bento_model_tag(bento_or_target)
     except (bentoml.exceptions.NotFound, ValueError):
         tag = None
     try:
@@ -317,10 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.model_tag:
                     args.env = {"BENTOGATE_MODEL_TAG": args.model_tag}
             else:
-                tag_file = ROOT / "build" / "bento-tag"
-                args.serve = args.bento or (
-                    tag_file.read_text().strip() if tag_file.exists() else None
-                )
+                args.serve = args.bento or last_build()
                 if not args.serve:
                     raise ConfigError("no candidate: pass a Bento tag or run `make build` first")
         return run(args, cfg, gates)

@@ -8,7 +8,7 @@ left when `<= threshold`, categories go left when in the node's bitset.
 
 It reads private attributes of the fitted estimator, so it is never trusted on its own: a model
 is served this way only after its predictions matched scikit-learn's on the whole validation set
-(see `training.pipeline`, `compiled_parity`), and the service checks the golden prediction again.
+(`training.compiled.parity`), and the service checks the golden prediction again.
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ import yaml
 
 from models.contract import FeatureSchema
 from training import registry
-from training.settings import Settings
+from training.settings import ROOT, Settings
+
+LAST_BUILD = ROOT / "build" / "bento-tag"  # written by `make build` and `make import`
 
 
 class NoModelError(RuntimeError):
@@ -40,6 +42,18 @@ def bundled_tag(source_dir: Path) -> str | None:
     if not bento_yaml.is_file():
         return None
     return yaml.safe_load(bento_yaml.read_text()).get("labels", {}).get("model_tag")
+
+
+def last_build() -> str | None:
+    """The Bento tag of the last `make build`, if any."""
+    if not LAST_BUILD.is_file():
+        return None
+    return LAST_BUILD.read_text().strip() or None
+
+
+def bento_model_tag(bento: str) -> str | None:
+    """The model a Bento serves (its `model_tag` label). Raises NotFound for an unknown Bento."""
+    return bentoml.bentos.get(bento).info.labels.get("model_tag")
 
 
 def resolve_tag(settings: Settings, source_dir: Path | None = None) -> str:

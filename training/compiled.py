@@ -29,7 +29,7 @@ def parity(
     expected = np.asarray(model.predict(pd.DataFrame(records, columns=list(spec.schema.features))))
     try:
         predict = spec.compile(model)
-        # One call per record and one for all: both paths of a batch-size-dependent predictor.
+        # One call per record and one for all (chunked): a predictor may branch on batch size.
         singles = np.concatenate(
             [predict(records[i : i + 1]) for i in range(min(len(records), 500))]
         )
