@@ -89,9 +89,13 @@ class Predictor:
         self.compiled, self.model, self.ready = None, None, False
         path = Path(self.model_ref.path_of(COMPILED_FILE))
         if MODEL.compiled and path.is_file():
-            self.compiled = _load(path)
-            self.ready = self._golden_prediction_matches()
-            if not self.ready:
+            try:
+                self.compiled = _load(path)
+                self.ready = self._golden_prediction_matches()
+            except Exception:  # e.g. saved by an older format: the model itself still serves
+                LOG.exception("compiled predictor of %s cannot be used", MODEL.tag)
+                self.compiled = None
+            if self.compiled is not None and not self.ready:
                 LOG.error("compiled predictor of %s misses its golden prediction", MODEL.tag)
                 self.compiled = None
         if self.compiled is None:
@@ -172,7 +176,7 @@ class Predictor:
         LATENCY.observe(elapsed)
         ctx.response.headers["x-request-id"] = request_id
         ctx.response.headers["x-model-tag"] = MODEL.tag
-        self.log.write(predlog.record(request_id, MODEL.tag, rows, body, elapsed * 1000))
+        self.log.write(request_id, MODEL.tag, rows, body, elapsed * 1000)
         return Response(model=MODEL.tag, **body)
 
 

@@ -1,10 +1,15 @@
-"""A fitted HistGradientBoostingRegressor as flat arrays, evaluated for all trees at once.
+"""A fitted HistGradientBoostingRegressor as flat arrays and one decision table.
 
 scikit-learn predicts tree by tree (~6 us of overhead per tree: ~2 ms for 300 trees, whatever the
-number of rows). Here every tree advances one level per numpy step, so a prediction costs about
-as many steps as the deepest tree. Same decisions as scikit-learn's `_predict_from_raw_data`:
-NaN and unknown or negative categories follow the node's missing direction, numeric values go
-left when `<= threshold`, categories go left when in the node's bitset.
+number of rows). Here each input value is first reduced to a code: a category's own code, or for
+a number the count of split thresholds below it on its feature (NaN and unknown or negative
+categories get the "missing" code). Every split is then one row of a table saying, for each code,
+whether to go right. Per request the table is read once for all splits, then every tree descends
+one level per step with two lookups: about 35 us for one record.
+
+Same decisions as scikit-learn's `_predict_from_raw_data`: numbers go left when `<= threshold`
+(exactly when their code is at most the threshold's index), categories go left when in the node's
+bitset, else right if known, else (like NaN and negative codes) the node's missing direction.
 
 It reads private attributes of the fitted estimator, so it is never trusted on its own: a model
 is served this way only after its predictions matched scikit-learn's on the whole validation set
@@ -14,7 +19,10 @@ is served this way only after its predictions matched scikit-learn's on the whol
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
+from bisect import bisect_left
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,86 +33,149 @@ class NotCompilable(ValueError):
 
 
 class Forest:
-    """All trees in flat arrays indexed by `tree * width + node`. Leaves point to themselves, so
-    every tree can take the same number of steps; categorical decisions are precomputed into a
-    dense table (node row x category code, the last column for "missing")."""
+    """All trees in flat arrays over nodes numbered so that a node's two children are adjacent
+    (`left[node] + goes_right`); leaves are their own left child and use a rule that always stays."""
 
-    MISSING = 256  # categories are uint8 codes in scikit-learn; this column is "missing"
+    MISSING = 256  # codes 0..255 are categories or threshold ranks; this one is "missing"
+    FORMAT = 2  # bump when the layout changes: a pickled Forest of another format is refused
 
     def __init__(self, hgb: Any) -> None:
         predictors = getattr(hgb, "_predictors", None)
         if predictors is None or any(len(p) != 1 for p in predictors):
             raise NotCompilable("only single-output HistGradientBoosting models (regression)")
         trees = [p[0] for p in predictors]
-        n_trees, width = len(trees), max(len(t.nodes) for t in trees)
-        base = (np.arange(n_trees) * width)[:, None]
-        node_ids = np.arange(width)[None, :] + base
+        self.format = self.FORMAT
+        self.n_features = len(hgb._bin_mapper.n_bins_non_missing_)
+        splits = np.concatenate([t.nodes[~t.nodes["is_leaf"].astype(bool)] for t in trees])
+        categorical = np.zeros(self.n_features, dtype=bool)
+        categorical[splits["feature_idx"][splits["is_categorical"].astype(bool)]] = True
+        self.categorical = categorical.tolist()
+        # A numeric feature's codes rank a value among all thresholds used on that feature.
+        self.edges: list[list[float]] = [
+            []
+            if categorical[j]
+            else np.unique(splits["num_threshold"][splits["feature_idx"] == j]).tolist()
+            for j in range(self.n_features)
+        ]
+        if max(map(len, self.edges)) >= self.MISSING:
+            raise NotCompilable("more thresholds on one feature than codes")
 
-        def field(name: str, dtype: Any, fill: Any) -> np.ndarray:
-            out = np.full((n_trees, width), fill, dtype=dtype)
-            for i, t in enumerate(trees):
-                out[i, : len(t.nodes)] = t.nodes[name]
-            return out
-
-        is_leaf = field("is_leaf", bool, True)
-        # Absolute child indices; a leaf (and padding) is its own child on both sides.
-        self.left = np.where(is_leaf, node_ids, field("left", np.intp, 0) + base).ravel()
-        self.right = np.where(is_leaf, node_ids, field("right", np.intp, 0) + base).ravel()
-        self.feature = field("feature_idx", np.intp, 0).ravel()
-        self.threshold = field("num_threshold", np.float64, np.inf).ravel()
-        self.value = field("value", np.float64, 0.0).ravel()
-        self.missing_left = field("missing_go_to_left", bool, True).ravel()
-        is_cat = field("is_categorical", bool, False) & ~is_leaf
-        self.is_categorical = is_cat.ravel()
-        self.has_categorical = bool(is_cat.any())
-
-        # Categorical nodes: which way each code goes, as scikit-learn decides it (left bitset;
-        # else right if the category is known; else, like missing and negative codes, the
-        # node's missing direction). Row 0 is unused (numeric nodes point there).
         known, f_idx_map = hgb._bin_mapper.make_known_categories_bitsets()
-        codes = np.arange(256)
+        codes = np.arange(self.MISSING)
         bits = lambda bitset: ((bitset[codes >> 5] >> (codes & 31).astype(np.uint32)) & 1) == 1  # noqa: E731
-        rows = [np.zeros(self.MISSING + 1, dtype=bool)]
-        self.cat_row = np.zeros(n_trees * width, dtype=np.intp)
-        for i, t in enumerate(trees):
-            for j in np.flatnonzero(t.nodes["is_categorical"] & ~t.nodes["is_leaf"].astype(bool)):
-                nd = t.nodes[j]
-                go_left = bits(t.raw_left_cat_bitsets[nd["bitset_idx"]])
-                is_known = bits(np.asarray(known)[f_idx_map[nd["feature_idx"]]])
-                missing_left = bool(nd["missing_go_to_left"])
-                row = np.where(go_left, True, np.where(is_known, False, missing_left))
-                self.cat_row[i * width + j] = len(rows)
-                rows.append(np.append(row, missing_left))
-        self.cat_left = np.asarray(rows).ravel()
+        rules: dict[tuple[int, bytes], int] = {}
+        table = [np.zeros(self.MISSING + 1, dtype=np.uint8)]  # rule 0 (before sorting): stay
+        rule_feature = [0]
 
-        self.depth = int(max(t.nodes["depth"].max() for t in trees))
+        def rule(tree: Any, nd: Any) -> int:
+            j = int(nd["feature_idx"])
+            if nd["is_categorical"]:
+                go_left = bits(tree.raw_left_cat_bitsets[nd["bitset_idx"]])
+                is_known = bits(np.asarray(known)[f_idx_map[j]])
+                missing_right = not nd["missing_go_to_left"]
+                right = np.where(go_left, False, is_known | missing_right)
+            else:
+                right = codes > self.edges[j].index(float(nd["num_threshold"]))
+            row = np.append(right, not nd["missing_go_to_left"]).astype(np.uint8)
+            key = (j, row.tobytes())
+            if key not in rules:
+                rules[key] = len(table)
+                table.append(row)
+                rule_feature.append(j)
+            return rules[key]
+
+        left: list[int] = []
+        node_rule: list[int] = []
+        value: list[float] = []
+        roots, self.depth = [], 0
+        for tree in trees:
+            nodes = tree.nodes
+            roots.append(len(left))
+            level, levels = [(0, len(left))], 0  # (node in the tree, its new number)
+            left.append(0), node_rule.append(0), value.append(0.0)
+            while level:
+                below = []
+                for old, new in level:
+                    nd = nodes[old]
+                    if nd["is_leaf"]:
+                        left[new], value[new] = new, float(nd["value"])
+                        continue
+                    left[new], node_rule[new] = len(left), rule(tree, nd)
+                    for child in (int(nd["left"]), int(nd["right"])):
+                        below.append((child, len(left)))
+                        left.append(0), node_rule.append(0), value.append(0.0)
+                levels += bool(below)
+                level = below
+            self.depth = max(self.depth, levels)
+        self.left = np.asarray(left, dtype=np.intp)
+        self.value = np.asarray(value, dtype=np.float64)
+        self.roots = np.asarray(roots, dtype=np.intp)
+        # Code-major ([code, rule]), rules grouped by feature: one row's decisions on a feature
+        # are read from one contiguous run, not one cache line per rule (~20% faster in a busy
+        # server, where the table is rarely in cache).
+        by_feature = np.argsort(rule_feature, kind="stable")
+        renumber = np.empty_like(by_feature)
+        renumber[by_feature] = np.arange(len(by_feature))
+        self.rule = renumber[np.asarray(node_rule, dtype=np.intp)]
+        self.rule_feature = np.asarray(rule_feature, dtype=np.intp)[by_feature]
+        self.table = np.ascontiguousarray(np.asarray(table)[by_feature].T).ravel()
+        self.n_rules = len(table)
+        self.rule_index = np.arange(self.n_rules, dtype=np.intp)
         self.baseline = float(np.ravel(hgb._baseline_prediction)[0])
-        self.roots = np.arange(n_trees) * width
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("format") != self.FORMAT:
+            raise NotCompilable(
+                f"compiled with another forest format ({state.get('format', 1)}, this code reads "
+                f"{self.FORMAT}): register the model again"
+            )
+        self.__dict__.update(state)
+
+    def encode(self, row: Sequence[float]) -> list[int]:
+        """One row of raw values -> codes, in plain Python (cheaper than numpy for a few rows)."""
+        out = []
+        for v, is_cat, edges in zip(row, self.categorical, self.edges, strict=True):
+            if is_cat:
+                # NaN, negative, fractional or too large: missing, as scikit-learn decides
+                out.append(int(v) if 0 <= v < self.MISSING and v == int(v) else self.MISSING)
+            else:
+                out.append(self.MISSING if v != v else bisect_left(edges, v))
+        return out
+
+    def encode_array(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        codes = np.empty(X.shape, dtype=np.intp)
+        for j, (is_cat, edges) in enumerate(zip(self.categorical, self.edges, strict=True)):
+            x = X[:, j]
+            if is_cat:
+                ok = (x >= 0) & (x < self.MISSING) & (x == np.floor(x))  # False for NaN
+                codes[:, j] = np.where(ok, np.where(ok, x, 0).astype(np.intp), self.MISSING)
+            else:
+                codes[:, j] = np.where(np.isnan(x), self.MISSING, np.searchsorted(edges, x))
+        return codes
+
+    def predict_codes(self, codes: np.ndarray) -> np.ndarray:
+        """Raw predictions (before the loss's inverse link) for rows of codes (n x features)."""
+        n = len(codes)
+        # Every split's direction for every row, read from the table at once: (n, rules).
+        goes_right = self.table[codes[:, self.rule_feature] * self.n_rules + self.rule_index]
+        left, rule = self.left, self.rule
+        if n == 1:  # the common case in serving: no row offsets
+            right, node = goes_right[0], self.roots
+            for _ in range(self.depth):
+                node = left[node] + right[rule[node]]
+            return self.baseline + self.value[node].sum(keepdims=True)
+        flat = goes_right.ravel()
+        row = np.repeat(np.arange(n, dtype=np.intp) * goes_right.shape[1], len(self.roots))
+        node = np.tile(self.roots, n)
+        for _ in range(self.depth):
+            node = left[node] + flat[row + rule[node]]
+        return self.baseline + self.value[node].reshape(n, -1).sum(axis=1)
 
     def raw_predict(self, X: np.ndarray) -> np.ndarray:
-        """Raw predictions (before the loss's inverse link) for X as the estimator sees it,
-        i.e. after its own `_preprocessor` (categories as the model's internal codes)."""
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        n, n_features = X.shape
-        flat_x = X.ravel()
-        row_base = (np.arange(n) * n_features)[:, None]
-        idx = np.broadcast_to(self.roots, (n, len(self.roots)))
-        width = self.MISSING + 1
-        for _ in range(self.depth):
-            x = np.take(flat_x, row_base + np.take(self.feature, idx))
-            missing = np.isnan(x)
-            go_left = np.where(
-                missing, np.take(self.missing_left, idx), x <= np.take(self.threshold, idx)
-            )
-            if self.has_categorical:
-                cat = np.take(self.is_categorical, idx)
-                if cat.any():
-                    code = np.where(missing | (x < 0) | ~cat, self.MISSING, x).astype(np.intp)
-                    code = np.minimum(code, self.MISSING)
-                    decided = np.take(self.cat_left, np.take(self.cat_row, idx) * width + code)
-                    go_left = np.where(cat, decided, go_left)
-            idx = np.where(go_left, np.take(self.left, idx), np.take(self.right, idx))
-        return self.baseline + np.take(self.value, idx).sum(axis=1)
+        """Raw predictions for X as the estimator sees it, i.e. after its own `_preprocessor`
+        (categories as the model's internal codes)."""
+        return self.predict_codes(self.encode_array(X))
 
 
 class Feature:
@@ -124,15 +195,20 @@ class Feature:
             return self.codes.get(v, math.nan)  # type: ignore[union-attr]
         if self.kind == "float":
             return float(v)
-        d = dt.date.fromisoformat(str(v)[:10])
-        if self.kind == "weekday":
-            return float(d.weekday())
-        if self.kind == "day":
-            return float(d.day)
-        if self.kind == "month":
-            return float(d.month)
-        angle = 2 * math.pi * d.timetuple().tm_yday / 365.25
-        return math.sin(angle) if self.kind == "doy_sin" else math.cos(angle)
+        return _calendar(str(v)[:10])[self.kind]
+
+
+@functools.lru_cache(maxsize=4096)  # requests repeat dates; parsing one costs ~1.5 us per part
+def _calendar(day: str) -> dict[str, float]:
+    d = dt.date.fromisoformat(day)
+    angle = 2 * math.pi * d.timetuple().tm_yday / 365.25
+    return {
+        "weekday": float(d.weekday()),
+        "day": float(d.day),
+        "month": float(d.month),
+        "doy_sin": math.sin(angle),
+        "doy_cos": math.cos(angle),
+    }
 
 
 LINKS = {
@@ -154,9 +230,13 @@ class CompiledRegressor:
         self.forest, self.features, self.link, self.chunk = forest, features, link, chunk
 
     def __call__(self, records: list[dict[str, Any]]) -> np.ndarray:
-        X = np.array([[f.value(r) for f in self.features] for r in records], dtype=np.float64)
+        encode, features = self.forest.encode, self.features
+        codes = np.array([encode([f.value(r) for f in features]) for r in records], dtype=np.intp)
         # Per row, cost is flat from ~32 rows on (measured): chunks bound the memory only.
         raw = np.concatenate(
-            [self.forest.raw_predict(X[i : i + self.chunk]) for i in range(0, len(X), self.chunk)]
+            [
+                self.forest.predict_codes(codes[i : i + self.chunk])
+                for i in range(0, len(codes), self.chunk)
+            ]
         )
         return LINKS[self.link](raw)

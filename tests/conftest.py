@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 # Before anything imports bentoml: it reads BENTOML_HOME once.
 _HOME = tempfile.mkdtemp(prefix="bentogate-test-home-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ["BENTOML_HOME"] = _HOME
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from models.sales.compiled import build_predictor
 from serving.forest import Forest, NotCompilable
@@ -85,6 +86,47 @@ def test_forest_refuses_a_multiclass_model():
     model = HistGradientBoostingClassifier(max_iter=5).fit(X, y)
     with pytest.raises(NotCompilable):
         Forest(model)
+
+
+@pytest.fixture(scope="module")
+def small_forest():
+    """A regressor on one categorical, one numeric (with NaN) and one integer feature."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    cat, num2 = rng.integers(0, 40, n).astype(float), rng.integers(0, 5, n).astype(float)
+    num = np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n))
+    y = np.sin(cat) + 0.3 * num2 + np.nan_to_num(num) + rng.normal(scale=0.1, size=n)
+    X = np.column_stack([cat, num, num2])
+    hgb = HistGradientBoostingRegressor(max_iter=50, categorical_features=[0], random_state=0)
+    return hgb.fit(X, y), X
+
+
+def test_forest_decides_edge_values_as_scikit_learn_does(small_forest):
+    hgb, X = small_forest
+    forest = Forest(hgb)
+    edges = np.array(forest.edges[1])
+    awkward = [
+        [np.nan, np.inf, np.nan],  # missing category, infinite number, missing number
+        [-1, -np.inf, 7],  # negative category, a value above every threshold
+        [39.5, 0, 1e300],  # fractional category
+        [300, np.nan, -1],  # category beyond the codes
+        [45, edges[3], 2],  # unknown category; a number exactly at a threshold
+        [0, edges[0], np.inf],
+        [-0.5, edges[-1], 4.0],
+    ]
+    at_thresholds = np.column_stack([X[: len(edges), 0], edges, X[: len(edges), 2]])
+    rows = np.vstack([X[:300], awkward, at_thresholds])
+    expected = hgb._raw_predict(rows).ravel()
+    np.testing.assert_allclose(forest.raw_predict(rows), expected, rtol=1e-12, atol=1e-12)
+    one_by_one = [forest.predict_codes(np.array([forest.encode(r)]))[0] for r in rows.tolist()]
+    np.testing.assert_allclose(one_by_one, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_forest_pickled_in_another_format_is_refused(small_forest):
+    forest = Forest(small_forest[0])
+    forest.format = Forest.FORMAT - 1
+    with pytest.raises(NotCompilable, match="register the model again"):
+        pickle.loads(pickle.dumps(forest))
 
 
 def test_a_saved_compiled_predictor_runs_without_scikit_learn_or_pandas(

@@ -3,7 +3,10 @@
 import json
 import pickle
 import time
+from pathlib import Path
 
+import bentoml
+import joblib
 import pytest
 
 
@@ -179,3 +182,27 @@ def test_chunked_body_over_the_size_limit_gets_413(client, service_module):
         "/predict", content=chunks(), headers={"content-type": "application/json"}
     )
     assert response.status_code == 413
+
+
+def test_a_compiled_predictor_saved_in_an_older_format_leaves_the_model_serving(
+    service_module, record, tmp_path, monkeypatch
+):
+    # A real old-format pickle, as a model registered before a forest format change would hold.
+    compiled = service_module._load(
+        Path(bentoml.models.get(service_module.MODEL.tag).path_of(service_module.COMPILED_FILE))
+    )
+    compiled.forest.format = 1
+    old = tmp_path / "compiled.pkl"
+    joblib.dump(compiled, old)
+    load = service_module._load
+    monkeypatch.setattr(
+        service_module,
+        "_load",
+        lambda path: load(old if path.name == service_module.COMPILED_FILE else path),
+    )
+
+    predictor = service_module.Predictor.inner()
+
+    assert predictor.compiled is None and predictor.model is not None
+    assert predictor.ready
+    assert predictor._predict_rows([record]) == pytest.approx(compiled([record]).tolist())
