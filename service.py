@@ -52,6 +52,7 @@ Response = ClassificationResponse if MODEL.task == "classification" else Regress
 FEATURES = list(MODEL.schema.features)
 
 LOG = logging.getLogger("bentogate")
+LOG.setLevel(logging.INFO)  # BentoML sets the root logger to WARNING: keep our start-up lines
 # One model per process: bind the label once, not on every request.
 PREDICTIONS = Counter("bentogate_predictions", "Records predicted.", ["model_tag"]).labels(
     MODEL.tag

@@ -108,6 +108,17 @@ def bench(tag: str, concurrency: list[int], duration: float, warmup: float, out:
             entry["rss_mb"] = server.rss_bytes() / 2**20
         finally:
             server.stop()
+        if name == "bentogate":
+            # A model registered before a forest format change serves without its compiled
+            # predictor (and ~10x slower): say so rather than publish its figures unlabelled.
+            log = (out / f"{name}_server.log").read_text(errors="replace")
+            entry["predictor"] = "compiled" if "(compiled predictor)" in log else "scikit-learn"
+            if entry["predictor"] != "compiled":
+                print(
+                    "[bench] bentogate served the scikit-learn model, not its compiled predictor: "
+                    "`make train promote` registers one in the current format",
+                    file=sys.stderr,
+                )
         results[name] = entry
         time.sleep(1)
     results["ratios"] = {
@@ -131,8 +142,8 @@ def bench(tag: str, concurrency: list[int], duration: float, warmup: float, out:
 
 def markdown(r: dict) -> str:
     lines = [
-        f"### Benchmark: `{r['model']}` ({r['duration_s']:.0f} s per point, closed loop, "
-        "server on core 0, Locust on core 1)",
+        f"### Benchmark: `{r['model']}`, {r['bentogate'].get('predictor', '?')} predictor "
+        f"({r['duration_s']:.0f} s per point, closed loop, server on core 0, Locust on core 1)",
         "",
         "| server | clients | req/s | P50 ms | P90 ms | P99 ms | errors |",
         "|---|---|---|---|---|---|---|",

@@ -52,6 +52,13 @@ def test_built_bento_serves_the_production_model(server, example, production_tag
     assert response.json()["model"] == production_tag
 
 
+def test_built_bento_serves_its_compiled_predictor_and_says_so(server, production_tag):
+    # Bundled with the model, numpy only; a fallback to scikit-learn would be ~10x slower.
+    assert f"{production_tag} loaded (compiled predictor), ready: True" in (
+        server.log_path.read_text()
+    )
+
+
 def test_built_bento_rejects_a_bad_record_naming_the_field(server, example):
     bad = {"records": [{**example["records"][0], "family": "TOYS"}]}
     response = httpx.post(f"{server.url}/predict", json=bad)
