@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,23 +10,18 @@ import httpx
 import pytest
 
 from serving.process import serving
-from training.settings import ROOT
+from tests.conftest import copy_project, make
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def bento_tag(production_tag) -> str:
-    result = subprocess.run(
-        ["make", "-s", "build"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ},
-    )
+def bento_tag(production_tag, tmp_path_factory) -> str:
+    # In a copy: the working tree's build/bento-tag names the developer's last build, not ours.
+    repo = copy_project(tmp_path_factory.mktemp("repo"))
+    result = make(repo, "build", env={})
     assert result.returncode == 0, result.stderr
-    return (ROOT / "build" / "bento-tag").read_text().strip()
+    return (repo / "build" / "bento-tag").read_text().strip()
 
 
 @pytest.fixture(scope="module")
