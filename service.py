@@ -93,11 +93,11 @@ class Predictor:
             try:
                 self.compiled = _load(path)
                 self.ready = self._golden_prediction_matches()
+                if not self.ready:
+                    LOG.error("compiled predictor of %s misses its golden prediction", MODEL.tag)
             except Exception:  # e.g. saved by an older format: the model itself still serves
                 LOG.exception("compiled predictor of %s cannot be used", MODEL.tag)
-                self.compiled = None
-            if self.compiled is not None and not self.ready:
-                LOG.error("compiled predictor of %s misses its golden prediction", MODEL.tag)
+            if not self.ready:
                 self.compiled = None
         if self.compiled is None:
             self.model = _load(Path(self.model_ref.path_of(MODEL_FILE)))

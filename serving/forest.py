@@ -1,4 +1,4 @@
-"""A fitted HistGradientBoostingRegressor as flat arrays and one decision table.
+"""A fitted HistGradientBoostingRegressor as flat node arrays and per-feature decision blocks.
 
 scikit-learn predicts tree by tree (~6 us of overhead per tree: ~2 ms for 300 trees, whatever the
 number of rows). Here each input value is first reduced to a code: a category's own code, or for
