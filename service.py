@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 import bentoml
 from prometheus_client import Counter, Histogram
 
+from core.registry import COMPILED_FILE, MODEL_FILE
+from core.settings import get_settings
 from serving import predlog
 from serving.batching import MicroBatcher
 from serving.guard import RequestGuard
 from serving.runtime import load_served_model
 from serving.schema import ClassificationResponse, RegressionResponse, request_model
-from training.registry import COMPILED_FILE, MODEL_FILE
-from training.settings import get_settings
 
 # pandas, numpy and scikit-learn (through joblib) are imported inside the class, where they are
 # used: BentoML imports this file in its supervising process too, which never predicts. Importing

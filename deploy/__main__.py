@@ -15,13 +15,13 @@ from typing import Any
 
 import bentoml
 
+from core import registry
+from core.settings import ROOT, Settings, get_settings
+from core.yamlconf import ConfigError
 from deploy import config as deploy_config
 from deploy import evidence, kubernetes, notify, release, smoke
 from deploy.local import DeployError, LocalTarget, UsageError
 from serving.runtime import LAST_BUILD, bento_model_tag, last_build
-from training import registry
-from training.config import ConfigError
-from training.settings import ROOT, Settings, get_settings
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 

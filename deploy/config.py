@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from training.config import ConfigError, load_yaml
+from core.yamlconf import ConfigError, load_yaml
 
 __all__ = ["ConfigError", "DeployConfig", "Environment", "load"]
 

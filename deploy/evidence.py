@@ -12,7 +12,7 @@ from typing import Any
 
 import bentoml
 
-from training import registry
+from core import registry
 
 
 def _fmt(value: Any) -> str:

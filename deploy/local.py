@@ -30,10 +30,10 @@ from typing import Any
 
 import httpx
 
+from core.process import Server, ServerError, free_port
+from core.settings import ROOT
 from deploy import smoke
 from deploy.config import Environment
-from serving.process import Server, ServerError, free_port
-from training.settings import ROOT
 
 LIVE, SUPERSEDED, FAILED, ROLLED_BACK, RESTORED, STOPPED = (
     "live",

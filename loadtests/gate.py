@@ -19,14 +19,14 @@ import httpx
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core import registry, thresholds
+from core.process import Server, ServerError
+from core.settings import ROOT, get_settings
+from core.verdict import Check, GateResult
+from core.yamlconf import ConfigError, load_yaml
 from loadtests import chart, traffic
 from loadtests.locust_run import Load, LoadRunError, run_locust, summarize
-from serving.process import Server, ServerError
 from serving.runtime import NoModelError, bento_model_tag, last_build, resolve_tag
-from training import registry, thresholds
-from training.config import ConfigError, load_yaml
-from training.gate import Check, GateResult
-from training.settings import ROOT, get_settings
 
 EXIT_FAILED, EXIT_USAGE, EXIT_RUN_ERROR = 1, 2, 3
 CONFIG = Path(__file__).with_name("config.yaml")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from serving.process import free_port
+from core.process import free_port
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 LOCUST = str(Path(sys.executable).with_name("locust"))

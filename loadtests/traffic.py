@@ -15,8 +15,8 @@ import bentoml
 import pandas as pd
 
 from models import get_spec
+from models.config import ModelConfig
 from models.contract import FeatureSchema
-from training.config import ModelConfig
 from training.load import load
 from training.split import split
 from training.validate import validate

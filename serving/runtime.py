@@ -13,9 +13,9 @@ from typing import Any
 import bentoml
 import yaml
 
+from core import registry
+from core.settings import ROOT, Settings
 from models.contract import FeatureSchema
-from training import registry
-from training.settings import ROOT, Settings
 
 LAST_BUILD = ROOT / "build" / "bento-tag"  # written by `make build` and `make import`
 

@@ -19,10 +19,11 @@ atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ["BENTOML_HOME"] = _HOME
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 
+from core import registry  # noqa: E402
+from core.settings import ROOT, Settings  # noqa: E402
 from models import get_spec  # noqa: E402
 from models.contract import ModelSpec  # noqa: E402
-from training import pipeline, registry  # noqa: E402
-from training.settings import ROOT, Settings  # noqa: E402
+from training import pipeline  # noqa: E402
 from training.split import time_split  # noqa: E402
 from training.train import train  # noqa: E402
 from training.validate import validate  # noqa: E402

@@ -10,11 +10,12 @@ import logging
 import sys
 from pathlib import Path
 
+from core import registry
+from core.settings import Settings
+from core.yamlconf import ConfigError
 from models import UnknownModelError
-from training import pipeline, registry
-from training.config import ConfigError
+from training import pipeline
 from training.load import DataLoadError
-from training.settings import Settings
 from training.split import SplitError
 from training.validate import DataValidationError
 

@@ -4,37 +4,11 @@ than production (on the same validation data) by more than the configured tolera
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
-from training.config import RatchetConfig
+from core.thresholds import Threshold
+from core.verdict import Check, GateResult
+from models.config import RatchetConfig
 from training.evaluate import LOWER_IS_BETTER
-from training.thresholds import Threshold
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    measured: float | None
-    bound: str
-    passed: bool
-    message: str
-
-
-@dataclass(frozen=True)
-class GateResult:
-    accepted: bool
-    checks: tuple[Check, ...]
-
-    @property
-    def failures(self) -> list[str]:
-        return [c.message for c in self.checks if not c.passed]
-
-    def to_dict(self) -> dict:
-        return {"accepted": self.accepted, "checks": [asdict(c) for c in self.checks]}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> GateResult:
-        return cls(bool(data["accepted"]), tuple(Check(**c) for c in data["checks"]))
 
 
 def _threshold_check(metrics: dict[str, float], t: Threshold) -> Check:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.settings import ROOT
 from models.contract import ModelSpec
-from training.settings import ROOT
 
 
 class DataLoadError(ValueError):

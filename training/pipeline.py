@@ -20,14 +20,15 @@ from typing import Any
 import joblib
 import pandas as pd
 
+from core import registry
+from core.settings import ROOT, Settings
 from models import get_spec
+from models.config import ModelConfig, load_config
 from models.contract import FeatureSchema, ModelSpec
-from training import compiled, registry
-from training.config import ModelConfig, load_config
+from training import compiled
 from training.evaluate import evaluate
 from training.gate import GateResult, is_accepted
 from training.load import content_sha256, file_sha256, load
-from training.settings import ROOT, Settings
 from training.split import split
 from training.train import train
 from training.validate import validate

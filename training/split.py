@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from models.config import SplitConfig
 from models.contract import ModelSpec
-from training.config import SplitConfig
 
 
 class SplitError(ValueError):

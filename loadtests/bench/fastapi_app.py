@@ -14,10 +14,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from core.registry import MODEL_FILE
+from core.settings import get_settings
 from serving.runtime import load_served_model
 from serving.schema import request_model
-from training.registry import MODEL_FILE
-from training.settings import get_settings
 
 MODEL = load_served_model(get_settings(), Path(__file__).resolve().parent)
 PredictRequest = request_model(MODEL.schema, MODEL.max_records)

@@ -8,10 +8,10 @@ from typing import Any
 
 import bentoml
 
+from core.settings import get_settings
 from serving.guard import RequestGuard
 from serving.runtime import load_served_model
 from serving.schema import RegressionResponse, request_model
-from training.settings import get_settings
 
 MODEL = load_served_model(get_settings(), Path(__file__).resolve().parent)
 PredictRequest = request_model(MODEL.schema, MODEL.max_records)

@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+from core.process import Server
+from core.settings import ROOT, get_settings
 from loadtests import traffic
 from loadtests.locust_run import Load, run_locust, summarize
-from serving.process import Server
 from serving.runtime import NoModelError, resolve_tag
-from training.settings import ROOT, get_settings
 
 PIN_SERVER = ("taskset", "-c", "0")
 LOAD_CPU = 1

@@ -14,11 +14,11 @@ import bentoml
 import joblib
 import pandas as pd
 
+from core.registry import MODEL_FILE
+from core.settings import get_settings
 from serving.guard import RequestGuard
 from serving.runtime import load_served_model
 from serving.schema import RegressionResponse, request_model
-from training.registry import MODEL_FILE
-from training.settings import get_settings
 
 MODEL = load_served_model(get_settings(), Path(__file__).resolve().parent)
 PredictRequest = request_model(MODEL.schema, MODEL.max_records)

@@ -9,8 +9,8 @@ from models.contract import ModelSpec
 from models.sales import compiled
 from models.sales.data import generate
 from models.sales.estimator import build_estimator
+from models.sales.metrics import nwrmsle
 from models.sales.schema import SCHEMA
-from training.metrics import nwrmsle
 
 
 def drop_returns(df: pd.DataFrame) -> pd.DataFrame:

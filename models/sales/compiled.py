@@ -2,7 +2,7 @@
 
 The same computation as the scikit-learn Pipeline (`estimator.py`) in plain numpy: categories go
 through one dictionary (both fitted encoders composed), calendar features come from
-`datetime.date`, and all trees run together (`serving.forest`). It is served only if it matched
+`datetime.date`, and all trees run together (`models.forest`). It is served only if it matched
 the Pipeline on the whole validation set at registration (the platform checks; see
 `ModelSpec.compile`), and then without scikit-learn or pandas in the serving process.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from models.forest import CompiledRegressor, Feature, Forest, NotCompilable
 from models.sales.estimator import CATEGORICAL, FLAGS, expm1_units
-from serving.forest import CompiledRegressor, Feature, Forest, NotCompilable
 
 CALENDAR = ("weekday", "day", "month", "doy_sin", "doy_cos")  # estimator.date_features' order
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from models import get_spec
-from training.config import ConfigError, load_config
+from models.config import ConfigError, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from core.settings import ROOT
+from core.yamlconf import ConfigError
 from deploy import config
-from training.config import ConfigError
-from training.settings import ROOT
 
 SHIPPED = ROOT / "deploy" / "config.yaml"
 

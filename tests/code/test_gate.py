@@ -1,6 +1,6 @@
-from training.config import RatchetConfig
+from core.thresholds import parse
+from models.config import RatchetConfig
 from training.gate import is_accepted
-from training.thresholds import parse
 
 THRESHOLDS = [parse("<= 0.80", metric="nwrmsle"), parse("> 0", metric="r2")]
 RATCHET = RatchetConfig(metric="nwrmsle", tolerance=0.01)

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
+from core.settings import ROOT
 from deploy import config, kubernetes
-from training.settings import ROOT
 
 CFG = config.load(ROOT / "deploy" / "config.yaml").env("production", "kubernetes").kubernetes
 

@@ -1,8 +1,8 @@
 import pytest
 
+from core.thresholds import ThresholdError, parse
+from core.yamlconf import ConfigError, load_yaml
 from loadtests.gate import GateConfig, check, merge_thresholds
-from training.config import ConfigError, load_yaml
-from training.thresholds import ThresholdError, parse
 
 FIGURES = {"p50": 10.0, "p90": 20.0, "p99": 40.0, "error_rate": 0.0, "rps": 80.0}
 

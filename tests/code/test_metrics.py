@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from training.metrics import nwrmsle
+from models.sales.metrics import nwrmsle
 
 
 def test_nwrmsle_is_zero_for_perfect_predictions():

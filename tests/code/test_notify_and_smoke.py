@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from core.process import free_port
 from deploy import notify, smoke
-from serving.process import free_port
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import json
 
 from starlette.testclient import TestClient
 
+from core.process import free_port
 from deploy.router import app
-from serving.process import free_port
 
 
 def test_router_without_a_release_answers_503_naming_the_environment(tmp_path):

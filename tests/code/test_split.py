@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from training.config import SplitConfig
+from models.config import SplitConfig
 from training.split import SplitError, split, time_split
 
 

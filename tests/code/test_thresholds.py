@@ -1,6 +1,6 @@
 import pytest
 
-from training.thresholds import ThresholdError, parse, parse_many
+from core.thresholds import ThresholdError, parse, parse_many
 
 
 @pytest.mark.parametrize(

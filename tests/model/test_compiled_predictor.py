@@ -16,10 +16,10 @@ import pytest
 from sklearn.datasets import make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
+from core.settings import ROOT
+from models.forest import Forest, NotCompilable
 from models.sales.compiled import build_predictor
-from serving.forest import Forest, NotCompilable
 from training.compiled import parity
-from training.settings import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ reproducibility."""
 import numpy as np
 import pytest
 
-from training.config import load_config
+from models.config import load_config
 from training.evaluate import evaluate
 from training.gate import is_accepted
 from training.train import train

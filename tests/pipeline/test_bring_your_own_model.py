@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sklearn.datasets import load_wine
 
-from serving.process import serving
+from core.process import serving
 from tests.conftest import copy_project, make
 
 pytestmark = pytest.mark.slow

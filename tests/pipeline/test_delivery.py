@@ -16,9 +16,9 @@ import httpx
 import pytest
 import yaml
 
-from serving.process import free_port
+from core.process import free_port
+from core.settings import ROOT
 from tests.conftest import copy_project, make
-from training.settings import ROOT
 
 pytestmark = pytest.mark.slow
 

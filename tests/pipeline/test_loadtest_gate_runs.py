@@ -6,11 +6,11 @@ import bentoml
 import pytest
 import yaml
 
-from serving.process import serving
+from core import registry
+from core.process import serving
+from core.settings import ROOT
 from tests.conftest import run_cli
 from tests.fixtures.variants import FailsAfterStartup, Slow
-from training import registry
-from training.settings import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.settings import ROOT
 from tests.conftest import run_cli
-from training.settings import ROOT
 
 WEAK = {"max_iter": 1, "learning_rate": 0.01}
 

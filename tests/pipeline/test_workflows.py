@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from training.settings import ROOT
+from core.settings import ROOT
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 

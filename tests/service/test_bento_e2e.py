@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving.process import serving
+from core.process import serving
 from tests.conftest import copy_project, make
 
 pytestmark = pytest.mark.slow

@@ -1,7 +1,4 @@
-"""Versioned per-model configuration (models/<name>/config.yaml): parameters and thresholds.
-
-Loading fails fast with the file, line and field of every problem.
-"""
+"""YAML config files validated into pydantic models; every error names file, line and field."""
 
 from __future__ import annotations
 
@@ -9,67 +6,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from training import thresholds
+from pydantic import BaseModel, ValidationError
 
 T = TypeVar("T", bound=BaseModel)
 
 
 class ConfigError(ValueError):
     pass
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DataConfig(_Strict):
-    source: str = "default"
-
-
-class SplitConfig(_Strict):
-    validation_weeks: int | None = Field(default=None, ge=1, le=520)
-    validation_fraction: float | None = Field(default=None, gt=0, lt=1)
-
-    @model_validator(mode="after")
-    def _one_rule(self) -> SplitConfig:
-        if self.validation_weeks is not None and self.validation_fraction is not None:
-            raise ValueError("give validation_weeks (time split) or validation_fraction, not both")
-        return self
-
-
-class RatchetConfig(_Strict):
-    metric: str
-    tolerance: float = Field(ge=0)
-
-
-class GateConfig(_Strict):
-    thresholds: dict[str, str]
-    ratchet: RatchetConfig | None = None
-
-    @field_validator("thresholds")
-    @classmethod
-    def _parse(cls, value: dict[str, str]) -> dict[str, str]:
-        for metric, text in value.items():
-            thresholds.parse(str(text), metric=metric)
-        return value
-
-    def parsed(self) -> list[thresholds.Threshold]:
-        return [thresholds.parse(str(t), metric=m) for m, t in self.thresholds.items()]
-
-
-class ServingConfig(_Strict):
-    max_records: int = Field(default=1000, ge=1, le=100_000)
-
-
-class ModelConfig(_Strict):
-    seed: int = Field(ge=0, le=2**32 - 1)
-    data: DataConfig = DataConfig()
-    split: SplitConfig = SplitConfig()
-    params: dict[str, Any] = {}
-    gate: GateConfig
-    serving: ServingConfig = ServingConfig()
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -86,10 +29,6 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
         else:
             node = None
     return node.start_mark.line + 1 if node is not None else line
-
-
-def load_config(path: Path) -> ModelConfig:
-    return load_yaml(path, ModelConfig)
 
 
 def load_yaml(path: Path, model: type[T]) -> T:
