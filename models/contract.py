@@ -121,9 +121,16 @@ class ModelSpec:
     holding the feature transforms, so serving reuses them exactly). default_data(seed) returns the
     embedded default dataset. clean(df) drops rows the model must not learn from. sample_weight(df)
     weighs rows in the metrics. group_by names columns to report metrics per group.
+
+    The predict path, used by evaluation, the golden prediction, every runtime's parity check,
+    the service and batch scoring alike (`models.predict`):
+    prepare(records) turns request records into the model's input (default: a DataFrame of the
+    feature columns, dates parsed); predict(model, X) turns that input into `Outputs` (default:
+    `model.predict`, plus `predict_proba` for classifiers). Training fits on prepare(records) too.
+
     compile(fitted_model), optional, returns a fast `predict(records) -> predictions` for a
-    regression model; the platform serves it instead of preprocess + infer only if it matched the
-    fitted model's predictions on the whole validation set at registration.
+    regression model. Like any faster runtime (ONNX Runtime is the other) it is served only if it
+    reproduced the predict path on the whole validation set at registration.
     """
 
     name: str
@@ -139,4 +146,14 @@ class ModelSpec:
     extra_metrics: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray | None], float]] = field(
         default_factory=dict
     )
+    prepare: Callable[[list[dict[str, Any]]], Any] | None = None
+    predict: Callable[[Any, Any], Outputs] | None = None
     compile: Callable[[Any], Callable[[list[dict[str, Any]]], np.ndarray]] | None = None
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What the predict path returns for n records, whatever runtime computed it."""
+
+    predictions: np.ndarray  # (n,): floats for regression, class labels for classification
+    probabilities: np.ndarray | None = None  # (n, k) in the model's `classes` order
