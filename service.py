@@ -1,15 +1,14 @@
-"""bentogate service template: a preprocessing step and a model step behind a typed predict API.
+"""bentogate's predict API: the model package's predict path behind a typed, validated endpoint.
 
-Data scientists: the two places marked FILL IN are yours; everything else is generic. The request
-schema, the example in the OpenAPI document and the limits all come from the registered model's
-own record (its fitted feature schema), so a new model package needs no change here.
+Nothing here is model-specific. The request schema, its OpenAPI example and the limits come from
+the registered model's record (its fitted feature schema); the computation is the model package's
+predict path (`prepare` -> `predict`, see models/contract.py), served by the fastest runtime that
+reproduced it on the whole validation set at registration: the package's compiled predictor,
+ONNX Runtime, or the scikit-learn model itself (models/runtimes.py). To change what the model
+computes, edit the model package: training, the gates and this service all follow.
 
 Which model: BENTOGATE_MODEL_TAG if set, else the production model of BENTOGATE_MODEL (default
 "sales"); inside a built Bento, the model bundled with it.
-
-Fast path: a model package may provide a compiled predictor (`ModelSpec.compile`, e.g.
-models/sales/compiled.py). It replaces the two hooks only if it reproduced the model on the whole
-validation set at registration; otherwise the hooks below run the fitted scikit-learn model.
 """
 
 from __future__ import annotations
@@ -25,31 +24,25 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import bentoml
 from prometheus_client import Counter, Histogram
 
-from core.registry import COMPILED_FILE, MODEL_FILE
 from core.settings import get_settings
 from serving import predlog
 from serving.batching import MicroBatcher
 from serving.guard import RequestGuard
-from serving.runtime import load_served_model
+from serving.runtime import load_served_model, serve_runtime
 from serving.schema import ClassificationResponse, RegressionResponse, request_model
 
-# pandas, numpy and scikit-learn (through joblib) are imported inside the class, where they are
-# used: BentoML imports this file in its supervising process too, which never predicts. Importing
-# them there cost ~2.5 s of cold start and ~100 MB per replica.
-if TYPE_CHECKING:
-    import pandas as pd
-
+# Runtimes import numpy, ONNX Runtime or scikit-learn only when the worker loads them: BentoML
+# imports this file in its supervising process too, which never predicts (~2.5 s, ~100 MB saved).
 SETTINGS = get_settings()
 # Reads the model's record from the store (not the model itself) to derive the API from it.
 MODEL = load_served_model(SETTINGS, Path(__file__).resolve().parent)
 PredictRequest = request_model(MODEL.schema, MODEL.max_records)
 Response = ClassificationResponse if MODEL.task == "classification" else RegressionResponse
-FEATURES = list(MODEL.schema.features)
 
 LOG = logging.getLogger("bentogate")
 LOG.setLevel(logging.INFO)  # BentoML sets the root logger to WARNING: keep our start-up lines
@@ -65,12 +58,6 @@ LATENCY = Histogram(
 ).labels(MODEL.tag)
 
 
-def _load(path: Path) -> Any:
-    import joblib
-
-    return joblib.load(path)
-
-
 @bentoml.service(
     name=f"{MODEL.name}_api",
     # One worker per replica: the model is small and cheap; scale with replicas, not workers.
@@ -84,74 +71,15 @@ class Predictor:
 
     def __init__(self) -> None:
         self.log = predlog.PredictionLog(SETTINGS.prediction_log)
-        # The compiled predictor, when the model has one that reproduced it on the whole
-        # validation set at registration, replaces preprocess + infer: numpy only, no
-        # scikit-learn or pandas in this process. BENTOGATE_COMPILED=false serves the model itself.
-        self.compiled, self.model, self.ready = None, None, False
-        path = Path(self.model_ref.path_of(COMPILED_FILE))
-        if MODEL.compiled and path.is_file():
-            try:
-                self.compiled = _load(path)
-                self.ready = self._golden_prediction_matches()
-                if not self.ready:
-                    LOG.error("compiled predictor of %s misses its golden prediction", MODEL.tag)
-            except Exception:  # e.g. saved by an older format: the model itself still serves
-                LOG.exception("compiled predictor of %s cannot be used", MODEL.tag)
-            if not self.ready:
-                self.compiled = None
-        if self.compiled is None:
-            self.model = _load(Path(self.model_ref.path_of(MODEL_FILE)))
-            self.ready = self._golden_prediction_matches()
+        self.runtime, self.ready = serve_runtime(MODEL, Path(self.model_ref.path))
+        # A runtime slower than ~1 ms a call runs in a thread so the event loop keeps reading
+        # and validating requests; the fast ones run inline, cheaper than the thread hand-off.
         self.batcher = MicroBatcher(
-            self._predict_rows,
+            self.runtime.predict,
             max_batch_rows=max(MODEL.max_records, 256),
-            threaded=self.compiled is None,  # the compiled predictor is fast enough to run inline
+            threaded=self.runtime.name == "sklearn",
         )
-        LOG.info(
-            "%s loaded (%s), ready: %s",
-            MODEL.tag,
-            "compiled predictor" if self.compiled is not None else "scikit-learn model",
-            self.ready,
-        )
-        if not self.ready:
-            LOG.error("%s does not reproduce its golden prediction: not ready", MODEL.tag)
-
-    # ---- FILL IN (optional): preprocessing step, request records -> model input ----------------
-    def preprocess(self, records: list[dict[str, Any]]) -> pd.DataFrame:
-        # The fitted Pipeline holds the feature transforms, so this only arranges the columns.
-        import pandas as pd
-
-        return pd.DataFrame({name: [r[name] for r in records] for name in FEATURES})
-
-    # ---- FILL IN (optional): model step, model input -> one output per record ------------------
-    def infer(self, features: pd.DataFrame) -> list[Any]:
-        if MODEL.task == "classification":
-            labels = self.model.predict(features).tolist()
-            proba = self.model.predict_proba(features)
-            classes = [str(c) for c in self.model.classes_]
-            return [
-                (label, dict(zip(classes, map(float, p), strict=True)))
-                for label, p in zip(labels, proba, strict=True)
-            ]
-        return self.model.predict(features).astype(float).tolist()
-
-    # ---- generic from here on -------------------------------------------------------------------
-    def _predict_rows(self, records: list[dict[str, Any]]) -> list[Any]:
-        if self.compiled is not None:
-            return self.compiled(records).tolist()
-        return self.infer(self.preprocess(records))
-
-    def _golden_prediction_matches(self) -> bool:
-        """Ready only if the loaded model reproduces the prediction recorded at training time."""
-        golden = MODEL.golden
-        if not golden:
-            return False
-        out = self._predict_rows(golden["records"])
-        if MODEL.task == "classification":
-            return [o[0] for o in out] == golden["predictions"]
-        import numpy as np
-
-        return bool(np.allclose(out, golden["predictions"], rtol=1e-6, atol=1e-9))
+        LOG.info("%s loaded (runtime: %s), ready: %s", MODEL.tag, self.runtime.name, self.ready)
 
     def __is_ready__(self) -> bool:
         return self.ready

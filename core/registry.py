@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ from typing import Any
 import bentoml
 import yaml
 
-MODEL_FILE = "model.pkl"
-COMPILED_FILE = "compiled.pkl"
+MODEL_FILE = "model.pkl"  # the fitted model, always saved: the sklearn runtime and the ratchet
+REFERENCE_FILE = "reference.parquet"  # validation rows with predictions: load-test traffic, drift
 STAGES = ("candidate", "production", "archived")
 
 
@@ -34,6 +35,8 @@ class Entry:
     created: str
     git_commit: str
     metrics: dict[str, float]
+    runtime: str  # the runtime it serves with unless a setting forces another
+    runtimes: dict[str, dict[str, Any]]  # each runtime's verdict at registration, with its reason
 
 
 def _jsonable(value: Any) -> Any:
@@ -53,15 +56,16 @@ def _sklearn_version() -> str:
 
 def register(
     name: str,
-    model: Any,
     *,
     metadata: dict[str, Any],
     git_commit: str,
-    compiled: Any | None = None,
+    files: list[Path],
 ) -> str:
-    """Save a candidate into the store; return its tag. The model files are written before the
-    store entry is committed, so a failure leaves no entry behind. `compiled`: the admitted
-    compiled predictor, saved beside the model as COMPILED_FILE."""
+    """Save a candidate into the store with `files` (the fitted model and each admitted runtime's
+    file, by their final names); return its tag. The files are copied before the store entry is
+    committed, so a failure leaves no entry behind."""
+    if MODEL_FILE not in {f.name for f in files}:
+        raise RegistryError(f"a model is registered with its {MODEL_FILE}")
     labels = {"stage": "candidate", "git_commit": git_commit}
     meta = _jsonable(
         {
@@ -72,11 +76,8 @@ def register(
         }
     )
     with bentoml.models.create(name, labels=labels, metadata=meta) as ref:
-        import joblib
-
-        joblib.dump(model, ref.path_of(MODEL_FILE))
-        if compiled is not None:
-            joblib.dump(compiled, ref.path_of(COMPILED_FILE))
+        for f in files:
+            shutil.copyfile(f, ref.path_of(f.name))
     return str(ref.tag)
 
 
@@ -142,6 +143,8 @@ def entries(name: str | None = None) -> list[Entry]:
             created=m.info.creation_time.strftime("%Y-%m-%d %H:%M:%S"),
             git_commit=m.info.labels.get("git_commit", "?"),
             metrics=m.info.metadata.get("metrics", {}).get("overall", {}),
+            runtime=m.info.metadata.get("runtime", "sklearn"),
+            runtimes=m.info.metadata.get("runtimes", {}),
         )
         for m in _entries(name)
     ]

@@ -6,6 +6,7 @@ All paths derive from the project root. Nothing is read or written at import tim
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,9 +25,10 @@ class Settings(BaseSettings):
     model_tag: str | None = Field(default=None, description="Serve this model tag, not production.")
     work_dir: Path = ROOT / ".bentogate" / "run"
     reports_dir: Path = ROOT / "reports"
-    compiled: bool = Field(
-        default=True,
-        description="Serve the model package's compiled predictor when it passed parity.",
+    runtime: Literal["auto", "compiled", "onnx", "sklearn"] | None = Field(
+        default=None,
+        description="Serve with this runtime instead of the model config's serving.runtime "
+        "(auto: the fastest one admitted at registration).",
     )
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Larger bodies get 413.")
     deploy_config: Path = Field(

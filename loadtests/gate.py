@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.serve:
                     raise ConfigError("no candidate: pass a Bento tag or run `make build` first")
         return run(args, cfg, gates)
-    except (ConfigError, thresholds.ThresholdError) as exc:
+    except (ConfigError, thresholds.ThresholdError, traffic.NoReferenceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

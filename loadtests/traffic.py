@@ -1,7 +1,8 @@
 """Request bodies for load tests, built from the model's held-out data.
 
-The held-out data is rebuilt from the model's own provenance (data source, seed, split config),
-so any registered model can be load-tested without the training run's work files.
+Registration saves a bounded sample of the validation rows with the model (its reference file),
+so any registered model, or one imported from another run, can be load-tested without the
+training run's work files or the training code.
 """
 
 from __future__ import annotations
@@ -14,24 +15,24 @@ from typing import Any
 import bentoml
 import pandas as pd
 
-from models import get_spec
-from models.config import ModelConfig
+from core.registry import REFERENCE_FILE
 from models.contract import FeatureSchema
-from training.load import load
-from training.split import split
-from training.validate import validate
+
+
+class NoReferenceError(LookupError):
+    pass
 
 
 def held_out(model_tag: str) -> tuple[FeatureSchema, pd.DataFrame]:
-    info = bentoml.models.get(model_tag).info
-    spec = get_spec(info.tag.name)
-    cfg = ModelConfig.model_validate(info.metadata["config"])
-    df = spec.clean(validate(load(spec, cfg.data.source, cfg.seed), spec.schema)).reset_index(
-        drop=True
-    )
-    _, valid = split(df, spec, cfg.split, cfg.seed)
-    schema = FeatureSchema.model_validate(info.metadata["feature_schema"])
-    return schema, valid
+    model = bentoml.models.get(model_tag)
+    path = Path(model.path_of(REFERENCE_FILE))
+    if not path.is_file():
+        raise NoReferenceError(
+            f"{model.tag} has no {REFERENCE_FILE} (registered by an older version): "
+            "train and register it again"
+        )
+    schema = FeatureSchema.model_validate(model.info.metadata["feature_schema"])
+    return schema, pd.read_parquet(path)
 
 
 def records(schema: FeatureSchema, valid: pd.DataFrame) -> list[dict[str, Any]]:

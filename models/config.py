@@ -6,7 +6,7 @@ Loading fails fast with the file, line and field of every problem.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -55,7 +55,19 @@ class GateConfig(_Strict):
         return [thresholds.parse(str(t), metric=m) for m, t in self.thresholds.items()]
 
 
+class ParityConfig(_Strict):
+    """How close a faster runtime must come to the predict path, on every validation row, to be
+    admitted (and the golden prediction at start-up)."""
+
+    rtol: float = Field(default=1e-6, ge=0, le=0.1)
+    atol: float = Field(default=1e-6, ge=0)
+    probability_atol: float = Field(default=1e-5, ge=0, le=0.1)
+
+
 class ServingConfig(_Strict):
+    # The runtime to serve: "auto" is the fastest admitted one (compiled, onnx, then sklearn).
+    runtime: Literal["auto", "compiled", "onnx", "sklearn"] = "auto"
+    parity: ParityConfig = ParityConfig()
     max_records: int = Field(default=1000, ge=1, le=100_000)
 
 

@@ -6,6 +6,7 @@ classes, serving limits and golden prediction), so the API always matches the mo
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,12 @@ import yaml
 
 from core import registry
 from core.settings import ROOT, Settings
-from models.contract import FeatureSchema
+from models import runtimes
+from models.config import ModelConfig
+from models.contract import FeatureSchema, Outputs
+from models.runtimes import ORDER
 
+LOG = logging.getLogger("bentogate")
 LAST_BUILD = ROOT / "build" / "bento-tag"  # written by `make build` and `make import`
 
 
@@ -33,7 +38,11 @@ class ServedModel:
     max_records: int
     classes: list[Any] | None
     golden: dict[str, Any] | None
-    compiled: bool  # the package's compiled predictor matched the model at registration
+    runtime: str  # the runtime to serve: the fastest admitted, or the one a setting forces
+    forced: bool  # a setting chose the runtime: no fallback to another one
+    runtimes: dict[str, Any]  # verdict per runtime, from registration
+    custom_prepare: bool
+    parity: dict[str, float]  # tolerances of the golden check
 
 
 def bundled_tag(source_dir: Path) -> str | None:
@@ -78,13 +87,95 @@ def load_served_model(settings: Settings, source_dir: Path) -> ServedModel:
     except bentoml.exceptions.NotFound:
         raise NoModelError(f"model {tag!r} is not in the store") from None
     meta = info.metadata
+    config = ModelConfig.model_validate(meta.get("config", {"seed": 0, "gate": {"thresholds": {}}}))
+    verdicts = meta.get("runtimes") or {"sklearn": {"admitted": True}}
+    wanted = settings.runtime or config.serving.runtime
+    runtime = wanted
+    if wanted == "auto":
+        runtime = next((n for n in ORDER if verdicts.get(n, {}).get("admitted")), "sklearn")
     return ServedModel(
         tag=str(info.tag),
         name=info.tag.name,
         task=meta["task"],
         schema=FeatureSchema.model_validate(meta["feature_schema"]),
-        max_records=int(meta.get("config", {}).get("serving", {}).get("max_records", 1000)),
+        max_records=config.serving.max_records,
         classes=meta.get("classes"),
         golden=meta.get("golden"),
-        compiled=(meta.get("compiled") or {}).get("admitted") is True and settings.compiled,
+        runtime=runtime,
+        forced=wanted != "auto",
+        runtimes=verdicts,
+        custom_prepare=(meta.get("predict_path") or {}).get("prepare") == "custom",
+        parity=config.serving.parity.model_dump(),
     )
+
+
+@dataclass(frozen=True)
+class LoadedRuntime:
+    """A runtime ready to serve, answering per record in the shape the API returns."""
+
+    name: str
+    run: runtimes.Runtime
+    classes: list[str] | None  # class names as the API shows them, classifiers only
+
+    def predict(self, records: list[dict[str, Any]]) -> list[Any]:
+        """One output per record: a float, or (label, {class: probability}) for a classifier."""
+        out = self.run(records)
+        if self.classes is None:
+            return out.predictions.astype(float).tolist()
+        labels = out.predictions.tolist()
+        if out.probabilities is None:
+            return [(label, {}) for label in labels]
+        return [
+            (label, dict(zip(self.classes, p, strict=True)))
+            for label, p in zip(labels, out.probabilities.tolist(), strict=True)
+        ]
+
+
+def golden_matches(model: ServedModel, run: runtimes.Runtime) -> tuple[bool, str]:
+    """Does the runtime reproduce the predictions recorded at registration (within the model's
+    parity tolerances)? Catches a broken artifact or a library drift before any traffic."""
+    import numpy as np
+
+    golden = model.golden
+    if not golden:
+        return False, "the model has no golden prediction"
+    probabilities = golden.get("probabilities")
+    expected = Outputs(
+        np.asarray(golden["predictions"]),
+        None if probabilities is None else np.asarray(probabilities, dtype=float),
+    )
+    ok, why, _ = runtimes.agree(expected, run(golden["records"]), **model.parity)
+    return ok, why
+
+
+def serve_runtime(model: ServedModel, folder: Path) -> tuple[LoadedRuntime, bool]:
+    """(the runtime to serve, ready?). The chosen runtime if it loads and reproduces the golden
+    prediction; else, unless a setting forced it, the scikit-learn model."""
+    names = [model.runtime] if model.forced else list(dict.fromkeys([model.runtime, "sklearn"]))
+    classes = None if model.classes is None else [str(c) for c in model.classes]
+    loaded: LoadedRuntime | None = None
+    for name in names:
+        try:
+            run = runtimes.load(
+                name,  # type: ignore[arg-type]
+                folder,
+                model_name=model.name,
+                task=model.task,
+                classes=model.classes,
+                custom_prepare=model.custom_prepare,
+            )
+            loaded = LoadedRuntime(name, run, classes)
+            ok, why = golden_matches(model, run)
+        except Exception as exc:  # e.g. a file saved by an older format: try the next runtime
+            LOG.exception("%s runtime of %s cannot be used", name, model.tag)
+            ok, why = False, f"{type(exc).__name__}: {exc}"
+        if ok and loaded is not None:
+            return loaded, True
+        LOG.error("%s runtime of %s is not ready: %s", name, model.tag, why)
+    if loaded is None:  # nothing loaded at all: a runtime that answers nothing, never ready
+        loaded = LoadedRuntime(names[-1], _unavailable, classes)
+    return loaded, False
+
+
+def _unavailable(records: list[dict[str, Any]]) -> Outputs:
+    raise RuntimeError("no runtime of this model could be loaded")

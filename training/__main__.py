@@ -121,14 +121,18 @@ def _list_models(settings: Settings) -> int:
         return 0
     keys = list(rows[-1].metrics)[:4]
     print(
-        f"{'tag':<32} {'stage':<11} {'created':<20} {'commit':<10} "
+        f"{'tag':<32} {'stage':<11} {'created':<20} {'commit':<10} {'runtime':<9}"
         + " ".join(f"{k:>9}" for k in keys)
     )
     for r in rows:
         print(
-            f"{r.tag:<32} {r.stage:<11} {r.created:<20} {r.git_commit[:8]:<10} "
+            f"{r.tag:<32} {r.stage:<11} {r.created:<20} {r.git_commit[:8]:<10} {r.runtime:<9}"
             + " ".join(f"{r.metrics.get(k, float('nan')):>9.4f}" for k in keys)
         )
+    # The newest model's runtime verdicts: why a faster runtime was refused, in one line each.
+    for name, verdict in rows[-1].runtimes.items():
+        said = "admitted" if verdict.get("admitted") else "refused"
+        print(f"  {rows[-1].tag} {name}: {said}: {verdict.get('reason', '')}")
     return 0
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from models import predict as path_
 from models.contract import ModelSpec
 
 # Which way is better, for the gate's ratchet.
@@ -46,10 +47,13 @@ def classification_metrics(
 
 
 def evaluate(spec: ModelSpec, model: Any, df: pd.DataFrame) -> dict[str, Any]:
-    """Return {"rows": n, "overall": {metric: value}, "by_<column>": {group: {metric: value}}}."""
-    X = df[list(spec.schema.features)]
+    """Return {"rows": n, "overall": {metric: value}, "by_<column>": {group: {metric: value}}}.
+
+    Predictions come from the package's predict path on the rows as request records: what is
+    evaluated and gated is what the service will answer."""
+    out = path_.predict_records(spec, model, spec.schema.records(df))
     y = df[spec.schema.target].to_numpy()
-    y_pred = model.predict(X)
+    y_pred = np.asarray(out.predictions)
     if spec.task == "regression":
         y = y.astype(float)
         w = spec.sample_weight(df) if spec.sample_weight else None
@@ -57,7 +61,7 @@ def evaluate(spec: ModelSpec, model: Any, df: pd.DataFrame) -> dict[str, Any]:
         def score(m: np.ndarray) -> dict[str, float]:
             return regression_metrics(spec, y[m], y_pred[m], None if w is None else w[m])
     else:
-        proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
+        proba = out.probabilities
 
         def score(m: np.ndarray) -> dict[str, float]:
             return classification_metrics(

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,9 +24,10 @@ import pandas as pd
 from core import registry
 from core.settings import ROOT, Settings
 from models import get_spec
+from models import predict as path_
 from models.config import ModelConfig, load_config
-from models.contract import FeatureSchema, ModelSpec
-from training import compiled
+from models.contract import FeatureSchema, ModelSpec, Outputs
+from training import runtimes
 from training.evaluate import evaluate
 from training.gate import GateResult, is_accepted
 from training.load import content_sha256, file_sha256, load
@@ -236,42 +238,76 @@ def run_register(ctx: Context) -> str:
         raise GateFailed(GateResult.from_dict(gate))
     with stage("register", f"saving the candidate into the model store as {ctx.spec.name}"):
         model = ctx.read("model.pkl")
-        clean = ctx.read("clean.pkl")
+        clean, valid_df = ctx.read("clean.pkl"), ctx.read("valid.pkl")
         fitted = ctx.spec.schema.fitted(clean)
         cfg = ctx.config
-        metadata = {
-            "task": ctx.spec.task,
-            "metrics": ctx.read("metrics.json"),
-            "gate": gate,
-            "params": cfg.params,
-            "seed": cfg.seed,
-            "config": cfg.model_dump(mode="json"),
-            "data": ctx.read("data.json"),
-            "split": ctx.read("split.json"),
-            "feature_schema": fitted.model_dump(mode="json"),
-            "golden": golden_example(ctx.spec, fitted, model, ctx.read("valid.pkl")),
-        }
-        metadata["compiled"], fast = compiled.parity(ctx.spec, fitted, model, ctx.read("valid.pkl"))
-        if metadata["compiled"] is not None:
-            log.info("[register] compiled predictor: %s", metadata["compiled"]["reason"])
+        classes = None
         if ctx.spec.task == "classification":
-            metadata["classes"] = [c.item() if hasattr(c, "item") else c for c in model.classes_]
-        tag = registry.register(
-            ctx.spec.name, model, metadata=metadata, git_commit=git_commit(), compiled=fast
-        )
+            classes = [c.item() if hasattr(c, "item") else c for c in model.classes_]
+        records = fitted.records(valid_df)
+        expected = path_.predict_records(ctx.spec, model, records)
+        with tempfile.TemporaryDirectory(prefix="bentogate-runtimes-") as scratch:
+            verdicts, files = runtimes.admit(
+                ctx.spec, model, records, expected, classes, cfg.serving.parity, Path(scratch)
+            )
+            metadata = {
+                "task": ctx.spec.task,
+                "metrics": ctx.read("metrics.json"),
+                "gate": gate,
+                "params": cfg.params,
+                "seed": cfg.seed,
+                "config": cfg.model_dump(mode="json"),
+                "data": ctx.read("data.json"),
+                "split": ctx.read("split.json"),
+                "feature_schema": fitted.model_dump(mode="json"),
+                "golden": golden_example(ctx.spec, fitted, model, valid_df),
+                "predict_path": {
+                    "prepare": "custom" if ctx.spec.prepare is not None else "default",
+                    "predict": "custom" if ctx.spec.predict is not None else "default",
+                },
+                "runtimes": verdicts,
+                "runtime": runtimes.chosen(verdicts),
+                "classes": classes,
+            }
+            reference = Path(scratch) / registry.REFERENCE_FILE
+            reference_sample(ctx.spec, fitted, valid_df, expected).to_parquet(reference)
+            tag = registry.register(
+                ctx.spec.name,
+                metadata=metadata,
+                git_commit=git_commit(),
+                files=[*files.values(), reference],
+            )
         ctx.write("registered.json", {"tag": tag})
-        log.info("[register] %s (stage: candidate)", tag)
+        log.info("[register] %s (stage: candidate, runtime: %s)", tag, metadata["runtime"])
     return tag
+
+
+REFERENCE_ROWS = 5000
+
+
+def reference_sample(
+    spec: ModelSpec, fitted: FeatureSchema, valid_df: pd.DataFrame, outputs: Outputs
+) -> pd.DataFrame:
+    """A bounded sample of validation rows with the target and the prediction, saved with the
+    model: the load test's traffic and the reference monitoring compares live data with."""
+    frame = valid_df[[*fitted.features, spec.schema.target]].reset_index(drop=True)
+    frame["prediction"] = outputs.predictions
+    if len(frame) > REFERENCE_ROWS:
+        frame = frame.sample(REFERENCE_ROWS, random_state=0).sort_index()
+    return frame.reset_index(drop=True)
 
 
 def golden_example(
     spec: ModelSpec, fitted: FeatureSchema, model: Any, valid_df: pd.DataFrame, rows: int = 4
 ) -> dict[str, Any]:
-    """Request records and the model's predictions for them: the service is ready only once it
-    reproduces these, which catches a broken artifact or a library drift at startup."""
+    """Request records and what the predict path answers for them: the service is ready only
+    once its runtime reproduces these, which catches a broken artifact or a library drift."""
     records = [fitted.example_record(), *fitted.records(valid_df.head(rows))]
-    predictions = model.predict(pd.DataFrame(records, columns=list(spec.schema.features)))
-    return {"records": records, "predictions": predictions.tolist()}
+    out = path_.predict_records(spec, model, records)
+    golden: dict[str, Any] = {"records": records, "predictions": out.predictions.tolist()}
+    if out.probabilities is not None:
+        golden["probabilities"] = out.probabilities.tolist()
+    return golden
 
 
 def run_all(ctx: Context) -> str:

@@ -1,4 +1,8 @@
-"""Train stage: fit the model package's estimator on the training split."""
+"""Train stage: fit the model package's estimator on the training split.
+
+The estimator is fitted on `prepare(records)`, the model input the predict path builds from
+request records, so training and serving cannot disagree on features.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ from typing import Any
 
 import pandas as pd
 
+from models import predict as path_
 from models.contract import ModelSpec
 
 
 def train(spec: ModelSpec, df: pd.DataFrame, params: dict[str, Any], seed: int) -> Any:
     estimator = spec.build_estimator(params, seed)
-    schema = spec.schema
-    estimator.fit(df[list(schema.features)], df[schema.target])
+    features = path_.prepare(spec, spec.schema.records(df))
+    estimator.fit(features, df[spec.schema.target])
     return estimator

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -109,14 +110,15 @@ def bench(tag: str, concurrency: list[int], duration: float, warmup: float, out:
         finally:
             server.stop()
         if name == "bentogate":
-            # A model registered before a forest format change serves without its compiled
-            # predictor (and ~10x slower): say so rather than publish its figures unlabelled.
+            # A model registered before a runtime format change serves through scikit-learn
+            # (~10x slower): say so rather than publish its figures unlabelled.
             log = (out / f"{name}_server.log").read_text(errors="replace")
-            entry["predictor"] = "compiled" if "(compiled predictor)" in log else "scikit-learn"
-            if entry["predictor"] != "compiled":
+            found = re.search(r"loaded \(runtime: (\w+)\)", log)
+            entry["predictor"] = found.group(1) if found else "unknown"
+            if entry["predictor"] == "sklearn":
                 print(
-                    "[bench] bentogate served the scikit-learn model, not its compiled predictor: "
-                    "`make train promote` registers one in the current format",
+                    "[bench] bentogate served the scikit-learn model, not a faster runtime: "
+                    "see `make models` for why it was refused",
                     file=sys.stderr,
                 )
         results[name] = entry

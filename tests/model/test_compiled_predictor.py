@@ -8,6 +8,7 @@ import json
 import pickle
 import subprocess
 import sys
+from typing import Any
 
 import joblib
 import numpy as np
@@ -17,9 +18,11 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from core.settings import ROOT
+from models.config import ParityConfig
 from models.forest import Forest, NotCompilable
+from models.predict import predict_records
 from models.sales.compiled import build_predictor
-from training.compiled import parity
+from training import runtimes
 
 
 @pytest.fixture(scope="module")
@@ -49,36 +52,52 @@ def test_compiled_predictions_match_the_pipeline_for_every_batch_size(
     )
 
 
+def admit(spec, model, fitted_schema, valid_df, scratch):
+    records = fitted_schema.records(valid_df)
+    expected = predict_records(spec, model, records)
+    return runtimes.admit(spec, model, records, expected, None, ParityConfig(), scratch)
+
+
+@dataclasses.dataclass
+class Drifting:
+    """A compiled predictor off by 0.01%: picklable, so it reaches the parity check."""
+
+    inner: Any
+
+    def __call__(self, records):
+        return self.inner(records) * (1 + 1e-4)
+
+
 def test_parity_admits_the_sales_compiled_predictor(
-    sales_spec, fitted_schema, sales_model, sales_split
+    sales_spec, fitted_schema, sales_model, sales_split, tmp_path
 ):
-    verdict, _ = parity(sales_spec, fitted_schema, sales_model, sales_split[1])
-    assert verdict["admitted"] is True
-    assert verdict["rows"] == len(sales_split[1])
+    verdicts, files = admit(sales_spec, sales_model, fitted_schema, sales_split[1], tmp_path)
+    assert verdicts["compiled"]["admitted"] is True
+    assert verdicts["compiled"]["rows"] == len(sales_split[1])
+    assert files["compiled"].is_file()
+    assert runtimes.chosen(verdicts) == "compiled"
 
 
 def test_parity_refuses_a_compiled_predictor_that_drifts(
-    sales_spec, fitted_schema, sales_model, sales_split
+    sales_spec, fitted_schema, sales_model, sales_split, tmp_path
 ):
-    def drifting(model):
-        predict = build_predictor(model)
-        return lambda records: predict(records) * (1 + 1e-4)
-
-    spec = dataclasses.replace(sales_spec, compile=drifting)
-    verdict, _ = parity(spec, fitted_schema, sales_model, sales_split[1])
-    assert verdict["admitted"] is False
-    assert verdict["reason"].startswith("differs by up to")
+    spec = dataclasses.replace(sales_spec, compile=lambda model: Drifting(build_predictor(model)))
+    verdicts, files = admit(spec, sales_model, fitted_schema, sales_split[1], tmp_path)
+    assert verdicts["compiled"]["admitted"] is False
+    assert verdicts["compiled"]["reason"].startswith("predictions differ by up to")
+    assert "compiled" not in files and not (tmp_path / "compiled.pkl").exists()
+    assert runtimes.chosen(verdicts) != "compiled"
 
 
 def test_parity_refuses_a_compiled_predictor_that_raises(
-    sales_spec, fitted_schema, sales_model, sales_split
+    sales_spec, fitted_schema, sales_model, sales_split, tmp_path
 ):
     def broken(model):
         raise NotCompilable("not this one")
 
     spec = dataclasses.replace(sales_spec, compile=broken)
-    verdict, _ = parity(spec, fitted_schema, sales_model, sales_split[1])
-    assert verdict == {"admitted": False, "reason": "NotCompilable: not this one"}
+    verdicts, _ = admit(spec, sales_model, fitted_schema, sales_split[1], tmp_path)
+    assert verdicts["compiled"] == {"admitted": False, "reason": "NotCompilable: not this one"}
 
 
 def test_forest_refuses_a_multiclass_model():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bentoml
 import pytest
 import yaml
 
@@ -10,7 +9,7 @@ from core import registry
 from core.process import serving
 from core.settings import ROOT
 from tests.conftest import run_cli
-from tests.fixtures.variants import FailsAfterStartup, Slow
+from tests.fixtures.variants import FailsAfterStartup, Slow, register_like
 
 pytestmark = pytest.mark.slow
 
@@ -32,11 +31,8 @@ def config(tmp_path_factory):
 
 
 def variant(production_tag: str, wrap) -> str:
-    info = bentoml.models.get(production_tag).info
     inner = registry.load_model(production_tag)
-    # The wrapper is the model now: no compiled predictor was checked against it.
-    metadata = {**info.metadata, "compiled": None}
-    return registry.register("sales", wrap(inner), metadata=metadata, git_commit="test")
+    return register_like(production_tag, wrap(inner), git_commit="test")
 
 
 def gate(config, tag: str, tmp_path, *extra: str):

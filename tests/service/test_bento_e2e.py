@@ -48,7 +48,7 @@ def test_built_bento_serves_the_production_model(server, example, production_tag
 
 def test_built_bento_serves_its_compiled_predictor_and_says_so(server, production_tag):
     # Bundled with the model, numpy only; a fallback to scikit-learn would be ~10x slower.
-    assert f"{production_tag} loaded (compiled predictor), ready: True" in (
+    assert f"{production_tag} loaded (runtime: compiled), ready: True" in (
         server.log_path.read_text()
     )
 

@@ -1,13 +1,16 @@
 """The predict API's HTTP contract, in process."""
 
+import dataclasses
 import json
 import pickle
+import shutil
 import time
-from pathlib import Path
 
 import bentoml
 import joblib
 import pytest
+
+from serving.runtime import serve_runtime
 
 
 def test_predict_returns_one_prediction_per_record_and_the_model_tag(
@@ -185,24 +188,28 @@ def test_chunked_body_over_the_size_limit_gets_413(client, service_module):
 
 
 def test_a_compiled_predictor_saved_in_an_older_format_leaves_the_model_serving(
-    service_module, record, tmp_path, monkeypatch
+    service_module, record, tmp_path
 ):
     # A real old-format pickle, as a model registered before a forest format change would hold.
-    compiled = service_module._load(
-        Path(bentoml.models.get(service_module.MODEL.tag).path_of(service_module.COMPILED_FILE))
-    )
+    folder = tmp_path / "model"
+    shutil.copytree(bentoml.models.get(service_module.MODEL.tag).path, folder)
+    compiled = joblib.load(folder / "compiled.pkl")
     compiled.forest.format = 1
-    old = tmp_path / "compiled.pkl"
-    joblib.dump(compiled, old)
-    load = service_module._load
-    monkeypatch.setattr(
-        service_module,
-        "_load",
-        lambda path: load(old if path.name == service_module.COMPILED_FILE else path),
-    )
+    joblib.dump(compiled, folder / "compiled.pkl")
+    assert service_module.MODEL.runtime == "compiled"
 
-    predictor = service_module.Predictor.inner()
+    runtime, ready = serve_runtime(service_module.MODEL, folder)
 
-    assert predictor.compiled is None and predictor.model is not None
-    assert predictor.ready
-    assert predictor._predict_rows([record]) == pytest.approx(compiled([record]).tolist())
+    assert (runtime.name, ready) == ("sklearn", True)
+    assert runtime.predict([record]) == pytest.approx(compiled([record]).tolist())
+
+
+def test_a_forced_runtime_that_cannot_load_leaves_the_service_unready(service_module, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(bentoml.models.get(service_module.MODEL.tag).path, folder)
+    (folder / "compiled.pkl").write_bytes(b"not a pickle")
+    forced = dataclasses.replace(service_module.MODEL, runtime="compiled", forced=True)
+
+    runtime, ready = serve_runtime(forced, folder)
+
+    assert (runtime.name, ready) == ("compiled", False)

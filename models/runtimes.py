@@ -1,0 +1,102 @@
+"""The runtimes a registered model can be served by, fastest first.
+
+- compiled: the model package's own compiled predictor (`ModelSpec.compile`), numpy only;
+- onnx: ONNX Runtime running a skl2onnx conversion of the whole fitted model;
+- sklearn: the predict path itself (`models.predict`) on the fitted model. Always available.
+
+Registration admits a runtime only if it reproduced the predict path on the whole validation set
+(`training/runtimes.py`) and saves its file beside the model. The service and the parity check
+load runtimes through `load` below, so what was checked is exactly what serves.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from models.contract import Outputs
+
+Name = Literal["compiled", "onnx", "sklearn"]
+ORDER: tuple[Name, ...] = ("compiled", "onnx", "sklearn")
+FILES: dict[Name, str] = {"compiled": "compiled.pkl", "onnx": "model.onnx", "sklearn": "model.pkl"}
+
+Runtime = Callable[[list[dict[str, Any]]], Outputs]
+
+
+class RuntimeUnavailable(RuntimeError):
+    pass
+
+
+def _joblib_load(path: Path) -> Any:
+    import joblib  # here: a process serving ONNX never imports scikit-learn through joblib
+
+    return joblib.load(path)
+
+
+def load(
+    name: Name,
+    folder: Path,
+    *,
+    model_name: str,
+    task: str,
+    classes: list[Any] | None,
+    custom_prepare: bool,
+) -> Runtime:
+    """The runtime `name` of the model whose files are in `folder`."""
+    path = folder / FILES[name]
+    if not path.is_file():
+        raise RuntimeUnavailable(f"{name} runtime: {path.name} was not saved with the model")
+    if name == "compiled":
+        import numpy as np
+
+        compiled = _joblib_load(path)
+        return lambda records: Outputs(np.asarray(compiled(records), dtype=float))
+    from models import get_spec
+    from models import predict as path_
+
+    if name == "onnx":
+        from models.onnx_runtime import OnnxPredictor
+
+        prepare = None
+        if custom_prepare:  # the package builds the model input itself: ONNX gets the same
+            prepare = functools.partial(path_.prepare, get_spec(model_name))
+        return OnnxPredictor(path, task=task, classes=classes, prepare=prepare)
+    spec, model = get_spec(model_name), _joblib_load(path)
+    return functools.partial(path_.predict_records, spec, model)
+
+
+def agree(
+    expected: Outputs,
+    got: Outputs,
+    *,
+    rtol: float,
+    atol: float,
+    probability_atol: float,
+) -> tuple[bool, str, float]:
+    """(same outputs?, why not, largest difference): classifiers need identical labels and
+    probabilities within probability_atol; regressors values within rtol/atol."""
+    import numpy as np
+
+    want, have = np.asarray(expected.predictions), np.asarray(got.predictions)
+    if want.shape != have.shape:
+        return False, f"{have.shape[0]} outputs for {want.shape[0]} records", float("inf")
+    if expected.probabilities is not None:
+        wrong = int(np.sum([a != b for a, b in zip(want.tolist(), have.tolist(), strict=True)]))
+        if got.probabilities is None:
+            return False, "no class probabilities", float("inf")
+        pw, ph = np.asarray(expected.probabilities), np.asarray(got.probabilities)
+        if pw.shape != ph.shape:
+            return False, f"probabilities of shape {ph.shape}, expected {pw.shape}", float("inf")
+        diff = float(np.max(np.abs(pw - ph), initial=0.0))
+        if wrong:
+            return False, f"{wrong} of {len(want)} labels differ", diff
+        if not diff <= probability_atol:
+            return False, f"probabilities differ by up to {diff:.3g}", diff
+        return True, "", diff
+    want, have = want.astype(float), have.astype(float)
+    diff = float(np.max(np.abs(want - have), initial=0.0))
+    if not np.allclose(have, want, rtol=rtol, atol=atol):
+        return False, f"predictions differ by up to {diff:.3g}", diff
+    return True, "", diff

@@ -1,0 +1,144 @@
+"""Admit faster runtimes at registration: each must reproduce the predict path on every row.
+
+For each runtime in `models.runtimes.ORDER`, build its file in a scratch folder, load it back
+through the same `models.runtimes.load` the service uses, and compare its outputs with the predict
+path's on the whole validation set: once for all rows, and one call per row for the first rows (a
+runtime may branch on batch size). The verdicts, refusals with their reasons, are stored with the
+model; the admitted files are saved beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from models import predict as path_
+from models import runtimes
+from models.config import ParityConfig
+from models.contract import ModelSpec, Outputs
+
+log = logging.getLogger("bentogate.training")
+
+SINGLE_ROWS = 100  # rows also checked one call each (not for sklearn: it is the path itself)
+
+
+def _build(
+    name: str, spec: ModelSpec, model: Any, records: list[dict[str, Any]], dest: Path
+) -> None:
+    """Write runtime `name`'s file into dest, or raise with the reason it cannot be built."""
+    if name == "compiled":
+        if spec.compile is None:
+            raise _Refused("the model package has no compiled predictor")
+        if spec.task != "regression":
+            raise _Refused("compiled predictors are for regression models")
+        import joblib
+
+        joblib.dump(spec.compile(model), dest)
+    elif name == "onnx":
+        from training.onnx_export import NotConvertible, to_onnx
+
+        try:
+            data = to_onnx(model, path_.prepare(spec, records[:SINGLE_ROWS]), spec.task)
+        except NotConvertible as exc:
+            raise _Refused(str(exc)) from None
+        if spec.predict is not None:
+            # ONNX converts the fitted model alone: a custom predict step is not in it, so parity
+            # below decides whether the two still agree.
+            log.info("[register] onnx: the package's own predict step is checked by parity")
+        dest.write_bytes(data)
+    else:
+        import joblib
+
+        joblib.dump(model, dest)
+
+
+class _Refused(Exception):
+    pass
+
+
+def _check(
+    name: str,
+    folder: Path,
+    spec: ModelSpec,
+    classes: list[Any] | None,
+    records: list[dict[str, Any]],
+    expected: Outputs,
+    parity: ParityConfig,
+) -> dict[str, Any]:
+    run = runtimes.load(
+        name,  # type: ignore[arg-type]
+        folder,
+        model_name=spec.name,
+        task=spec.task,
+        classes=classes,
+        custom_prepare=spec.prepare is not None,
+    )
+    tol = {"rtol": parity.rtol, "atol": parity.atol, "probability_atol": parity.probability_atol}
+    ok, why, diff = runtimes.agree(expected, run(records), **tol)
+    if ok and name != "sklearn":
+        singles = records[:SINGLE_ROWS]
+        got = [run([r]) for r in singles]
+        import numpy as np
+
+        one_by_one = Outputs(
+            np.concatenate([g.predictions for g in got]),
+            None
+            if expected.probabilities is None
+            else np.concatenate([g.probabilities for g in got if g.probabilities is not None]),
+        )
+        head = Outputs(
+            expected.predictions[: len(singles)],
+            None if expected.probabilities is None else expected.probabilities[: len(singles)],
+        )
+        ok, why, diff1 = runtimes.agree(head, one_by_one, **tol)
+        diff = max(diff, diff1)
+        why = f"one record per call: {why}" if why else why
+    return {
+        "admitted": ok,
+        "rows": len(records),
+        "max_abs_diff": diff,
+        "tolerance": tol,
+        "reason": "reproduces the predict path on every validation row" if ok else why,
+    }
+
+
+def admit(
+    spec: ModelSpec,
+    model: Any,
+    records: list[dict[str, Any]],
+    expected: Outputs,
+    classes: list[Any] | None,
+    parity: ParityConfig,
+    scratch: Path,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Path]]:
+    """(verdict per runtime, admitted files by name in `scratch`). sklearn is the predict path
+    itself and always admitted; the others only by parity."""
+    verdicts: dict[str, dict[str, Any]] = {}
+    files: dict[str, Path] = {}
+    for name in runtimes.ORDER:
+        dest = scratch / runtimes.FILES[name]
+        try:
+            _build(name, spec, model, records, dest)
+            verdict = _check(name, scratch, spec, classes, records, expected, parity)
+        except _Refused as exc:
+            verdict = {"admitted": False, "reason": str(exc)}
+        except Exception as exc:  # a runtime that fails to build or run is not admitted
+            verdict = {"admitted": False, "reason": f"{type(exc).__name__}: {exc}"[:300]}
+        if name == "sklearn" and not verdict["admitted"]:
+            raise RuntimeError(f"the predict path does not reproduce itself: {verdict['reason']}")
+        verdicts[name] = verdict
+        if verdict["admitted"]:
+            files[name] = dest
+        else:
+            dest.unlink(missing_ok=True)
+        log.info(
+            "[register] runtime %s: %s",
+            name,
+            "admitted" if verdict["admitted"] else f"refused ({verdict['reason']})",
+        )
+    return verdicts, files
+
+
+def chosen(verdicts: dict[str, dict[str, Any]]) -> str:
+    return next(n for n in runtimes.ORDER if verdicts.get(n, {}).get("admitted"))
