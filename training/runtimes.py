@@ -66,13 +66,40 @@ def _check(
     expected: Outputs,
     parity: ParityConfig,
 ) -> dict[str, Any]:
+    """The verdict on runtime `name`. ONNX is tried first fed straight from the records (no
+    pandas, no model package in the worker), then, if the package has its own prepare, fed what
+    prepare returns: parity decides which, if either, reproduces the predict path."""
+    feeds = [False, True] if name == "onnx" and spec.prepare is not None else [False]
+    verdict: dict[str, Any] = {}
+    for custom_prepare in feeds:
+        try:
+            verdict = _compare(
+                name, folder, spec, classes, records, expected, parity, custom_prepare
+            )
+        except Exception as exc:  # a runtime that fails to run is not admitted
+            verdict = {"admitted": False, "reason": f"{type(exc).__name__}: {exc}"[:300]}
+        if verdict["admitted"]:
+            break
+    return verdict
+
+
+def _compare(
+    name: str,
+    folder: Path,
+    spec: ModelSpec,
+    classes: list[Any] | None,
+    records: list[dict[str, Any]],
+    expected: Outputs,
+    parity: ParityConfig,
+    custom_prepare: bool,
+) -> dict[str, Any]:
     run = runtimes.load(
         name,  # type: ignore[arg-type]
         folder,
         model_name=spec.name,
         task=spec.task,
         classes=classes,
-        custom_prepare=spec.prepare is not None,
+        custom_prepare=custom_prepare,
     )
     tol = {"rtol": parity.rtol, "atol": parity.atol, "probability_atol": parity.probability_atol}
     ok, why, diff = runtimes.agree(expected, run(records), **tol)
@@ -100,6 +127,7 @@ def _check(
         "max_abs_diff": diff,
         "tolerance": tol,
         "reason": "reproduces the predict path on every validation row" if ok else why,
+        "feeds": "prepare" if custom_prepare else "records",
     }
 
 
