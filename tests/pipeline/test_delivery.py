@@ -25,8 +25,10 @@ pytestmark = pytest.mark.slow
 SHORT_LOADTEST = {
     "load": {"users": 4, "spawn_rate": 4, "rate_per_user": 5, "duration_s": 4, "warmup_s": 1},
     "traffic": {"bodies": 200, "multi_record_share": 0.1, "multi_record_size": 5},
-    "thresholds": ["p90 < 100ms", "error_rate < 0.1%", "rps > 10"],
-    "regression": {"rounds": 1, "p90_ratio": 2.0},
+    # These tests protect delivery, not speed: limits no busy machine misses (the gate's own
+    # tests show each threshold failing when it should).
+    "thresholds": ["p90 < 2000ms", "error_rate < 0.1%"],
+    "regression": {"rounds": 1, "p90_ratio": 10.0},
     "capacity": {"users": 4, "duration_s": 2},
 }
 

@@ -131,8 +131,11 @@ def test_promote_then_a_worse_candidate_fails_the_production_ratchet(tmp_path, i
     assert "meets nwrmsle <= 0.80" in result.stderr
     assert "ratchet: nwrmsle = " in result.stderr and "worse than production" in result.stderr
     listing = run_cli("-m", "training", "models", env=isolated_env)
-    assert listing.stdout.count("sales:") == 1
-    assert "production" in listing.stdout
+    rows = [line for line in listing.stdout.splitlines() if line.startswith("sales:")]
+    assert len(rows) == 1 and "production" in rows[0] and "compiled" in rows[0]
+    assert "compiled: admitted: reproduces the predict path on every validation row" in (
+        listing.stdout
+    )
 
 
 def test_each_stage_runs_alone_in_order(isolated_env):
