@@ -39,17 +39,19 @@ def to_onnx(model: Any, features: pd.DataFrame, task: Task) -> bytes:
         order = order[:1]
     reasons = []
     for floats in order:
+        step = f"skl2onnx cannot convert {_name(model)}"
         try:
             onx = _convert(
                 model, {n: floats if k == "double" else k for n, k in kinds.items()}, task
             )
+            step = f"the ONNX graph of {_name(model)} does not run"
             _check_runs(onx, features, model, task)
             return onx
         except NotConvertible:
             raise
         except Exception as exc:  # skl2onnx and ORT raise anything: one line for `make models`
-            reasons.append(_one_line(exc))
-    raise NotConvertible(f"skl2onnx cannot convert {_name(model)}: {reasons[0]}")
+            reasons.append(f"{step}: {_one_line(exc)}")
+    raise NotConvertible(reasons[0])
 
 
 def _kind(name: str, col: pd.Series) -> str:
@@ -68,6 +70,10 @@ def _kind(name: str, col: pd.Series) -> str:
             "it into numbers would make the model convertible)"
         )
     if pd.api.types.is_string_dtype(dtype) and all(isinstance(v, str) for v in col.dropna()):
+        if col.isna().any():
+            raise NotConvertible(
+                f"column {name!r} has missing values: an ONNX string input cannot hold them"
+            )
         return "string"
     raise NotConvertible(f"column {name!r} of dtype {dtype} has no ONNX input type")
 

@@ -29,6 +29,7 @@ from sklearn.preprocessing import (
 from core.settings import ROOT
 from models.onnx_runtime import OnnxPredictor
 from models.predict import default_predict
+from training import onnx_export
 from training.onnx_export import NotConvertible, to_onnx
 
 # Probabilities may differ by rounding only. Computed in float64 throughout (linear models on
@@ -237,3 +238,28 @@ def test_the_onnx_runtime_module_imports_neither_pandas_nor_scikit_learn():
     )
 
     assert out.stdout.strip() == "[]"
+
+
+def test_columns_named_like_the_graphs_own_variables_feed_the_right_inputs(cancer):
+    X, y = cancer
+    X = X.iloc[:, :3].set_axis(["X", "label", "probabilities"], axis=1)
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+
+    got = converted(model, X, "classification")(records(X))
+
+    np.testing.assert_allclose(got.probabilities, model.predict_proba(X), rtol=0, atol=FLOAT64_ATOL)
+
+
+def test_categorical_splits_would_convert_silently_wrong_which_is_why_they_are_refused(shop):
+    # When skl2onnx evaluates categorical splits correctly (onnx/sklearn-onnx#1051) this fails,
+    # and to_onnx can stop refusing them.
+    X = shop[["size", "count", "color", "promo"]]
+    model = make_pipeline(
+        shop_features(OrdinalEncoder()),
+        HistGradientBoostingRegressor(categorical_features=[0], random_state=0),
+    ).fit(X, shop["spent"])
+    kinds = {"size": "float", "count": "int64", "color": "string", "promo": "bool"}
+
+    got = OnnxPredictor(onnx_export._convert(model, kinds, "regression"), "regression")(records(X))
+
+    assert np.abs(got.predictions - model.predict(X)).max() > 1.0
