@@ -25,6 +25,7 @@ from sklearn.preprocessing import (
     SplineTransformer,
     StandardScaler,
 )
+from threadpoolctl import threadpool_limits
 
 from core.settings import ROOT
 from models.onnx_runtime import OnnxPredictor
@@ -67,6 +68,23 @@ def shop() -> pd.DataFrame:
         bought=np.where(score + rng.normal(0, 0.5, n) > 0, "buy", "skip"),
         spent=score * 10 + rng.normal(0, 1, n),
     )
+
+
+@pytest.fixture(scope="module")
+def categorical_hgb(shop):
+    X = shop[["size", "count", "color", "promo"]]
+    model = make_pipeline(
+        shop_features(OrdinalEncoder()),
+        HistGradientBoostingRegressor(categorical_features=[0], random_state=0),
+    )
+    return model.fit(X, shop["spent"])
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # OpenMP threads of HistGradientBoosting crawl when the machine's cores are busy.
+    with threadpool_limits(1):
+        yield
 
 
 def shop_features(encoder) -> ColumnTransformer:
@@ -186,15 +204,11 @@ def test_transformed_target_regressor_is_not_convertible(shop):
         to_onnx(model, X, "regression")
 
 
-def test_hist_gradient_boosting_with_categorical_features_is_not_convertible(shop):
+def test_hist_gradient_boosting_with_categorical_features_is_not_convertible(shop, categorical_hgb):
     X = shop[["size", "count", "color", "promo"]]
-    model = make_pipeline(
-        shop_features(OrdinalEncoder()),
-        HistGradientBoostingRegressor(categorical_features=[0], random_state=0),
-    ).fit(X, shop["spent"])
 
     with pytest.raises(NotConvertible, match="categorical features cannot be converted"):
-        to_onnx(model, X, "regression")
+        to_onnx(categorical_hgb, X, "regression")
 
 
 def test_an_estimator_without_a_converter_is_not_convertible_in_one_line(shop):
@@ -250,16 +264,15 @@ def test_columns_named_like_the_graphs_own_variables_feed_the_right_inputs(cance
     np.testing.assert_allclose(got.probabilities, model.predict_proba(X), rtol=0, atol=FLOAT64_ATOL)
 
 
-def test_categorical_splits_would_convert_silently_wrong_which_is_why_they_are_refused(shop):
+def test_categorical_splits_would_convert_silently_wrong_which_is_why_they_are_refused(
+    shop, categorical_hgb
+):
     # When skl2onnx evaluates categorical splits correctly (onnx/sklearn-onnx#1051) this fails,
     # and to_onnx can stop refusing them.
     X = shop[["size", "count", "color", "promo"]]
-    model = make_pipeline(
-        shop_features(OrdinalEncoder()),
-        HistGradientBoostingRegressor(categorical_features=[0], random_state=0),
-    ).fit(X, shop["spent"])
     kinds = {"size": "float", "count": "int64", "color": "string", "promo": "bool"}
+    graph = onnx_export._convert(categorical_hgb, kinds, "regression")
 
-    got = OnnxPredictor(onnx_export._convert(model, kinds, "regression"), "regression")(records(X))
+    got = OnnxPredictor(graph, "regression")(records(X))
 
-    assert np.abs(got.predictions - model.predict(X)).max() > 1.0
+    assert np.abs(got.predictions - categorical_hgb.predict(X)).max() > 1.0
