@@ -1,0 +1,268 @@
+"""Convert a fitted scikit-learn model to ONNX for models/onnx_runtime.py, or say why not.
+
+The graph takes one input per feature column, typed from the column's dtype (int -> int64; float
+-> double, but float for tree models and where a converter only takes float; str -> string;
+bool -> bool), so the runtime feeds each request field as it came. Conversion is no promise of equal answers: skl2onnx
+writes float32 tree thresholds, for one. Only the parity check at registration admits the graph.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.contract import Task
+from models.onnx_runtime import COLUMNS_KEY, PROBABILITIES_KEY, OnnxPredictor
+
+SAMPLE_ROWS = 64  # rows of `features` run through the converted graph to prove it loads and runs
+
+
+class NotConvertible(ValueError):
+    """The model cannot be served by ONNX Runtime; the message says why in one line."""
+
+
+def to_onnx(model: Any, features: pd.DataFrame, task: Task) -> bytes:
+    """ONNX bytes computing `model`'s predictions (and probabilities, in `classes_` order, for a
+    classifier with predict_proba) from `features`' columns: a sample of what `prepare` returns."""
+    _refuse_known_failures(model, task)
+    kinds = {name: _kind(name, features[name]) for name in features.columns}
+    # Tree converters write float32 thresholds. Fed float32, a value rounds the same way as the
+    # threshold it is compared with, so decisions hold; fed float64, values between a threshold
+    # and its float32 rounding take the other branch (measured: 11 of 2,000 labels flipped).
+    order = ("float", "double") if _has_trees(model) else ("double", "float")
+    if "double" not in kinds.values():
+        order = order[:1]
+    reasons = []
+    for floats in order:
+        step = f"skl2onnx cannot convert {_name(model)}"
+        try:
+            onx = _convert(
+                model, {n: floats if k == "double" else k for n, k in kinds.items()}, task
+            )
+            step = f"the ONNX graph of {_name(model)} does not run"
+            _check_runs(onx, features, model, task)
+            return onx
+        except NotConvertible:
+            raise
+        except Exception as exc:  # skl2onnx and ORT raise anything: one line for `make models`
+            reasons.append(f"{step}: {_one_line(exc)}")
+    raise NotConvertible(reasons[0])
+
+
+def _kind(name: str, col: pd.Series) -> str:
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _kind(name, col.astype(dtype.categories.dtype))
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int64"
+    if pd.api.types.is_float_dtype(dtype):
+        return "double"
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        raise NotConvertible(
+            f"column {name!r} is {dtype}: an ONNX graph takes no dates (a prepare that turns "
+            "it into numbers would make the model convertible)"
+        )
+    if pd.api.types.is_string_dtype(dtype) and all(isinstance(v, str) for v in col.dropna()):
+        if col.isna().any():
+            raise NotConvertible(
+                f"column {name!r} has missing values: an ONNX string input cannot hold them"
+            )
+        return "string"
+    raise NotConvertible(f"column {name!r} of dtype {dtype} has no ONNX input type")
+
+
+def _estimators(model: Any):
+    """The model and every estimator inside it (Pipeline steps, ColumnTransformer parts, fitted
+    sub-estimators), each once."""
+    seen: set[int] = set()
+    stack = [model]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or not hasattr(obj, "get_params"):
+            continue
+        seen.add(id(obj))
+        yield obj
+        for value in vars(obj).values():
+            items = value if isinstance(value, list | tuple) else [value]
+            for item in items:
+                stack.extend(item if isinstance(item, tuple) else [item])
+
+
+def _refuse_known_failures(model: Any, task: Task) -> None:
+    """Cases skl2onnx gets wrong or cannot do, named clearly before it fails obscurely."""
+    if not hasattr(model, "predict"):
+        raise NotConvertible(f"{_name(model)} has no predict method")
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(model)
+    except (NotFittedError, TypeError) as exc:
+        raise NotConvertible(f"{_name(model)} is not a fitted estimator") from exc
+    if task == "classification" and not hasattr(model, "classes_"):
+        raise NotConvertible(f"{_name(model)} is not a fitted classifier (no classes_)")
+    for est in _estimators(model):
+        kind = type(est).__name__
+        if kind == "FunctionTransformer" and est.func is not None:
+            func = getattr(est.func, "__name__", "a function")
+            raise NotConvertible(
+                f"FunctionTransformer with a function ({func}) cannot be converted"
+            )
+        if kind == "TransformedTargetRegressor":
+            raise NotConvertible(
+                "TransformedTargetRegressor cannot be converted (skl2onnx has no converter)"
+            )
+        # skl2onnx evaluates categorical splits as thresholds (onnx/sklearn-onnx#1051, open):
+        # every prediction can be wrong, and nothing fails. Refused rather than left to parity.
+        categorical = getattr(est, "is_categorical_", None)
+        if (
+            kind.startswith("HistGradientBoosting")
+            and categorical is not None
+            and np.any(categorical)
+        ):
+            raise NotConvertible(
+                f"{kind} with categorical features cannot be converted faithfully "
+                "(skl2onnx evaluates categorical splits as thresholds)"
+            )
+
+
+def _has_trees(model: Any) -> bool:
+    return any(
+        any(word in type(est).__name__ for word in ("Tree", "Forest", "GradientBoosting"))
+        for est in _estimators(model)
+    )
+
+
+def _selects_columns(model: Any) -> bool:
+    """True if the model picks its columns by name (a ColumnTransformer first): it then takes one
+    input per column itself. Otherwise it takes the whole matrix, built here from the columns."""
+    while type(model).__name__ == "Pipeline":
+        model = model.steps[0][1]
+    return type(model).__name__ == "ColumnTransformer"
+
+
+def _convert(model: Any, kinds: dict[str, str], task: Task) -> bytes:
+    import onnx
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common import data_types as t
+
+    types = {
+        "double": t.DoubleTensorType,
+        "float": t.FloatTensorType,
+        "int64": t.Int64TensorType,
+        "string": t.StringTensorType,
+        "bool": t.BooleanTensorType,
+    }
+    probabilities = task == "classification" and hasattr(model, "predict_proba")
+    options = {id(model): {"zipmap": False}} if probabilities else None
+    columns = list(kinds)
+    with warnings.catch_warnings():
+        # skl2onnx 1.20's tree converters hand protobuf numpy bools; protobuf 6 warns (7 refuses,
+        # hence protobuf<7), and a caller running with warnings as errors would get no graph.
+        warnings.filterwarnings("ignore", "Field onnx.AttributeProto.ints", DeprecationWarning)
+        if _selects_columns(model):
+            initial = [(n, types[k]([None, 1])) for n, k in kinds.items()]
+            onx = convert_sklearn(model, initial_types=initial, options=options)
+        else:
+            matrix = _matrix_kind(kinds)
+            onx = convert_sklearn(
+                model, initial_types=[("X", types[matrix]([None, len(kinds)]))], options=options
+            )
+            _columns_to_matrix(onx, kinds, matrix)
+    if len(onx.graph.input) != len(columns):
+        raise NotConvertible(
+            f"the converted graph has {len(onx.graph.input)} inputs for {len(columns)} columns"
+        )
+    onnx.helper.set_model_props(
+        onx,
+        {COLUMNS_KEY: json.dumps(columns), PROBABILITIES_KEY: json.dumps(probabilities)},
+    )
+    onnx.checker.check_model(onx)
+    return onx.SerializeToString()
+
+
+def _matrix_kind(kinds: dict[str, str]) -> str:
+    """The dtype scikit-learn sees for these columns as one array (DataFrame.to_numpy, then
+    check_array): all int -> int64, all strings -> strings, numbers and bools -> float64."""
+    found = set(kinds.values())
+    if found == {"string"}:
+        return "string"
+    if "string" in found:
+        raise NotConvertible(
+            "string and numeric columns reach the model as one array; put a ColumnTransformer "
+            "first to encode the string columns"
+        )
+    if found == {"int64"}:
+        return "int64"
+    return "float" if "float" in found else "double"
+
+
+def _columns_to_matrix(onx: Any, kinds: dict[str, str], matrix: str) -> None:
+    """Replace the graph's matrix input with one input per column, concatenated exactly.
+
+    skl2onnx would join per-column inputs with FeatureVectorizer, which always outputs float32:
+    every double column would be rounded before the model sees it.
+    """
+    from onnx import TensorProto, helper
+
+    proto = {
+        "double": TensorProto.DOUBLE,
+        "float": TensorProto.FLOAT,
+        "int64": TensorProto.INT64,
+        "string": TensorProto.STRING,
+        "bool": TensorProto.BOOL,
+    }
+    graph = onx.graph
+    (matrix_input,) = graph.input
+    taken = {*(v for n in graph.node for v in (*n.input, *n.output))}
+    taken |= {i.name for i in graph.initializer} | {o.name for o in graph.output}
+    inputs, nodes, parts = [], [], []
+    for i, (column, kind) in enumerate(kinds.items()):
+        name = column if column not in taken else f"{column}_{i}"
+        taken.add(name)
+        inputs.append(helper.make_tensor_value_info(name, proto[kind], [None, 1]))
+        if kind != matrix:
+            cast = f"{name}_as_{matrix}"
+            nodes.append(helper.make_node("Cast", [name], [cast], to=proto[matrix]))
+            name = cast
+        parts.append(name)
+    nodes.append(helper.make_node("Concat", parts, [matrix_input.name], axis=1))
+    graph.ClearField("input")
+    graph.input.extend(inputs)
+    for node in reversed(nodes):  # the nodes are topologically sorted: these come first
+        graph.node.insert(0, node)
+
+
+def _check_runs(onx: bytes, features: pd.DataFrame, model: Any, task: Task) -> None:
+    """Load the graph in ONNX Runtime and run it on a sample: a graph that converted but cannot
+    load (mixed float/double types) or run is no graph."""
+    classes = list(model.classes_) if task == "classification" else None
+    predictor = OnnxPredictor(onx, task, classes)
+    sample = features.head(SAMPLE_ROWS)
+    out = predictor.predict_frame(sample)
+    if out.predictions.shape != (len(sample),):
+        raise ValueError(f"predictions of shape {out.predictions.shape} for {len(sample)} rows")
+    if out.probabilities is not None and out.probabilities.shape != (len(sample), len(classes)):
+        raise ValueError(f"probabilities of shape {out.probabilities.shape}")
+
+
+def _name(model: Any) -> str:
+    if type(model).__name__ == "Pipeline":
+        return "Pipeline(" + ", ".join(_name(step) for _, step in model.steps) + ")"
+    return type(model).__name__
+
+
+def _one_line(exc: Exception) -> str:
+    missing = re.search(r"shape calculator for type '<class '[\w.]*?(\w+)'>'", str(exc))
+    if missing:
+        return f"no converter for {missing.group(1)}"
+    lines = [s.strip() for s in str(exc).splitlines() if s.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
