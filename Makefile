@@ -18,6 +18,8 @@ export PYTHONUNBUFFERED := 1
 
 MODEL ?= sales
 export BENTOGATE_MODEL := $(MODEL)
+# Given explicitly (not the default): steps that take a Bento refuse one of another model.
+MODEL_CHECK := $(if $(filter-out file default,$(origin MODEL)),--model $(MODEL))
 ifdef MODEL_TAG
 export BENTOGATE_MODEL_TAG := $(MODEL_TAG)
 endif
@@ -72,8 +74,8 @@ build: $(if $(MODEL_TAG),$(STAMP),ensure-model) ## Build a Bento of the producti
 	@echo "Built $$(cat build/bento-tag)"
 
 .PHONY: loadtest
-loadtest: $(STAMP) ## Load-test gate on the last built Bento (BENTO=tag, THRESHOLDS="p90<20ms,...", WORKERS=N)
-	$(PY) -m loadtests.gate $(BENTO) $(if $(THRESHOLDS),--thresholds "$(THRESHOLDS)") $(if $(WORKERS),--workers $(WORKERS))
+loadtest: $(STAMP) ## Load-test gate on the last built Bento with its model's thresholds (BENTO=tag, THRESHOLDS="p90<20ms,...", WORKERS=N)
+	$(PY) -m loadtests.gate $(BENTO) $(MODEL_CHECK) $(if $(THRESHOLDS),--thresholds "$(THRESHOLDS)") $(if $(WORKERS),--workers $(WORKERS))
 
 ENV ?= production
 # One pipeline step: a make target, timed.
@@ -83,13 +85,13 @@ define step
 endef
 
 .PHONY: pipeline
-pipeline: $(STAMP) ## The whole delivery locally: train, gates, build, load test, staging, approval (APPROVE=1), production
-	$(call step,train)
-	$(call step,build MODEL_TAG=$$($(MAKE) -s candidate))
-	$(call step,loadtest)
-	$(call step,deploy ENV=staging)
-	$(call step,approve ENV=production)
-	$(call step,deploy ENV=production)
+pipeline: $(STAMP) ## The whole delivery of MODEL=sales locally: train, gates, build, load test, staging, approval (APPROVE=1), production
+	$(call step,train MODEL=$(MODEL))
+	$(call step,build MODEL=$(MODEL) MODEL_TAG=$$($(MAKE) -s candidate MODEL=$(MODEL)))
+	$(call step,loadtest MODEL=$(MODEL))
+	$(call step,deploy MODEL=$(MODEL) ENV=staging)
+	$(call step,approve MODEL=$(MODEL) ENV=production)
+	$(call step,deploy MODEL=$(MODEL) ENV=production)
 
 .PHONY: evidence
 evidence: $(STAMP) ## The reviewer's evidence for the last build (provenance, quality, load test): reports/evidence.md
@@ -100,23 +102,23 @@ approve: $(STAMP) ## Show the evidence and ask for approval to deploy to ENV (AP
 	$(PY) -m deploy approve $(ENV) $(BENTO)
 
 .PHONY: deploy
-deploy: $(STAMP) ## Release a Bento (BENTO=tag, default the last build) to ENV=staging|production
-	$(PY) -m deploy deploy $(ENV) $(BENTO) $(if $(TARGET),--target $(TARGET)) $(if $(APPROVED_BY),--approved-by "$(APPROVED_BY)")
+deploy: $(STAMP) ## Release a Bento (BENTO=tag, default the last build) to ENV=staging|production, at its model's address
+	$(PY) -m deploy deploy $(ENV) $(BENTO) $(MODEL_CHECK) $(if $(TARGET),--target $(TARGET)) $(if $(APPROVED_BY),--approved-by "$(APPROVED_BY)")
 
 .PHONY: smoke
-smoke: $(STAMP) ## Smoke-test ENV (or URL=...) through its stable address
-	$(PY) -m deploy smoke $(or $(URL),$(ENV))
+smoke: $(STAMP) ## Smoke-test MODEL=sales in ENV (or URL=...) through its stable address
+	$(PY) -m deploy smoke $(or $(URL),$(ENV)) --model $(MODEL)
 
 .PHONY: rollback
-rollback: $(STAMP) ## Go back one release in ENV (local target)
-	$(PY) -m deploy rollback $(ENV) $(if $(TARGET),--target $(TARGET))
+rollback: $(STAMP) ## Go back one release of MODEL=sales in ENV; other models are not touched
+	$(PY) -m deploy rollback $(ENV) --model $(MODEL) $(if $(TARGET),--target $(TARGET))
 
 .PHONY: status
-status: $(STAMP) ## What each local environment serves, and where
+status: $(STAMP) ## What each model serves in each local environment, and where
 	$(PY) -m deploy status
 
 .PHONY: down
-down: $(STAMP) ## Stop every service the local target started (all environments)
+down: $(STAMP) ## Stop every service the local target started (all environments and models)
 	$(PY) -m deploy down
 
 .PHONY: manifests

@@ -62,7 +62,8 @@ LATENCY = Histogram(
     name=f"{MODEL.name}_api",
     # One worker per replica: the model is small and cheap; scale with replicas, not workers.
     workers=1,
-    traffic={"timeout": 10, "max_concurrency": 256},
+    # Limits from the model's config (serving.timeout_s, serving.max_concurrency).
+    traffic={"timeout": MODEL.timeout_s, "max_concurrency": MODEL.max_concurrency},
     labels={"model": MODEL.name, "model_tag": MODEL.tag},
 )
 class Predictor:

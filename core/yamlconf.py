@@ -56,3 +56,12 @@ def load_yaml(path: Path, model: type[T]) -> T:
             field = ".".join(str(p) for p in loc) or "(top level)"
             lines.append(f"{path}:{line or 1}: {field}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
+
+
+def where(path: Path, loc: tuple[Any, ...]) -> str:
+    """`file:line: field` of a setting, for a problem found after loading (e.g. across files)."""
+    try:
+        root = yaml.compose(path.read_text())
+    except (OSError, yaml.YAMLError):
+        root = None
+    return f"{path}:{_line_of(root, loc) or 1}: {'.'.join(str(p) for p in loc)}"

@@ -1,5 +1,8 @@
 """Command line of the deploy targets: `python -m deploy <command>`.
 
+Each model has its own stable address, history and rollback in each environment
+(deploy/addresses.py); a Bento's model is its `model_tag` label.
+
 Exit codes: 0 success; 1 the release did not go live (failed readiness, smoke test or rollout; the
 previous release keeps serving) or approval was declined; 2 invalid config, arguments or state.
 """
@@ -18,9 +21,19 @@ import bentoml
 from core import registry
 from core.settings import ROOT, Settings, get_settings
 from core.yamlconf import ConfigError
+from deploy import addresses, evidence, kubernetes, notify, release, smoke
 from deploy import config as deploy_config
-from deploy import evidence, kubernetes, notify, release, smoke
-from deploy.local import DeployError, LocalTarget, UsageError
+from deploy.local import (
+    DeployError,
+    LocalTarget,
+    UsageError,
+    legacy_state,
+    migrate_legacy,
+    recorded_port,
+    state_models,
+)
+from models.config import DeployConfig as ModelDeploy
+from models.config import package_config
 from serving.runtime import LAST_BUILD, bento_model_tag, last_build
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
@@ -40,6 +53,56 @@ def _bento(arg: str | None) -> tuple[str, str]:
     if not model_tag:
         raise UsageError(f"Bento {bento} has no model_tag label: build it with `make build`")
     return bento, model_tag
+
+
+def _model_deploy(model_tag: str) -> ModelDeploy:
+    """The model's `deploy` section: its package's config, else the one recorded with it."""
+    try:
+        recorded = bentoml.models.get(model_tag).info.metadata.get("config")
+    except (bentoml.exceptions.NotFound, ValueError):
+        recorded = None
+    cfg = package_config(model_tag.split(":")[0], recorded)
+    return cfg.deploy if cfg is not None else ModelDeploy()
+
+
+def _local(
+    settings: Settings,
+    cfg: deploy_config.DeployConfig,
+    env_name: str,
+    model: str,
+    deploy: ModelDeploy | None = None,
+) -> LocalTarget:
+    """The local target of one model in one environment, at the model's own port."""
+    env = cfg.env(env_name, "local")
+    models = addresses.package_deploys()
+    if deploy is not None and model not in models:  # a Bento whose package is not here
+        models[model] = deploy
+    port = addresses.ports(cfg, models).get((env_name, model))
+    migrate_legacy(settings.deploy_dir / env_name)
+    # A model deployed here whose package is gone keeps the port its router was started on.
+    port = port or recorded_port(settings.deploy_dir, env_name, model)
+    if port is None:
+        raise UsageError(
+            f"{env_name}/{model}: no model package models/{model} and nothing of it deployed here"
+        )
+    return LocalTarget(env_name, env, settings.deploy_dir, model, port)
+
+
+def _check_model(args: argparse.Namespace, model_tag: str) -> None:
+    if args.model and model_tag.split(":")[0] != args.model:
+        raise UsageError(
+            f"the Bento serves {model_tag}, not a {args.model!r} model:"
+            f" build one with `make build MODEL={args.model}` or pass BENTO=..."
+        )
+
+
+def _k8s_url(cfg: deploy_config.KubernetesConfig, env_name: str, model_tag: str) -> str | None:
+    """Where the smoke test reaches this model: the model's own url for the environment, else
+    the environment's url with {model} filled in."""
+    own = _model_deploy(model_tag).environments.get(env_name)
+    if own is not None and own.url:
+        return own.url
+    return cfg.url.replace("{model}", model_tag.split(":")[0]) if cfg.url else None
 
 
 def _manifests(
@@ -62,18 +125,23 @@ def cmd_deploy(
 ) -> int:
     env = cfg.env(args.env, args.target)
     bento, model_tag = _bento(args.bento)
+    _check_model(args, model_tag)
     if env.target == "kubernetes":
         assert env.kubernetes is not None
-        manifests = _manifests(args.env, env.kubernetes, bento, model_tag)
+        k8s = env.kubernetes.model_copy(
+            update={"url": _k8s_url(env.kubernetes, args.env, model_tag)}
+        )
+        manifests = _manifests(args.env, k8s, bento, model_tag)
         kubernetes.apply(
             kubernetes.to_yaml(manifests),
-            env.kubernetes,
+            k8s,
             manifests[0]["metadata"]["name"],
             model_tag,
         )
-        url = env.kubernetes.url or f"deployment/{manifests[0]['metadata']['name']}"
+        url = k8s.url or f"deployment/{manifests[0]['metadata']['name']}"
     else:
-        target = LocalTarget(args.env, env, settings.deploy_dir)
+        model = model_tag.split(":")[0]
+        target = _local(settings, cfg, args.env, model, _model_deploy(model_tag))
         target.deploy(bento, model_tag, approved_by=args.approved_by)
         url = target.url
     if env.promotes_model:
@@ -86,17 +154,18 @@ def cmd_rollback(
     args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig
 ) -> int:
     env = cfg.env(args.env, args.target)
+    model = args.model or settings.model
     if env.target == "kubernetes":
         assert env.kubernetes is not None
-        name = kubernetes.app_name(settings.model)
+        name = kubernetes.app_name(model)
         kubernetes.undo(env.kubernetes, name)
         print(f"{args.env}: deployment/{name} rolled back to its previous revision")
         return 0
-    target = LocalTarget(args.env, env, settings.deploy_dir)
+    target = _local(settings, cfg, args.env, model)
     release = target.rollback()
     if env.promotes_model and release.model_tag:
         _promote(release.model_tag)
-    print(f"{args.env}: rolled back to {release.bento} ({release.id}) at {target.url}")
+    print(f"{target.name}: rolled back to {release.bento} ({release.id}) at {target.url}")
     return 0
 
 
@@ -109,35 +178,51 @@ def cmd_down(args: argparse.Namespace, settings: Settings, cfg: deploy_config.De
         env = cfg.environments.get(name)
         if env is None or env.local is None:
             continue
-        stopped = LocalTarget(name, cfg.env(name, "local"), settings.deploy_dir).down()
-        print(f"{name}: " + (f"stopped {', '.join(stopped)}" if stopped else "nothing running"))
+        env = cfg.env(name, "local")
+        env_dir = settings.deploy_dir / name
+        if legacy_state(env_dir):  # releases started before models had their own addresses
+            stopped = LocalTarget(name, env, settings.deploy_dir, "*", state_dir=env_dir).down()
+            print(f"{name}: " + (f"stopped {', '.join(stopped)}" if stopped else "nothing running"))
+            migrate_legacy(env_dir)
+        for model in state_models(settings.deploy_dir, name):
+            stopped = LocalTarget(name, env, settings.deploy_dir, model).down()
+            print(
+                f"{name}/{model}: "
+                + (f"stopped {', '.join(stopped)}" if stopped else "nothing running")
+            )
     return 0
 
 
 def cmd_status(
     args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig
 ) -> int:
+    ports = addresses.ports(cfg, addresses.package_deploys())
     for name, env in cfg.environments.items():
         if env.local is None:
             continue
-        st = LocalTarget(name, cfg.env(name, "local"), settings.deploy_dir).status()
-        live = st["live"]
-        print(
-            f"{name:<11} {st['url']:<24} "
-            + (
-                f"{live['id']} {live['bento']} (model {live['model_tag']})"
-                if live
-                else "not serving"
+        if legacy_state(settings.deploy_dir / name):
+            print(f"{name:<11} releases from before models had their own addresses: `make down`")
+        deployed = state_models(settings.deploy_dir, name)
+        for model in sorted({m for e, m in ports if e == name} | set(deployed)):
+            port = ports.get((name, model)) or recorded_port(settings.deploy_dir, name, model)
+            target = LocalTarget(name, env, settings.deploy_dir, model, port)
+            st = target.status()
+            live = st["live"]
+            print(
+                f"{name:<11} {model:<16} {st['url']:<24} "
+                + (
+                    f"{live['id']} {live['bento']} (model {live['model_tag']})"
+                    if live
+                    else "not serving"
+                )
             )
-        )
     return 0
 
 
 def cmd_smoke(args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig) -> int:
     url = args.target_url
     if not url.startswith("http"):
-        env = cfg.env(url, "local")
-        url = LocalTarget(args.target_url, env, settings.deploy_dir).url
+        url = _local(settings, cfg, url, args.model or settings.model).url
     checks = smoke.smoke(url, args.model_tag)
     for c in checks:
         print(f"{'ok  ' if c.passed else 'FAIL'} {c.name}: {c.detail}")
@@ -154,8 +239,9 @@ def cmd_manifests(
     if problems := kubernetes.validate(manifests):
         print("error: rendered manifests are invalid:\n" + "\n".join(problems), file=sys.stderr)
         return EXIT_FAILED
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{args.env}.yaml"
+    # One file per environment and model: two models' manifests never overwrite each other.
+    path = args.out / args.env / f"{model_tag.split(':')[0]}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(kubernetes.to_yaml(manifests))
     print(
         f"{path}: {', '.join(m['kind'] for m in manifests)} (valid for Kubernetes {kubernetes.KUBERNETES_VERSION})"
@@ -246,15 +332,18 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("bento", nargs="?")
     d.add_argument("--target", choices=["local", "kubernetes"], help="override the config's target")
     d.add_argument("--approved-by", help="recorded in the release history")
-    r = sub.add_parser("rollback", help="go back one release")
+    d.add_argument("--model", help="refuse a Bento that serves another model (name)")
+    r = sub.add_parser("rollback", help="go back one release of one model")
     r.add_argument("env")
     r.add_argument("--target", choices=["local", "kubernetes"])
+    r.add_argument("--model", help="the model to roll back (default: BENTOGATE_MODEL)")
     dn = sub.add_parser("down", help="stop every service the local target started")
     dn.add_argument("env", nargs="*")
-    sub.add_parser("status", help="what each local environment serves")
+    sub.add_parser("status", help="what each model serves in each local environment, and where")
     s = sub.add_parser("smoke", help="smoke-test an environment (name) or a URL")
     s.add_argument("target_url", metavar="env|url")
-    s.add_argument("--model-tag", help="the model that must answer")
+    s.add_argument("--model-tag", help="the model tag that must answer")
+    s.add_argument("--model", help="whose address in the environment (default: BENTOGATE_MODEL)")
     m = sub.add_parser("manifests", help="render and validate Kubernetes manifests")
     m.add_argument("env")
     m.add_argument("bento", nargs="?")

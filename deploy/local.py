@@ -1,14 +1,15 @@
 """The `local` deploy target: releases run as background services on this host, behind a stable
-address per environment (a router on the environment's port, see router.py).
+address per environment and model (a router on the model's port in that environment, see
+router.py and addresses.py). Models side by side never share an address, a history or a rollback.
 
 A new release starts beside the live one on a port of its own and must pass readiness and the
 smoke test there; only then does the route switch to it, the smoke test run again through the
 stable address, and the old release stop, after a drain period. A release that fails any check
 never takes traffic (or is switched back at once) and the previous one keeps serving.
 
-State, per environment, in <deploy_dir>/<env>/: route.json (what the router serves), history.json
-(every release and what became of it), router.json, logs/ (one log per release), predictions.jsonl
-(the prediction log of every release).
+State, per environment and model, in <deploy_dir>/<env>/<model>/: route.json (what the router
+serves), history.json (every release of that model and what became of it), router.json, logs/ (one
+log per release), predictions.jsonl (the prediction log of every release).
 """
 
 from __future__ import annotations
@@ -131,16 +132,29 @@ def _live(history: list[Release]) -> Release | None:
 
 
 class LocalTarget:
-    def __init__(self, name: str, env: Environment, deploy_dir: Path, log=print) -> None:
+    """One model in one environment: its releases, its router, its history."""
+
+    def __init__(
+        self,
+        env_name: str,
+        env: Environment,
+        deploy_dir: Path,
+        model: str,
+        port: int | None = None,
+        log=print,
+        state_dir: Path | None = None,
+    ) -> None:
         assert env.local is not None
-        self.name = name
+        self.env_name, self.model = env_name, model
+        self.name = f"{env_name}/{model}"  # in messages
         self.cfg = env.local
-        self.dir = deploy_dir / name
+        self.port = port if port is not None else env.local.port
+        self.dir = state_dir or deploy_dir / env_name / model
         self.log = log
 
     @property
     def url(self) -> str:
-        return f"http://{self.cfg.host}:{self.cfg.port}"
+        return f"http://{self.cfg.host}:{self.port}"
 
     # -- state --
     def history(self) -> list[Release]:
@@ -173,22 +187,23 @@ class LocalTarget:
 
     def _ensure_router(self) -> None:
         info = self._router()
-        if info and info["port"] == self.cfg.port:
+        if info and info["port"] == self.port:
             return
         if info:  # the configured port changed
             _stop(info["pid"], info["start"])
-        if not _port_free(self.cfg.host, self.cfg.port):
+        if not _port_free(self.cfg.host, self.port):
             raise UsageError(
-                f"{self.name}: port {self.cfg.port} on {self.cfg.host} is taken by another program;"
-                f" free it or change environments.{self.name}.local.port in deploy/config.yaml"
+                f"{self.name}: port {self.port} on {self.cfg.host} is taken by another program;"
+                f" free it, or change the port of {self.env_name} in deploy/config.yaml or"
+                f" {self.model}'s deploy.port_offset in models/{self.model}/config.yaml"
             )
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         with open(self.dir / "logs" / "router.log", "ab") as log:
             proc = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "deploy.router", "--host", self.cfg.host),
-                    *("--port", str(self.cfg.port), "--route", str(self.dir / "route.json")),
-                    *("--env-name", self.name),
+                    *("--port", str(self.port), "--route", str(self.dir / "route.json")),
+                    *("--env-name", self.env_name, "--model", self.model),
                 ],
                 cwd=ROOT,
                 stdout=log,
@@ -198,9 +213,7 @@ class LocalTarget:
         start = None
         while start is None and proc.poll() is None:
             start = _start_time(proc.pid)
-        _write_json(
-            self.dir / "router.json", {"pid": proc.pid, "start": start, "port": self.cfg.port}
-        )
+        _write_json(self.dir / "router.json", {"pid": proc.pid, "start": start, "port": self.port})
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -243,6 +256,11 @@ class LocalTarget:
     def _deploy(
         self, bento: str, model_tag: str | None, approved_by: str | None, rollback_of: str | None
     ) -> Release:
+        if model_tag is None or model_tag.split(":")[0] != self.model:
+            raise UsageError(
+                f"{self.name}: {bento} serves {model_tag or 'no known model'}, not {self.model!r}:"
+                " each model has its own address and history"
+            )
         history = self.history()
         previous = _live(history)  # an entry of `history`: updating it updates what is saved
         release = Release(
@@ -316,7 +334,15 @@ class LocalTarget:
         live = _live(history)
         if live is None:
             raise UsageError(f"{self.name}: no live release to roll back")
-        candidates = [r for r in history if r.status == SUPERSEDED and r.bento != live.bento]
+        # Only this model's releases (a history from before models had their own addresses may
+        # hold another model's): a rollback never switches models.
+        candidates = [
+            r
+            for r in history
+            if r.status == SUPERSEDED
+            and r.bento != live.bento
+            and (r.model_tag or "").split(":")[0] == self.model
+        ]
         if not candidates:
             raise UsageError(f"{self.name}: no earlier release to roll back to")
         return live, candidates[-1]
@@ -354,7 +380,53 @@ class LocalTarget:
     def status(self) -> dict[str, Any]:
         live = self.live()
         return {
-            "environment": self.name,
+            "environment": self.env_name,
+            "model": self.model,
             "url": self.url,
             "live": asdict(live) if live and _alive(live.pid, live.pid_start) else None,
         }
+
+
+def state_models(deploy_dir: Path, env_name: str) -> list[str]:
+    """Models with local-target state in an environment (deployed there at some point)."""
+    return sorted(p.parent.name for p in (deploy_dir / env_name).glob("*/history.json"))
+
+
+def recorded_port(deploy_dir: Path, env_name: str, model: str) -> int | None:
+    """The port a model's router was last started on in an environment, if ever."""
+    path = deploy_dir / env_name / model / "router.json"
+    return json.loads(path.read_text())["port"] if path.is_file() else None
+
+
+# ---- state written before models had their own addresses ---------------------------------------
+
+
+def legacy_state(env_dir: Path) -> bool:
+    """<env>/history.json: one history for the whole environment, whatever model it served."""
+    return (env_dir / "history.json").is_file()
+
+
+def migrate_legacy(env_dir: Path) -> str | None:
+    """Move an environment's old single-model state into <env>/<model>/ (the model of its last
+    release), once nothing of it runs; returns that model. Refuses while it still serves."""
+    if not legacy_state(env_dir):
+        return None
+    history = [Release(**r) for r in json.loads((env_dir / "history.json").read_text())]
+    router = env_dir / "router.json"
+    info = json.loads(router.read_text()) if router.is_file() else None
+    if any(_alive(r.pid, r.pid_start) for r in history) or (
+        info and _alive(info["pid"], info["start"])
+    ):
+        raise UsageError(
+            f"{env_dir.name}: releases started before models had their own addresses still run;"
+            " stop them once with `make down`, then deploy again"
+        )
+    last = next((r for r in reversed(history) if r.model_tag), None)
+    model = last.model_tag.split(":")[0] if last and last.model_tag else "sales"
+    dest = env_dir / model
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("history.json", "route.json", "router.json", "predictions.jsonl", "logs"):
+        if (env_dir / name).exists() and not (dest / name).exists():
+            os.replace(env_dir / name, dest / name)
+    (env_dir / ".lock").unlink(missing_ok=True)
+    return model

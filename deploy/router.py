@@ -1,4 +1,5 @@
-"""The stable address of a local environment: a small reverse proxy in front of the live release.
+"""The stable address of a model in a local environment: a small reverse proxy in front of that
+model's live release (one router per environment and model, each on its own port).
 
 A deploy starts the new release on a port of its own, checks it, then rewrites the route file
 (atomically); the router sees the change on its next request and sends traffic there. Requests
@@ -7,7 +8,7 @@ A request that cannot reach a release that just went away (connection refused or
 response) is retried against the current route: a predict is a pure function of its body, so a
 retry is safe, and a client polling through a switch sees no error.
 
-Run by the local target: `python -m deploy.router --port 3200 --route ROUTE_JSON`.
+Run by the local target: `python -m deploy.router --port 3200 --route ROUTE_JSON --model sales`.
 """
 
 from __future__ import annotations
@@ -87,8 +88,10 @@ def _close(client: httpx.AsyncClient) -> None:
     task.add_done_callback(_closing.discard)
 
 
-def app(route_file: Path, env_name: str) -> Starlette:
+def app(route_file: Path, env_name: str, model: str | None = None) -> Starlette:
     routes = Routes(route_file)
+    what = f"release of {model!r}" if model else "release"
+    where = f"release of {model!r} in {env_name!r}" if model else f"release of {env_name!r}"
 
     async def proxy(request: Request) -> Response:
         body = await request.body()
@@ -101,7 +104,7 @@ def app(route_file: Path, env_name: str) -> Starlette:
             route = routes.current()
             if route is None:
                 return JSONResponse(
-                    {"error": f"no release is serving environment {env_name!r}"}, status_code=503
+                    {"error": f"no {what} is serving environment {env_name!r}"}, status_code=503
                 )
             try:
                 upstream = await routes.client(route["url"]).request(
@@ -123,9 +126,7 @@ def app(route_file: Path, env_name: str) -> Starlette:
                 (b"x-bentogate-release", str(route["release"]).encode()),
             ]
             return response
-        return JSONResponse(
-            {"error": f"release of {env_name!r} unreachable: {last_error}"}, status_code=502
-        )
+        return JSONResponse({"error": f"{where} unreachable: {last_error}"}, status_code=502)
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     return Starlette(routes=[Route("/{path:path}", proxy, methods=methods)])
@@ -137,10 +138,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--route", type=Path, required=True, help="JSON file: {release, url}")
     p.add_argument("--env-name", default="local")
+    p.add_argument("--model", help="the model this address serves (in messages)")
     args = p.parse_args(argv)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     uvicorn.run(
-        app(args.route, args.env_name),
+        app(args.route, args.env_name, args.model),
         host=args.host,
         port=args.port,
         log_level="warning",

@@ -12,12 +12,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import bentoml
 import httpx
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core import registry, thresholds
 from core.process import Server, ServerError
@@ -26,11 +26,12 @@ from core.verdict import Check, GateResult
 from core.yamlconf import ConfigError, load_yaml
 from loadtests import chart, traffic
 from loadtests.locust_run import Load, LoadRunError, run_locust, summarize
+from models.config import LoadMetric, LoadtestConfig, package_config
 from serving.runtime import NoModelError, bento_model_tag, last_build, resolve_tag
 
 EXIT_FAILED, EXIT_USAGE, EXIT_RUN_ERROR = 1, 2, 3
 CONFIG = Path(__file__).with_name("config.yaml")
-METRICS = {"p50", "p90", "p99", "error_rate", "rps"}
+METRICS = set(get_args(LoadMetric))
 
 
 class _Strict(BaseModel):
@@ -86,6 +87,38 @@ def merge_thresholds(config: list[str], override: str | None) -> list[thresholds
             raise thresholds.ThresholdError(f"unknown metric {t.metric!r}: use {sorted(METRICS)}")
         base[t.metric] = t
     return list(base.values())
+
+
+def resolve(
+    cfg: GateConfig, model: LoadtestConfig, override: str | None = None
+) -> tuple[GateConfig, list[thresholds.Threshold]]:
+    """Pure: the gate for one model. Its `loadtest` load and traffic keys replace those of
+    loadtests/config.yaml; thresholds by metric: the global one, then the model's, then the
+    command line's."""
+    data = cfg.model_dump()
+    for section in ("load", "traffic"):
+        data[section].update(getattr(model, section).model_dump(exclude_none=True))
+    try:
+        merged = GateConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"the model's loadtest section: {field}: {err['msg']}") from None
+    bounds = [*cfg.thresholds, *(f"{metric} {b}" for metric, b in model.thresholds.items())]
+    return merged, merge_thresholds(bounds, override)
+
+
+def model_loadtest(model_tag: str | None) -> LoadtestConfig:
+    """The `loadtest` section of the model's config: its package's file, or the config recorded
+    with the model at registration when the package is not here; none: the global gate."""
+    if model_tag is None:
+        return LoadtestConfig()
+    try:
+        recorded = bentoml.models.get(model_tag).info.metadata.get("config")
+    except (bentoml.exceptions.NotFound, ValueError):
+        recorded = None
+    cfg = package_config(model_tag.split(":")[0], recorded)
+    return cfg.loadtest if cfg is not None else LoadtestConfig()
 
 
 def check(
@@ -144,8 +177,6 @@ def run(args: argparse.Namespace, cfg: GateConfig, gates: list[thresholds.Thresh
     compare = not args.url and not args.no_compare and args.cwd is None  # a Bento candidate
     if compare and (prod := production_bento(args.serve)):
         targets["production"] = prod
-    if model_tag is None and not args.url:
-        model_tag = _model_of(args.serve)
     schema, valid = traffic.held_out(model_tag)
     bodies = traffic.write_bodies(
         out / "bodies.jsonl",
@@ -296,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", help="test a running service at this URL instead (no servers started)")
     p.add_argument("--serve", help="any `bentoml serve` target (import path) instead of a Bento")
     p.add_argument("--model-tag", help="model whose held-out data makes the traffic")
+    p.add_argument("--model", help="refuse a candidate that serves another model (name)")
     p.add_argument("--thresholds", help='override thresholds, e.g. "p90<20ms,error_rate<1%%"')
     p.add_argument("--config", type=Path, default=CONFIG)
     p.add_argument("--duration", type=float, help="measured seconds per target (overrides config)")
@@ -306,11 +338,6 @@ def main(argv: list[str] | None = None) -> int:
     args.env, args.cwd = {}, None
     try:
         cfg = load_yaml(args.config, GateConfig)
-        if args.duration:
-            cfg = cfg.model_copy(
-                update={"load": cfg.load.model_copy(update={"duration_s": args.duration})}
-            )
-        gates = merge_thresholds(cfg.thresholds, args.thresholds)
         if not args.url:
             if args.serve:
                 args.cwd = ROOT  # an import path is served from the working tree
@@ -320,6 +347,22 @@ def main(argv: list[str] | None = None) -> int:
                 args.serve = args.bento or last_build()
                 if not args.serve:
                     raise ConfigError("no candidate: pass a Bento tag or run `make build` first")
+            args.model_tag = args.model_tag or _model_of(args.serve)
+        if args.model and args.model_tag and args.model_tag.split(":")[0] != args.model:
+            raise ConfigError(
+                f"the candidate serves {args.model_tag}, not a {args.model!r} model: "
+                f"build one with `make build MODEL={args.model}`"
+            )
+        per_model = model_loadtest(args.model_tag)
+        cfg, gates = resolve(cfg, per_model, args.thresholds)
+        if per_model.thresholds:
+            name = args.model_tag.split(":")[0] if args.model_tag else "?"
+            own = ", ".join(f"{m} {b}" for m, b in per_model.thresholds.items())
+            print(f"[loadtest] {name}'s own thresholds: {own}", file=sys.stderr)
+        if args.duration:
+            cfg = cfg.model_copy(
+                update={"load": cfg.load.model_copy(update={"duration_s": args.duration})}
+            )
         return run(args, cfg, gates)
     except (ConfigError, thresholds.ThresholdError, traffic.NoReferenceError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -5,15 +5,29 @@ Loading fails fast with the file, line and field of every problem.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core import thresholds
 from core.yamlconf import ConfigError, load_yaml
+from models import MODELS_DIR
 
-__all__ = ["ConfigError", "ModelConfig", "load_config"]
+# What the load-test gate measures (loadtests/gate.py).
+LoadMetric = Literal["p50", "p90", "p99", "error_rate", "rps"]
+
+__all__ = ["ConfigError", "ModelConfig", "load_config", "package_config"]
 
 
 class _Strict(BaseModel):
@@ -69,6 +83,10 @@ class ServingConfig(_Strict):
     runtime: Literal["auto", "compiled", "onnx", "sklearn"] = "auto"
     parity: ParityConfig = ParityConfig()
     max_records: int = Field(default=1000, ge=1, le=100_000)
+    # Requests in flight per replica beyond which the service answers 503, and the time a request
+    # may take before it is abandoned.
+    max_concurrency: int = Field(default=256, ge=1, le=10_000)
+    timeout_s: float = Field(default=10.0, gt=0, le=600)
 
 
 class ModelConfig(_Strict):
@@ -78,7 +96,91 @@ class ModelConfig(_Strict):
     params: dict[str, Any] = {}
     gate: GateConfig
     serving: ServingConfig = ServingConfig()
+    loadtest: LoadtestConfig = Field(default_factory=lambda: LoadtestConfig())
+    deploy: DeployConfig = Field(default_factory=lambda: DeployConfig())
 
 
 def load_config(path: Path) -> ModelConfig:
     return load_yaml(path, ModelConfig)
+
+
+# ---- per-model overrides of the load-test gate and the deploy environments ----------------------
+
+
+def _bound(text: str) -> str:
+    """A load-test bound under its metric's key: "< 120ms", not "p90 < 120ms"."""
+    text = str(text)
+    if re.match(r"\s*[A-Za-z_][\w.]*\s*[<>]", text):
+        raise ValueError(
+            f"{text!r}: give the bound only, e.g. '< 120ms' (the key names the metric)"
+        )
+    try:
+        thresholds.parse(text, metric="bound")
+    except thresholds.ThresholdError:
+        raise ValueError(
+            f"cannot read bound {text!r}: expected '<op> <number>[ms|s|%]', e.g. '< 120ms'"
+        ) from None
+    return text
+
+
+class LoadtestLoad(_Strict):
+    """Keys of loadtests/config.yaml `load:`; those given replace the global ones for this model."""
+
+    users: int | None = Field(default=None, ge=1, le=1000)
+    spawn_rate: float | None = Field(default=None, gt=0)
+    rate_per_user: float | None = Field(default=None, gt=0, le=1000)
+    duration_s: float | None = Field(default=None, gt=0, le=3600)
+    warmup_s: float | None = Field(default=None, ge=0, le=600)
+    workers: int | None = Field(default=None, ge=0, le=16)
+
+
+class LoadtestTraffic(_Strict):
+    """Keys of loadtests/config.yaml `traffic:`, for this model."""
+
+    bodies: int | None = Field(default=None, ge=1)
+    multi_record_share: float | None = Field(default=None, ge=0, le=1)
+    multi_record_size: int | None = Field(default=None, ge=1)
+
+
+class LoadtestConfig(_Strict):
+    """This model's load-test gate: thresholds by metric replace the global ones of that metric
+    (a command-line THRESHOLDS= still wins); load and traffic keys replace the global keys."""
+
+    thresholds: dict[LoadMetric, Annotated[str, AfterValidator(_bound)]] = {}
+    load: LoadtestLoad = LoadtestLoad()
+    traffic: LoadtestTraffic = LoadtestTraffic()
+
+
+class DeployEnvironment(_Strict):
+    """This model in one environment of deploy/config.yaml."""
+
+    # Local target: the model's stable address is this port, instead of the environment's port +
+    # the model's port_offset.
+    port: int | None = Field(default=None, ge=1024, le=65535)
+    # Kubernetes target: where the post-rollout smoke test reaches this model (ingress URL).
+    url: str | None = Field(default=None, pattern=r"^https?://")
+
+
+class DeployConfig(_Strict):
+    """Where this model answers: each environment's port + port_offset on the local target (the
+    default model keeps offset 0); collisions between models are refused when deploy loads them."""
+
+    port_offset: int = Field(default=0, ge=0, le=999)
+    environments: dict[str, DeployEnvironment] = {}
+
+
+def package_config(name: str, recorded: Mapping[str, Any] | None = None) -> ModelConfig | None:
+    """A model's config: its package's file when the package is here (the reviewed, current one),
+    else the config recorded with the model at registration (`info.metadata["config"]`), else
+    None. Errors name file, line and field (or the recorded config and field)."""
+    path = MODELS_DIR / name / "config.yaml"
+    if path.is_file():
+        return load_config(path)
+    if recorded is None:
+        return None
+    try:
+        return ModelConfig.model_validate(recorded)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"config recorded with model {name!r}: {field}: {err['msg']}") from None

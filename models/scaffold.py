@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from models import MODELS_DIR, available
 
@@ -131,6 +132,16 @@ gate:
     metric: {ratchet}
     tolerance: 0.01
 
+# This model's load-test gate: a bound per metric (p50 p90 p99 in ms, error_rate, rps) replaces
+# the one of loadtests/config.yaml, e.g. p90: "< 120ms"; load: and traffic: keys replace theirs.
+loadtest:
+  thresholds: {{}}
+
+# Its stable address in each environment: the environment's port (deploy/config.yaml) + this
+# offset, so it never takes another model's. `make status` lists every model's address.
+deploy:
+  port_offset: {port_offset}
+
 serving:
   max_records: 1000
 """
@@ -143,6 +154,18 @@ THRESHOLDS = {
 
 class ScaffoldError(ValueError):
     pass
+
+
+def next_port_offset(models_dir: Path) -> int:
+    """The smallest offset no model package under `models_dir` uses (a package without one: 0)."""
+    used = set()
+    for path in models_dir.glob("*/config.yaml"):
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+            used.add(int((data.get("deploy") or {}).get("port_offset", 0)))
+        except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError):
+            continue  # a broken sibling config is reported when it is loaded, not here
+    return next(i for i in range(1, len(used) + 2) if i not in used)
 
 
 def _column(name: str, s: pd.Series, is_target: bool, task: str) -> str:
@@ -215,7 +238,11 @@ def scaffold(name: str, data: Path, target: str, task: str, root: Path = MODELS_
     )
     (pkg / "config.yaml").write_text(
         CONFIG.format(
-            **fmt, split="  validation_fraction: 0.2", thresholds=thresholds, ratchet=ratchet
+            **fmt,
+            split="  validation_fraction: 0.2",
+            thresholds=thresholds,
+            ratchet=ratchet,
+            port_offset=next_port_offset(root / "models"),
         )
     )
     return pkg

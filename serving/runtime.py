@@ -36,6 +36,8 @@ class ServedModel:
     task: str
     schema: FeatureSchema
     max_records: int
+    max_concurrency: int  # requests in flight beyond which the server answers 429
+    timeout_s: float
     classes: list[Any] | None
     golden: dict[str, Any] | None
     runtime: str  # the runtime to serve: the fastest admitted, or the one a setting forces
@@ -99,6 +101,8 @@ def load_served_model(settings: Settings, source_dir: Path) -> ServedModel:
         task=meta["task"],
         schema=FeatureSchema.model_validate(meta["feature_schema"]),
         max_records=config.serving.max_records,
+        max_concurrency=config.serving.max_concurrency,
+        timeout_s=config.serving.timeout_s,
         classes=meta.get("classes"),
         golden=meta.get("golden"),
         runtime=runtime,

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from models import get_spec
-from models.config import ConfigError, load_config
+from models.config import ConfigError, load_config, package_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -43,3 +43,75 @@ def test_config_rejects_invalid_yaml_with_line(tmp_path):
     path = write(tmp_path, "seed: 1\ngate: [\n")
     with pytest.raises(ConfigError, match=r"config.yaml:\d+: not valid YAML"):
         load_config(path)
+
+
+PER_MODEL = """seed: 1
+gate:
+  thresholds:
+    r2: '> 0'
+loadtest:
+  thresholds:
+    p90: '< 120ms'
+    {extra}
+deploy:
+  port_offset: 1
+"""
+
+
+def test_per_model_loadtest_thresholds_and_port_offset_load(tmp_path):
+    cfg = load_config(write(tmp_path, PER_MODEL.format(extra="")))
+    assert cfg.loadtest.thresholds == {"p90": "< 120ms"}
+    assert cfg.deploy.port_offset == 1
+
+
+def test_an_unreadable_per_model_load_test_bound_is_refused_naming_file_line_and_field(tmp_path):
+    path = write(tmp_path, PER_MODEL.format(extra="p99: 'fast'"))
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert f"{path}:8: loadtest.thresholds.p99: Value error, cannot read bound 'fast'" in str(
+        exc.value
+    )
+
+
+def test_a_per_model_bound_for_a_metric_the_load_test_does_not_measure_is_refused(tmp_path):
+    path = write(tmp_path, PER_MODEL.format(extra="p95: '< 1s'"))
+    with pytest.raises(
+        ConfigError, match=r"config.yaml:8: loadtest.thresholds.p95.\[key\]: .*'p90'"
+    ):
+        load_config(path)
+
+
+def test_a_per_model_bound_that_names_another_metric_is_refused(tmp_path):
+    path = write(tmp_path, PER_MODEL.format(extra="rps: 'p90 < 3'"))
+    with pytest.raises(ConfigError, match=r":8: loadtest.thresholds.rps: .*give the bound only"):
+        load_config(path)
+
+
+def test_bad_per_model_load_serving_and_deploy_values_name_their_lines(tmp_path):
+    path = write(
+        tmp_path,
+        "seed: 1\ngate:\n  thresholds: {}\nloadtest:\n  load:\n    users: 0\n"
+        "serving:\n  timeout_s: 0\ndeploy:\n  port_offset: -1\n"
+        "  environments:\n    staging: {port: 80}\n",
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    for expected in (
+        ":6: loadtest.load.users:",
+        ":8: serving.timeout_s:",
+        ":10: deploy.port_offset:",
+        ":12: deploy.environments.staging.port:",
+    ):
+        assert expected in str(exc.value)
+
+
+def test_the_config_recorded_with_a_model_serves_when_its_package_is_not_here():
+    recorded = {"seed": 1, "gate": {"thresholds": {}}, "loadtest": {"thresholds": {"p90": "< 1s"}}}
+    assert package_config("no_such_package", recorded).loadtest.thresholds == {"p90": "< 1s"}
+    assert package_config("no_such_package") is None
+
+
+def test_a_bad_recorded_config_is_refused_naming_the_model_and_field():
+    recorded = {"seed": 1, "gate": {"thresholds": {}}, "deploy": {"port_offset": "far"}}
+    with pytest.raises(ConfigError, match=r"recorded with model 'gone': deploy\.port_offset:"):
+        package_config("gone", recorded)

@@ -107,3 +107,14 @@ def test_successful_rollout_is_not_undone_with_a_stand_in_kubectl():
         log=lambda _: None,
     )
     assert ["rollout", "undo"] not in kubectl.calls
+
+
+def test_two_models_in_one_namespace_never_share_an_object_or_select_each_others_pods():
+    sales, wine = rendered("sales:abc123"), rendered("wine_quality:def456")
+    assert {(m["kind"], m["metadata"]["name"]) for m in sales}.isdisjoint(
+        (m["kind"], m["metadata"]["name"]) for m in wine
+    )
+    for mine, other in ((sales, wine), (wine, sales)):
+        selector = by_kind(mine)["Service"]["spec"]["selector"]
+        pod_labels = by_kind(other)["Deployment"]["spec"]["template"]["metadata"]["labels"]
+        assert not selector.items() <= pod_labels.items()

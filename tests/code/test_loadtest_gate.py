@@ -2,7 +2,9 @@ import pytest
 
 from core.thresholds import ThresholdError, parse
 from core.yamlconf import ConfigError, load_yaml
-from loadtests.gate import GateConfig, check, merge_thresholds
+from loadtests.gate import GateConfig, check, merge_thresholds, model_loadtest, resolve
+from models import config as model_config
+from models.config import LoadtestConfig
 
 FIGURES = {"p50": 10.0, "p90": 20.0, "p99": 40.0, "error_rate": 0.0, "rps": 80.0}
 
@@ -41,3 +43,51 @@ def test_gate_config_error_names_the_line(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"gate.yaml:2: load.users"):
         load_yaml(path, GateConfig)
+
+
+GLOBAL = GateConfig.model_validate(
+    {
+        "load": {"users": 8, "spawn_rate": 8, "rate_per_user": 10, "duration_s": 20, "warmup_s": 3},
+        "thresholds": ["p90 < 50ms", "p99 < 250ms", "rps > 60"],
+        "regression": {"p90_ratio": 1.25},
+    }
+)
+OWN = LoadtestConfig.model_validate(
+    {"thresholds": {"p90": "< 120ms"}, "load": {"users": 2}, "traffic": {"multi_record_size": 3}}
+)
+
+
+def test_a_models_own_threshold_replaces_the_global_one_of_that_metric_and_keeps_the_rest():
+    _, gates = resolve(GLOBAL, OWN)
+    assert {t.metric: t.text for t in gates} == {
+        "p90": "p90 < 120ms",
+        "p99": "p99 < 250ms",
+        "rps": "rps > 60",
+    }
+
+
+def test_the_command_line_still_wins_over_a_models_own_threshold():
+    _, gates = resolve(GLOBAL, OWN, "p90<80ms")
+    assert {t.metric: t.value for t in gates}["p90"] == 80.0
+
+
+def test_a_models_own_load_and_traffic_keys_replace_only_those_keys():
+    cfg, _ = resolve(GLOBAL, OWN)
+    assert (cfg.load.users, cfg.load.rate_per_user) == (2, 10)
+    assert (cfg.traffic.multi_record_size, cfg.traffic.bodies) == (3, 2000)
+
+
+def test_without_a_section_of_its_own_a_model_gets_the_global_gate():
+    cfg, gates = resolve(GLOBAL, LoadtestConfig())
+    assert cfg == GLOBAL
+    assert [t.text for t in gates] == ["p90 < 50ms", "p99 < 250ms", "rps > 60"]
+
+
+def test_the_gate_reads_a_models_section_from_its_package_config(tmp_path, monkeypatch):
+    (tmp_path / "wine").mkdir()
+    (tmp_path / "wine" / "config.yaml").write_text(
+        "seed: 1\ngate:\n  thresholds: {}\nloadtest:\n  thresholds:\n    p90: '< 90ms'\n"
+    )
+    monkeypatch.setattr(model_config, "MODELS_DIR", tmp_path)
+    assert model_loadtest("wine:abc123").thresholds == {"p90": "< 90ms"}
+    assert model_loadtest(None) == LoadtestConfig()

@@ -86,7 +86,9 @@ def running(pid: int) -> bool:
 
 
 def history(repo: Path, name: str = "production") -> list[dict]:
-    return json.loads((repo / ".bentogate" / "deploy" / name / "history.json").read_text())
+    return json.loads(
+        (repo / ".bentogate" / "deploy" / name / "sales" / "history.json").read_text()
+    )
 
 
 class Poller(threading.Thread):
@@ -178,7 +180,9 @@ def test_pipeline_from_a_fresh_copy_ends_with_the_model_serving_in_production(
     assert history(repo, "staging")[-1]["status"] == "live"
     # Every prediction of every release is logged, with the model that made it.
     time.sleep(0.2)
-    logged = (repo / ".bentogate" / "deploy" / "production" / "predictions.jsonl").read_text()
+    logged = (
+        repo / ".bentogate" / "deploy" / "production" / "sales" / "predictions.jsonl"
+    ).read_text()
     last = json.loads(logged.splitlines()[-1])
     assert last["model"] == response.json()["model"]
     assert last["outputs"]["predictions"] == response.json()["predictions"]

@@ -1,0 +1,87 @@
+"""The local target keeps each model's releases apart, without starting anything: a release of
+another model is refused, a rollback only looks at the model's own releases, and state from before
+models had their own addresses moves under its model once nothing of it runs."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+
+import pytest
+
+from core.settings import ROOT
+from deploy import config
+from deploy.local import (
+    SUPERSEDED,
+    LocalTarget,
+    Release,
+    UsageError,
+    _start_time,
+    migrate_legacy,
+    state_models,
+)
+
+STAGING = config.load(ROOT / "deploy" / "config.yaml").env("staging", "local")
+
+
+def write_history(path, releases: list[Release]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "history.json").write_text(json.dumps([asdict(r) for r in releases]))
+
+
+def release(id: str, model_tag: str, status: str) -> Release:
+    return Release(
+        id=id,
+        bento=f"{model_tag.split(':')[0]}_api:{id}",
+        model_tag=model_tag,
+        port=1,
+        status=status,
+    )
+
+
+def test_a_release_of_another_model_is_refused_before_anything_starts(tmp_path):
+    target = LocalTarget("staging", STAGING, tmp_path, "wine_a", port=1)
+    with pytest.raises(UsageError, match="serves wine_b:v1, not 'wine_a'"):
+        target.deploy("wine_b_api:v1", "wine_b:v1")
+    assert target.history() == []
+
+
+def test_a_rollback_only_goes_back_to_a_release_of_the_same_model(tmp_path):
+    # A history from before models had their own addresses mixes models: the latest earlier
+    # release there is wine_b's, and must never come back as wine_a's rollback.
+    write_history(
+        tmp_path / "staging" / "wine_a",
+        [
+            release("r0001", "wine_a:v1", SUPERSEDED),
+            release("r0002", "wine_b:v1", SUPERSEDED),
+            release("r0003", "wine_a:v2", "live"),
+        ],
+    )
+    live, target = LocalTarget("staging", STAGING, tmp_path, "wine_a").rollback_target()
+    assert (live.id, target.id, target.model_tag) == ("r0003", "r0001", "wine_a:v1")
+
+
+def test_old_single_address_state_moves_under_the_model_of_its_last_release(tmp_path):
+    env_dir = tmp_path / "staging"
+    write_history(env_dir, [release("r0001", "sales:v1", "stopped")])
+    (env_dir / "logs").mkdir()
+    (env_dir / "predictions.jsonl").write_text("{}\n")
+    assert migrate_legacy(env_dir) == "sales"
+    assert sorted(p.name for p in (env_dir / "sales").iterdir()) == [
+        "history.json",
+        "logs",
+        "predictions.jsonl",
+    ]
+    assert state_models(tmp_path, "staging") == ["sales"]
+    assert migrate_legacy(env_dir) is None
+
+
+def test_old_single_address_state_that_still_serves_is_refused_until_make_down(tmp_path):
+    env_dir = tmp_path / "staging"
+    running = release("r0001", "sales:v1", "live")
+    running.pid, running.pid_start = os.getpid(), _start_time(os.getpid())  # alive: this test
+    write_history(env_dir, [running])
+    with pytest.raises(UsageError, match="still run; stop them once with `make down`"):
+        migrate_legacy(env_dir)
+    assert (env_dir / "history.json").is_file()

@@ -1,0 +1,59 @@
+"""The Makefile ships the model it is given: `make pipeline MODEL=...` passes it to every step, and
+the per-model targets name it (`make -n` prints the commands without running them)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from core.settings import ROOT
+
+
+def dry_run(*args: str) -> str:
+    # MODEL unset: the Makefile's default, whatever the developer's shell exports.
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", *args],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "MODEL"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def recipe(target: str) -> list[str]:
+    text = (ROOT / "Makefile").read_text()
+    block = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", text, re.MULTILINE)
+    assert block, f"no recipe for {target}"
+    return block.group(1).splitlines()
+
+
+def test_every_pipeline_step_is_given_the_model():
+    steps = [line for line in recipe("pipeline") if "$(call step," in line]
+    assert [re.search(r"step,(\w+)", s).group(1) for s in steps] == [
+        "train",
+        "build",
+        "loadtest",
+        "deploy",
+        "approve",
+        "deploy",
+    ]
+    for step in steps:
+        assert step.count("MODEL=$(MODEL)") == step.count("$(MAKE)") + 1, step
+
+
+@pytest.mark.parametrize("target", ["rollback", "smoke"])
+def test_per_model_operations_name_the_model(target):
+    assert "--model wine" in dry_run(target, "ENV=staging", "MODEL=wine")
+    assert "--model sales" in dry_run(target, "ENV=staging")
+
+
+@pytest.mark.parametrize("target", ["deploy", "loadtest"])
+def test_a_bento_of_another_model_is_refused_only_when_a_model_is_given(target):
+    assert "--model wine" in dry_run(target, "ENV=staging", "MODEL=wine")
+    assert "--model" not in dry_run(target, "ENV=staging")
