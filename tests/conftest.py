@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -93,6 +94,29 @@ def copy_project(dest: Path) -> Path:
             shutil.copy2(ROOT / rel, dest / rel)
     (dest / ".venv").symlink_to(ROOT / ".venv")
     return dest
+
+
+def free_block(size: int) -> int:
+    """A first port such that it and the next `size - 1` are free on loopback."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            first = s.getsockname()[1]
+        if first + size > 65535:
+            continue
+        try:
+            socks = []
+            for port in range(first, first + size):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no block of free ports")
 
 
 @pytest.fixture

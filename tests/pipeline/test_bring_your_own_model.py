@@ -1,5 +1,6 @@
 """A data scientist adds a model on their own data through the documented steps, with no change to
-platform code: `make new-model`, `make train`, `make promote`, `make build`, then serve it."""
+platform code: `make new-model`, then `make pipeline MODEL=...` through every gate, with the
+default thresholds, to production."""
 
 from __future__ import annotations
 
@@ -7,21 +8,28 @@ import hashlib
 
 import httpx
 import pytest
+import yaml
 from sklearn.datasets import load_wine
 
-from core.process import serving
-from tests.conftest import copy_project, make
+from tests.conftest import copy_project, free_block, make
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    """A copy of the project's tracked files, so the new model package lands outside the repo."""
+    """A copy of the project's tracked files, so the new model package lands outside the repo;
+    its environments on free ports (wine gets the next port offset, 2)."""
     dest = tmp_path_factory.mktemp("repo")
     copy_project(dest)
     load_wine(as_frame=True).frame.to_csv(dest / "wine.csv", index=False)
-    return dest
+    first = free_block(6)
+    cfg = yaml.safe_load((dest / "deploy" / "config.yaml").read_text())
+    for env, port in (("staging", first), ("production", first + 3)):
+        cfg["environments"][env]["local"].update(port=port, ready_timeout_s=60, drain_s=0.2)
+    (dest / "deploy" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    yield dest
+    make(dest, "down", env={"BENTOML_HOME": str(dest / ".bentogate" / "bentoml")})
 
 
 def snapshot(repo) -> dict[str, str]:
@@ -49,39 +57,38 @@ def repo_files(repo) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    return {"BENTOML_HOME": str(tmp_path_factory.mktemp("byo-bentoml"))}
+def env(repo):
+    return {"BENTOML_HOME": str(repo / ".bentogate" / "bentoml"), "APPROVE": "1"}
 
 
-def test_scaffold_train_promote_build_and_serve_a_classifier(repo, repo_files, env):
+def test_scaffold_then_make_pipeline_ships_a_classifier_to_production(repo, repo_files, env):
     steps = [
         ("new-model", "NAME=wine", "DATA=wine.csv", "TARGET=target", "TASK=classification"),
-        ("train", "MODEL=wine"),
-        ("promote", "MODEL=wine"),
-        ("build", "MODEL=wine"),
+        ("pipeline", "MODEL=wine"),
     ]
     for step in steps:
-        result = make(repo, *step, env=env)
+        result = make(repo, *step, env=env, timeout=600)
         assert result.returncode == 0, f"make {' '.join(step)}:\n{result.stdout}\n{result.stderr}"
+    # Every gate ran with the default thresholds: the model's config sets none of its own.
+    assert "### Load test: passed" in result.stdout
+    assert yaml.safe_load((repo / "models/wine/config.yaml").read_text())["loadtest"] == {
+        "thresholds": {}
+    }
     # No platform file changed: the only new source files are the model package's.
     after = snapshot(repo)
     assert {k: v for k, v in after.items() if not k.startswith("models/wine/")} == repo_files
     assert "models/wine/schema.py" in after
-    tag = (repo / "build" / "bento-tag").read_text().strip()
-    assert tag.startswith("wine_api:")
+    cfg = yaml.safe_load((repo / "deploy" / "config.yaml").read_text())
+    url = f"http://127.0.0.1:{cfg['environments']['production']['local']['port'] + 2}"
 
-    with serving(
-        tag, cwd=repo.parent, env=env, log_path=repo / "serve.log", ready_timeout=90
-    ) as server:
-        spec = httpx.get(f"{server.url}/docs.json").json()
-        example = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"][
-            "schema"
-        ]["example"]
-        ok = httpx.post(f"{server.url}/predict", json=example)
-        bad = httpx.post(
-            f"{server.url}/predict",
-            json={"records": [{**example["records"][0], "alcohol": "high"}]},
-        )
+    spec = httpx.get(f"{url}/docs.json").json()
+    example = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]["example"]
+    ok = httpx.post(f"{url}/predict", json=example)
+    bad = httpx.post(
+        f"{url}/predict", json={"records": [{**example["records"][0], "alcohol": "high"}]}
+    )
 
     assert ok.status_code == 200, ok.text
     body = ok.json()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 from pathlib import Path
 
@@ -21,40 +20,17 @@ from sklearn.datasets import load_wine
 
 from core.settings import ROOT
 from models.scaffold import scaffold
-from tests.conftest import copy_project, make
+from tests.conftest import copy_project, free_block, make
 
 pytestmark = pytest.mark.slow
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 
 
-def free_block(size: int) -> int:
-    """A first port such that it and the next `size - 1` are free on loopback."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = s.getsockname()[1]
-        if first + size > 65535:
-            continue
-        try:
-            socks = []
-            for port in range(first, first + size):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no block of free ports")
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """The copy: staging and production on free ports 3 apart; wine_a and wine_b scaffolded,
-    which gives them port offsets 1 and 2 (sales keeps 0)."""
+    """The copy: staging and production on free ports 4 apart; wine_a and wine_b scaffolded,
+    which gives them port offsets 2 and 3 (sales keeps 0, cancer 1)."""
     dest = copy_project(tmp_path_factory.mktemp("side-by-side") / "repo")
     load_wine(as_frame=True).frame.to_csv(dest / "wine.csv", index=False)
     for name in ("wine_a", "wine_b"):
@@ -62,9 +38,9 @@ def repo(tmp_path_factory) -> Path:
             "config.yaml"
         )
         config.write_text(config.read_text().replace("max_iter: 200", "max_iter: 30"))
-    first = free_block(6)
+    first = free_block(8)
     cfg = yaml.safe_load((dest / "deploy" / "config.yaml").read_text())
-    for env, port in (("staging", first), ("production", first + 3)):
+    for env, port in (("staging", first), ("production", first + 4)):
         cfg["environments"][env]["local"].update(port=port, ready_timeout_s=60, drain_s=0.2)
     (dest / "deploy" / "config.yaml").write_text(yaml.safe_dump(cfg))
     return dest
