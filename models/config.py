@@ -73,7 +73,8 @@ class ParityConfig(_Strict):
     """How close a faster runtime must come to the predict path, on every validation row, to be
     admitted (and the golden prediction at start-up)."""
 
-    rtol: float = Field(default=1e-6, ge=0, le=0.1)
+    # ONNX Runtime sums tree leaves in float32: ~1e-6 relative on tree regressors.
+    rtol: float = Field(default=1e-5, ge=0, le=0.1)
     atol: float = Field(default=1e-6, ge=0)
     probability_atol: float = Field(default=1e-5, ge=0, le=0.1)
 

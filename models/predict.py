@@ -16,12 +16,15 @@ if TYPE_CHECKING:
 
 
 def default_prepare(schema: FeatureSchema, records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Records as a DataFrame of the feature columns, in schema order, dates as datetime64."""
+    """Records as a DataFrame of the feature columns, in schema order: float columns as float64
+    (a float field sent as 2 is 2.0, whatever the other records hold), dates as datetime64."""
     import pandas as pd
 
     frame = pd.DataFrame.from_records(records, columns=list(schema.features))
     for col in schema.feature_columns:
-        if col.kind == "date":
+        if col.kind == "float":
+            frame[col.name] = frame[col.name].astype("float64")
+        elif col.kind == "date":
             frame[col.name] = pd.to_datetime(frame[col.name])
     return frame
 
