@@ -69,6 +69,8 @@ build: $(if $(MODEL_TAG),$(STAMP),ensure-model) ## Build a Bento of the producti
 	@mkdir -p build
 	$(UV) export --frozen --no-default-groups --no-hashes --no-emit-project --no-header \
 	  --no-annotate --quiet -o build/requirements.txt
+	@# The Bento installs only these requirements: refuse a model or code that needs more (exit 2).
+	$(PY) -m serving.dependencies build/requirements.txt
 	$(BENTOML) build --output tag | sed -n 's/^__tag__://p' > build/bento-tag.tmp
 	@test -s build/bento-tag.tmp && mv build/bento-tag.tmp build/bento-tag
 	@echo "Built $$(cat build/bento-tag)"
