@@ -13,11 +13,13 @@ from tests.fixtures.variants import FailsAfterStartup, Slow, register_like
 
 pytestmark = pytest.mark.slow
 
-# A short run: the figures, not their precision, are what these tests check.
+# A short run: the figures, not their precision, are what these tests check. The bounds are wide
+# enough for a busy machine (20 req/s offered; the default model answers in a few ms) and the
+# failing variants miss them by far more than any noise.
 SHORT = {
     "load": {"users": 4, "spawn_rate": 4, "rate_per_user": 5, "duration_s": 5, "warmup_s": 1},
     "traffic": {"bodies": 200, "multi_record_share": 0.1, "multi_record_size": 5},
-    "thresholds": ["p90 < 50ms", "p99 < 250ms", "error_rate < 0.1%", "rps > 12"],
+    "thresholds": ["p90 < 400ms", "p99 < 2000ms", "error_rate < 0.1%", "rps > 2"],
     "regression": {"rounds": 1, "p90_ratio": 1.25},
     "capacity": {"users": 4, "duration_s": 2},
 }
@@ -69,10 +71,10 @@ def test_gate_passes_the_default_model(production_tag, config, tmp_path):
 
 
 def test_gate_fails_a_slowed_model_naming_the_threshold(production_tag, config, tmp_path):
-    tag = variant(production_tag, lambda m: Slow(m, delay=0.08))
+    tag = variant(production_tag, lambda m: Slow(m, delay=0.8))
     result = gate(config, tag, tmp_path)
     assert result.returncode == 1, result.stderr[-2000:]
-    assert "FAIL p90 = " in result.stderr and "fails p90 < 50ms" in result.stderr
+    assert "FAIL p90 = " in result.stderr and "fails p90 < 400ms" in result.stderr
 
 
 def test_gate_fails_a_model_that_returns_errors(production_tag, config, tmp_path):
