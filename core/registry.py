@@ -51,7 +51,7 @@ def _jsonable(value: Any) -> Any:
 def _sklearn_version() -> str:
     import sklearn
 
-    return sklearn.__version__
+    return str(sklearn.__version__)
 
 
 def register(
@@ -81,13 +81,19 @@ def register(
     return str(ref.tag)
 
 
+def metadata(model: bentoml.Model) -> dict[str, Any]:
+    """A stored model's metadata: the JSON object `register` wrote. BentoML types each value as
+    any metadata type; ours are plain JSON, read as such."""
+    return model.info.metadata
+
+
 def load_model(tag: str) -> Any:
     import joblib  # here, not at the top: the serving supervisor reads records, never models
 
     return joblib.load(bentoml.models.get(tag).path_of(MODEL_FILE))
 
 
-def _entries(name: str | None = None) -> list[Any]:
+def _entries(name: str | None = None) -> list[bentoml.Model]:
     try:
         models = bentoml.models.list(name) if name else bentoml.models.list()
     except bentoml.exceptions.NotFound:
@@ -95,7 +101,7 @@ def _entries(name: str | None = None) -> list[Any]:
     return sorted(models, key=lambda m: m.info.creation_time)
 
 
-def production(name: str) -> Any | None:
+def production(name: str) -> bentoml.Model | None:
     """The model of `name` at stage production, or None."""
     prod = [m for m in _entries(name) if m.info.labels.get("stage") == "production"]
     if len(prod) > 1:
@@ -105,7 +111,7 @@ def production(name: str) -> Any | None:
     return prod[0] if prod else None
 
 
-def _set_stage(model: Any, stage: str) -> None:
+def _set_stage(model: bentoml.Model, stage: str) -> None:
     path = Path(model.path_of("model.yaml"))
     info = yaml.safe_load(path.read_text())
     info.setdefault("labels", {})["stage"] = stage
@@ -126,7 +132,7 @@ def promote(tag: str) -> tuple[str, str | None]:
     stage = model.info.labels.get("stage")
     if stage == "production":
         return str(model.tag), None
-    if model.info.metadata.get("gate", {}).get("accepted") is not True:
+    if metadata(model).get("gate", {}).get("accepted") is not True:
         raise RegistryError(f"{model.tag} did not pass its quality gate; it cannot be promoted")
     previous = production(model.tag.name)
     _set_stage(model, "production")
@@ -142,9 +148,9 @@ def entries(name: str | None = None) -> list[Entry]:
             stage=m.info.labels.get("stage", "?"),
             created=m.info.creation_time.strftime("%Y-%m-%d %H:%M:%S"),
             git_commit=m.info.labels.get("git_commit", "?"),
-            metrics=m.info.metadata.get("metrics", {}).get("overall", {}),
-            runtime=m.info.metadata.get("runtime", "sklearn"),
-            runtimes=m.info.metadata.get("runtimes", {}),
+            metrics=metadata(m).get("metrics", {}).get("overall", {}),
+            runtime=metadata(m).get("runtime", "sklearn"),
+            runtimes=metadata(m).get("runtimes", {}),
         )
         for m in _entries(name)
     ]

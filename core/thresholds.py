@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
-OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 UNITS = {"": 1.0, "ms": 1.0, "s": 1000.0, "%": 0.01}
 _RE = re.compile(
     r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_.]*)?\s*(?P<op><=|>=|<|>)\s*"

@@ -21,7 +21,7 @@ def _fmt(value: Any) -> str:
 
 def provenance(model_tag: str) -> tuple[list[str], dict[str, Any]]:
     model = bentoml.models.get(model_tag)
-    meta, labels = model.info.metadata, model.info.labels
+    meta, labels = registry.metadata(model), model.info.labels
     data, split = meta.get("data", {}), meta.get("split", {})
     prod = registry.production(model.tag.name)
     lines = [

@@ -19,7 +19,7 @@ from core.settings import ROOT, Settings
 from models import runtimes
 from models.config import ModelConfig
 from models.contract import FeatureSchema, Outputs
-from models.runtimes import ORDER
+from models.runtimes import ORDER, Name
 
 LOG = logging.getLogger("bentogate")
 LAST_BUILD = ROOT / "build" / "bento-tag"  # written by `make build` and `make import`
@@ -40,7 +40,7 @@ class ServedModel:
     timeout_s: float
     classes: list[Any] | None
     golden: dict[str, Any] | None
-    runtime: str  # the runtime to serve: the fastest admitted, or the one a setting forces
+    runtime: Name  # the runtime to serve: the fastest admitted, or the one a setting forces
     forced: bool  # a setting chose the runtime: no fallback to another one
     runtimes: dict[str, Any]  # verdict per runtime, from registration
     custom_prepare: bool
@@ -52,7 +52,9 @@ def bundled_tag(source_dir: Path) -> str | None:
     bento_yaml = source_dir.parent / "bento.yaml"
     if not bento_yaml.is_file():
         return None
-    return yaml.safe_load(bento_yaml.read_text()).get("labels", {}).get("model_tag")
+    info: dict[str, Any] = yaml.safe_load(bento_yaml.read_text())
+    tag: str | None = info.get("labels", {}).get("model_tag")
+    return tag
 
 
 def last_build() -> str | None:
@@ -85,16 +87,18 @@ def resolve_tag(settings: Settings, source_dir: Path | None = None) -> str:
 def load_served_model(settings: Settings, source_dir: Path) -> ServedModel:
     tag = resolve_tag(settings, source_dir)
     try:
-        info = bentoml.models.get(tag).info
+        stored = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
         raise NoModelError(f"model {tag!r} is not in the store") from None
-    meta = info.metadata
+    info, meta = stored.info, registry.metadata(stored)
     config = ModelConfig.model_validate(meta.get("config", {"seed": 0, "gate": {"thresholds": {}}}))
     verdicts = meta.get("runtimes") or {"sklearn": {"admitted": True}}
     wanted = settings.runtime or config.serving.runtime
-    runtime = wanted
+    runtime: Name
     if wanted == "auto":
         runtime = next((n for n in ORDER if verdicts.get(n, {}).get("admitted")), "sklearn")
+    else:
+        runtime = wanted
     return ServedModel(
         tag=str(info.tag),
         name=info.tag.name,
@@ -125,7 +129,8 @@ class LoadedRuntime:
         """One output per record: a float, or (label, {class: probability}) for a classifier."""
         out = self.run(records)
         if self.classes is None:
-            return out.predictions.astype(float).tolist()
+            values: list[float] = out.predictions.astype(float).tolist()
+            return values
         labels = out.predictions.tolist()
         if out.probabilities is None:
             return [(label, {}) for label in labels]
@@ -161,7 +166,7 @@ def serve_runtime(model: ServedModel, folder: Path) -> tuple[LoadedRuntime, bool
     for name in names:
         try:
             run = runtimes.load(
-                name,  # type: ignore[arg-type]
+                name,
                 folder,
                 model_name=model.name,
                 task=model.task,

@@ -24,7 +24,7 @@ SINGLE_ROWS = 100  # rows also checked one call each (not for sklearn: it is the
 
 
 def _build(
-    name: str, spec: ModelSpec, model: Any, records: list[dict[str, Any]], dest: Path
+    name: runtimes.Name, spec: ModelSpec, model: Any, records: list[dict[str, Any]], dest: Path
 ) -> None:
     """Write runtime `name`'s file into dest, or raise with the reason it cannot be built."""
     if name == "compiled":
@@ -58,7 +58,7 @@ class _Refused(Exception):
 
 
 def _check(
-    name: str,
+    name: runtimes.Name,
     folder: Path,
     spec: ModelSpec,
     classes: list[Any] | None,
@@ -84,7 +84,7 @@ def _check(
 
 
 def _compare(
-    name: str,
+    name: runtimes.Name,
     folder: Path,
     spec: ModelSpec,
     classes: list[Any] | None,
@@ -94,7 +94,7 @@ def _compare(
     custom_prepare: bool,
 ) -> dict[str, Any]:
     run = runtimes.load(
-        name,  # type: ignore[arg-type]
+        name,
         folder,
         model_name=spec.name,
         task=spec.task,
