@@ -110,4 +110,5 @@ class Predictor:
         return Response(model=MODEL.tag, **body)
 
 
-Predictor.add_asgi_middleware(RequestGuard, max_body_bytes=SETTINGS.max_body_bytes)
+# mypy ignores what a class decorator returns (python/mypy#3135): this is a bentoml Service.
+Predictor.add_asgi_middleware(RequestGuard, max_body_bytes=SETTINGS.max_body_bytes)  # type: ignore[attr-defined]

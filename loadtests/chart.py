@@ -20,7 +20,8 @@ def _series(frame: pd.DataFrame) -> pd.DataFrame:
         offset += float(np.ceil(t.max() + 1e-9))
     df = pd.concat(parts)
     df["second"] = df["elapsed"].astype(int)
-    return df.groupby("second")["latency_ms"].quantile([0.5, 0.9]).unstack()
+    # pandas takes a list of quantiles (documented); the stubs accept only arrays.
+    return df.groupby("second")["latency_ms"].quantile([0.5, 0.9]).unstack()  # type: ignore[arg-type]
 
 
 def percentiles_svg(frames: dict[str, pd.DataFrame]) -> str:
@@ -48,7 +49,7 @@ def percentiles_svg(frames: dict[str, pd.DataFrame]) -> str:
     for name, s in series.items():
         color = COLORS.get(name, "#2ca02c")
         for q, dash in ((0.5, ""), (0.9, ' stroke-dasharray="5,3"')):
-            points = " ".join(pt(x, y) for x, y in s[q].items())
+            points = " ".join(pt(x, y) for x, y in zip(s.index, s[q], strict=True))
             out.append(
                 f'<polyline fill="none" stroke="{color}" stroke-width="1.5"{dash} points="{points}"/>'
             )

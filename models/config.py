@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from core import thresholds
+from core.thresholds import Threshold
 from core.yamlconf import ConfigError, load_yaml
 from models import MODELS_DIR
 
@@ -65,7 +66,7 @@ class GateConfig(_Strict):
             thresholds.parse(str(text), metric=metric)
         return value
 
-    def parsed(self) -> list[thresholds.Threshold]:
+    def parsed(self) -> list[Threshold]:  # `thresholds` in this class is the field
         return [thresholds.parse(str(t), metric=m) for m, t in self.thresholds.items()]
 
 

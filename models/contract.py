@@ -88,7 +88,9 @@ class FeatureSchema(BaseModel):
 
     def records(self, df: pd.DataFrame) -> list[dict[str, Any]]:
         """Rows as request records: feature columns only, plain JSON types, ISO dates."""
-        rows = json.loads(df[list(self.features)].to_json(orient="records", date_format="iso"))
+        rows: list[dict[str, Any]] = json.loads(
+            df[list(self.features)].to_json(orient="records", date_format="iso")
+        )
         dates = [c.name for c in self.feature_columns if c.kind == "date"]
         for row in rows:
             for name in dates:

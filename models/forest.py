@@ -94,7 +94,9 @@ class Forest:
             nodes = tree.nodes
             roots.append(len(left))
             level, levels = [(0, len(left))], 0  # (node in the tree, its new number)
-            left.append(0), node_rule.append(0), value.append(0.0)
+            left.append(0)
+            node_rule.append(0)
+            value.append(0.0)
             while level:
                 below = []
                 for old, new in level:
@@ -105,7 +107,9 @@ class Forest:
                     left[new], node_rule[new] = len(left), rule(tree, nd)
                     for child in (int(nd["left"]), int(nd["right"])):
                         below.append((child, len(left)))
-                        left.append(0), node_rule.append(0), value.append(0.0)
+                        left.append(0)
+                        node_rule.append(0)
+                        value.append(0.0)
                 levels += bool(below)
                 level = below
             self.depth = max(self.depth, levels)

@@ -62,7 +62,8 @@ def load(
         prepare = None
         if custom_prepare:  # the package builds the model input itself: ONNX gets the same
             prepare = functools.partial(path_.prepare, get_spec(model_name))
-        return OnnxPredictor(path, task=task, classes=classes, prepare=prepare)
+        onnx: Runtime = OnnxPredictor(path, task=task, classes=classes, prepare=prepare)
+        return onnx
     spec, model = get_spec(model_name), _joblib_load(path)
     return functools.partial(path_.predict_records, spec, model)
 

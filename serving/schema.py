@@ -17,16 +17,15 @@ STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=Tru
 
 
 def _field_type(col: Column) -> Any:
-    bounds = {"ge": col.minimum, "le": col.maximum}
-    bounds = {k: v for k, v in bounds.items() if v is not None}
     if col.kind == "category" and col.categories:
         return Literal[tuple(col.categories)]
     if col.kind == "category":
         return str
     if col.kind == "int":
-        return Annotated[int, Field(**{k: int(v) for k, v in bounds.items()})]
+        lo, hi = (None if b is None else int(b) for b in (col.minimum, col.maximum))
+        return Annotated[int, Field(ge=lo, le=hi)]  # a bound of None is no bound
     if col.kind == "float":
-        return Annotated[float, Field(**bounds)]
+        return Annotated[float, Field(ge=col.minimum, le=col.maximum)]
     if col.kind == "bool":
         return bool
     return dt.date
@@ -42,12 +41,12 @@ def record_model(schema: FeatureSchema) -> type[BaseModel]:
 
 def request_model(schema: FeatureSchema, max_records: int) -> type[BaseModel]:
     record = record_model(schema)
-    example = {"records": [schema.example_record()]}
+    example: dict[str, Any] = {"records": [schema.example_record()]}
     return create_model(
         "PredictRequest",
         __config__=ConfigDict(**STRICT, json_schema_extra={"example": example}),
         records=(
-            list[record],
+            list[record],  # type: ignore[valid-type]  # a class built at run time
             Field(
                 min_length=1,
                 max_length=max_records,

@@ -138,7 +138,7 @@ class Context:
 def run_load(ctx: Context) -> pd.DataFrame:
     with stage("load", f"reading {ctx.source!r} data for {ctx.spec.name}"):
         df = load(ctx.spec, ctx.source, ctx.config.seed)
-        info = {"source": ctx.source, "rows": len(df), "sha256": content_sha256(df)}
+        info: dict[str, Any] = {"source": ctx.source, "rows": len(df), "sha256": content_sha256(df)}
         if ctx.source != "default":
             info["file_sha256"] = file_sha256(ROOT / ctx.source)  # ROOT / absolute = absolute
         ctx.write("data.pkl", df)

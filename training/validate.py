@@ -56,12 +56,12 @@ def _typed(col: Column, s: pd.Series, problems: list[str]) -> pd.Series:
     if col.kind == "bool":
         if s.dtype == bool:
             return s
-        vals = s.astype(object)
-        bad = present & ~vals.isin(_TRUE | _FALSE).to_numpy()
+        objs = s.astype(object)
+        bad = present & ~objs.isin(_TRUE | _FALSE).to_numpy()
         if bad.any():
             problems.append(f"column {col.name!r}: not true/false in {_rows(bad)}")
             return s
-        return vals.isin(_TRUE).astype(bool)
+        return objs.isin(_TRUE).astype(bool)
     if col.kind == "date":
         parsed = pd.to_datetime(s, errors="coerce", format="ISO8601")
         bad = present & parsed.isna().to_numpy()

@@ -43,7 +43,7 @@ async def predict(request: Request) -> JSONResponse:
         body = PredictRequest.model_validate_json(await request.body())
     except ValidationError as exc:
         return JSONResponse({"detail": exc.errors(include_url=False, include_input=False)}, 400)
-    rows = [r.model_dump() for r in body.records]
+    rows = body.model_dump()["records"]  # the request model is built at run time
     return JSONResponse(
         {"model": MODEL.tag, "predictions": await run_in_threadpool(_predict, rows)}
     )

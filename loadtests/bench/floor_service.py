@@ -24,4 +24,5 @@ class Floor:
         return RegressionResponse(model="floor", predictions=[0.0] * len(records))
 
 
-Floor.add_asgi_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)
+# mypy ignores what a class decorator returns (python/mypy#3135): this is a bentoml Service.
+Floor.add_asgi_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)  # type: ignore[attr-defined]

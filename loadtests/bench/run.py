@@ -25,7 +25,7 @@ PIN_SERVER = ("taskset", "-c", "0")
 LOAD_CPU = 1
 UVICORN = str(Path(sys.executable).with_name("uvicorn"))
 
-SERVERS = {
+SERVERS: dict[str, dict] = {
     "bentogate": {"target": "service:Predictor"},
     "fastapi": {
         "target": "fastapi",

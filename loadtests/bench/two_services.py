@@ -51,4 +51,5 @@ class Preprocess:
         )
 
 
-Preprocess.add_asgi_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)
+# mypy ignores what a class decorator returns (python/mypy#3135): this is a bentoml Service.
+Preprocess.add_asgi_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)  # type: ignore[attr-defined]
