@@ -58,7 +58,7 @@ def _bento(arg: str | None) -> tuple[str, str]:
 def _model_deploy(model_tag: str) -> ModelDeploy:
     """The model's `deploy` section: its package's config, else the one recorded with it."""
     try:
-        recorded = bentoml.models.get(model_tag).info.metadata.get("config")
+        recorded = registry.metadata(bentoml.models.get(model_tag)).get("config")
     except (bentoml.exceptions.NotFound, ValueError):
         recorded = None
     cfg = package_config(model_tag.split(":")[0], recorded)

@@ -56,6 +56,7 @@ def ports(cfg: DeployConfig, models: Mapping[str, ModelDeploy]) -> dict[tuple[st
             if env.local is None:
                 continue
             own = deploy.environments.get(env_name)
+            loc: tuple[str, ...]  # the config keys that set the port, for the message
             if own is not None and own.port is not None:
                 port, loc = own.port, ("environments", env_name, "port")
             else:

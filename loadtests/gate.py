@@ -114,7 +114,7 @@ def model_loadtest(model_tag: str | None) -> LoadtestConfig:
     if model_tag is None:
         return LoadtestConfig()
     try:
-        recorded = bentoml.models.get(model_tag).info.metadata.get("config")
+        recorded = registry.metadata(bentoml.models.get(model_tag)).get("config")
     except (bentoml.exceptions.NotFound, ValueError):
         recorded = None
     cfg = package_config(model_tag.split(":")[0], recorded)

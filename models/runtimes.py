@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from models.contract import Outputs
+from models.contract import Outputs, Task
 
 Name = Literal["compiled", "onnx", "sklearn"]
 ORDER: tuple[Name, ...] = ("compiled", "onnx", "sklearn")
@@ -40,7 +40,7 @@ def load(
     folder: Path,
     *,
     model_name: str,
-    task: str,
+    task: Task,
     classes: list[Any] | None,
     custom_prepare: bool,
 ) -> Runtime:

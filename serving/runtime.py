@@ -18,7 +18,7 @@ from core import registry
 from core.settings import ROOT, Settings
 from models import runtimes
 from models.config import ModelConfig
-from models.contract import FeatureSchema, Outputs
+from models.contract import FeatureSchema, Outputs, Task
 from models.runtimes import ORDER, Name
 
 LOG = logging.getLogger("bentogate")
@@ -33,7 +33,7 @@ class NoModelError(RuntimeError):
 class ServedModel:
     tag: str
     name: str
-    task: str
+    task: Task
     schema: FeatureSchema
     max_records: int
     max_concurrency: int  # requests in flight beyond which the server answers 429

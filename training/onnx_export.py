@@ -34,7 +34,7 @@ def to_onnx(model: Any, features: pd.DataFrame, task: Task) -> bytes:
     # Tree converters write float32 thresholds. Fed float32, a value rounds the same way as the
     # threshold it is compared with, so decisions hold; fed float64, values between a threshold
     # and its float32 rounding take the other branch (measured: 11 of 2,000 labels flipped).
-    order = ("float", "double") if _has_trees(model) else ("double", "float")
+    order: tuple[str, ...] = ("float", "double") if _has_trees(model) else ("double", "float")
     if "double" not in kinds.values():
         order = order[:1]
     reasons = []
@@ -249,7 +249,8 @@ def _check_runs(onx: bytes, features: pd.DataFrame, model: Any, task: Task) -> N
     out = predictor.predict_frame(sample)
     if out.predictions.shape != (len(sample),):
         raise ValueError(f"predictions of shape {out.predictions.shape} for {len(sample)} rows")
-    if out.probabilities is not None and out.probabilities.shape != (len(sample), len(classes)):
+    shape = (len(sample), len(classes or ()))  # probabilities come from classifiers only
+    if out.probabilities is not None and out.probabilities.shape != shape:
         raise ValueError(f"probabilities of shape {out.probabilities.shape}")
 
 
