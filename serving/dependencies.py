@@ -178,9 +178,9 @@ class _Machine:
             n = int(name[-1])
             if len(self.stack) < n:
                 raise ValueError("stack underflow")
-            items = tuple(self.stack[-n:])
+            values = tuple(self.stack[-n:])
             del self.stack[-n:]
-            push(items)
+            push(values)
         elif name == "DICT":
             items = self.pop_mark()
             push(_dict_of(items))
@@ -222,9 +222,11 @@ class _Machine:
             args = self.pop_mark()
             push(_Object(self.global_(*arg.split(" ", 1)), tuple(args)))
         elif name in ("EXT1", "EXT2", "EXT4"):
-            if arg not in copyreg._inverted_registry:
+            # copyreg's registry of extension codes is private: there at run time, not in its stubs.
+            inverted = copyreg._inverted_registry  # type: ignore[attr-defined]
+            if arg not in inverted:
                 raise ValueError(f"extension code {arg} is not registered")
-            push(self.global_(*copyreg._inverted_registry[arg]))
+            push(self.global_(*inverted[arg]))
         elif name == "OBJ":
             items = self.pop_mark()
             if not items:
@@ -479,7 +481,8 @@ class _Imports(ast.NodeVisitor):
     ones (in a `try:` whose handler catches the ImportError)."""
 
     def __init__(self, package: list[str], where: str) -> None:
-        self.package, self.where, self.needs = package, where, []
+        self.package, self.where = package, where
+        self.needs: list[Need] = []
 
     def visit_If(self, node: ast.If) -> None:
         if _is_type_checking(node.test):
@@ -488,7 +491,7 @@ class _Imports(ast.NodeVisitor):
         else:
             self.generic_visit(node)
 
-    def visit_Try(self, node: ast.Try) -> None:
+    def visit_Try(self, node: ast.Try | ast.TryStar) -> None:
         optional = any(_catches_import_error(h) for h in node.handlers)
         for child in [*([] if optional else node.body), *node.handlers]:
             self.visit(child)
