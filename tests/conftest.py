@@ -97,18 +97,21 @@ def copy_project(dest: Path) -> Path:
 
 
 def free_block(size: int) -> int:
-    """A first port such that it and the next `size - 1` are free on loopback."""
-    for _ in range(50):
+    """A first port such that it and the next `size - 1` are free on loopback. SO_REUSEADDR, as
+    the servers that will listen there set it: a port whose last connection is in TIME_WAIT is
+    free for them, and must count as free here (a busy suite leaves hundreds)."""
+    for _ in range(200):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             first = s.getsockname()[1]
         if first + size > 65535:
             continue
+        socks: list[socket.socket] = []
         try:
-            socks = []
             for port in range(first, first + size):
                 s = socket.socket()
                 socks.append(s)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("127.0.0.1", port))
             return first
         except OSError:
