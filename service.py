@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import bentoml
 from prometheus_client import Counter, Histogram
 
-from serving import predlog
+from serving import gc_pauses, predlog
 from serving.batching import MicroBatcher
 from serving.guard import RequestGuard
 from serving.runtime import load_served_model
@@ -156,6 +156,11 @@ class Predictor:
     def __is_ready__(self) -> bool:
         return self.ready
 
+    @bentoml.on_startup
+    def _freeze_startup_heap(self) -> None:
+        # Model loaded: from now on a full GC traverses only what requests allocate (~1 ms, not ~90).
+        gc_pauses.freeze_startup_heap()
+
     @bentoml.api(route="/predict", input_spec=PredictRequest)
     async def predict(self, records: list[Any], ctx: bentoml.Context) -> Response:  # type: ignore[valid-type]
         """Predict one output per record, in request order, with the tag of the model."""
@@ -182,3 +187,5 @@ class Predictor:
 
 
 Predictor.add_asgi_middleware(RequestGuard, max_body_bytes=SETTINGS.max_body_bytes)
+# BentoML's request timeout would keep every request's objects alive for `timeout` seconds.
+gc_pauses.release_request_timers()

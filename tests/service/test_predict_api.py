@@ -1,5 +1,6 @@
 """The predict API's HTTP contract, in process."""
 
+import gc
 import json
 import pickle
 import time
@@ -8,6 +9,8 @@ from pathlib import Path
 import bentoml
 import joblib
 import pytest
+
+from serving import gc_pauses
 
 
 def test_predict_returns_one_prediction_per_record_and_the_model_tag(
@@ -206,3 +209,13 @@ def test_a_compiled_predictor_saved_in_an_older_format_leaves_the_model_serving(
     assert predictor.compiled is None and predictor.model is not None
     assert predictor.ready
     assert predictor._predict_rows([record]) == pytest.approx(compiled([record]).tolist())
+
+
+def test_the_service_times_requests_out_without_keeping_them_alive(client):
+    # BentoML's own timeout middleware keeps each request's objects for `timeout` seconds.
+    assert gc_pauses.ReleasingTimeoutMiddleware in [m.cls for m in client.app.user_middleware]
+
+
+def test_the_service_freezes_its_startup_heap_once_ready(client):
+    assert client.get("/readyz").status_code == 200
+    assert gc.get_freeze_count() > 0
