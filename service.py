@@ -76,6 +76,9 @@ def _load(path: Path) -> Any:
     # One worker per replica: the model is small and cheap; scale with replicas, not workers.
     workers=1,
     traffic={"timeout": 10, "max_concurrency": 256},
+    # No access log: the prediction log has a line per prediction, and the access line cost ~50 us
+    # of CPU per request (~11%). Requests are still counted per status in bentoml_service_request_*.
+    logging={"access": {"enabled": False}},
     labels={"model": MODEL.name, "model_tag": MODEL.tag},
 )
 class Predictor:

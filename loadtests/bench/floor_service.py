@@ -20,7 +20,12 @@ MODEL = load_served_model(get_settings(), Path(__file__).resolve().parent)
 PredictRequest = request_model(MODEL.schema, MODEL.max_records)
 
 
-@bentoml.service(name="floor", workers=1, traffic={"timeout": 10, "max_concurrency": 256})
+@bentoml.service(
+    name="floor",
+    workers=1,
+    traffic={"timeout": 10, "max_concurrency": 256},
+    logging={"access": {"enabled": False}},
+)
 class Floor:
     @bentoml.on_startup
     def _freeze_startup_heap(self) -> None:
