@@ -148,9 +148,21 @@ notify: $(STAMP) ## Post the outcome to Slack if SLACK_WEBHOOK_URL is set: STATU
 import: $(STAMP) ## Import a release exported by `make export` (DIR=build/release) and make it the last build
 	$(PY) -m deploy import $(or $(DIR),build/release) --as-last-build
 
+# The bench's load generator. A fresh Debian/Ubuntu machine gets it from apt-get (as root).
+WRK ?= $(or $(shell command -v wrk 2>/dev/null),/usr/bin/wrk)
+$(WRK):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "wrk is missing: installing it with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	else \
+	  echo "make bench needs wrk: run 'sudo apt-get update && sudo apt-get install -y wrk'" \
+	    "(Debian/Ubuntu), 'brew install wrk' (macOS), or set WRK=/path/to/wrk" >&2; \
+	  exit 2; \
+	fi
+
 .PHONY: bench
-bench: ensure-model ## Benchmark our service vs plain FastAPI vs BentoML's floor (pinned cores; reports/bench/)
-	$(PY) -m loadtests.bench.run
+bench: ensure-model $(WRK) ## Benchmark our service vs BentoML's floor vs FastAPI with wrk (pinned cores; reports/bench/; BASELINE=dir adds another checkout)
+	WRK=$(WRK) $(PY) -m loadtests.bench.run $(if $(BASELINE),--baseline $(BASELINE))
 
 .PHONY: new-model
 new-model: $(STAMP) ## Scaffold models/NAME/ from your data: NAME=... DATA=file.csv TARGET=column TASK=classification|regression

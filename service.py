@@ -30,7 +30,7 @@ import bentoml
 from prometheus_client import Counter, Histogram
 
 from core.settings import get_settings
-from serving import predlog
+from serving import gc_pauses, predlog
 from serving.batching import MicroBatcher
 from serving.guard import RequestGuard
 from serving.runtime import load_served_model, serve_runtime
@@ -64,6 +64,9 @@ LATENCY = Histogram(
     workers=1,
     # Limits from the model's config (serving.timeout_s, serving.max_concurrency).
     traffic={"timeout": MODEL.timeout_s, "max_concurrency": MODEL.max_concurrency},
+    # No access log: the prediction log has a line per prediction, and the access line cost ~50 us
+    # of CPU per request (~11%). Requests are still counted per status in bentoml_service_request_*.
+    logging={"access": {"enabled": False}},
     labels={"model": MODEL.name, "model_tag": MODEL.tag},
 )
 class Predictor:
@@ -84,6 +87,11 @@ class Predictor:
 
     def __is_ready__(self) -> bool:
         return self.ready
+
+    @bentoml.on_startup
+    def _freeze_startup_heap(self) -> None:
+        # Model loaded: from now on a full GC traverses only what requests allocate (~1 ms, not ~90).
+        gc_pauses.freeze_startup_heap()
 
     @bentoml.api(route="/predict", input_spec=PredictRequest)
     async def predict(self, records: list[Any], ctx: bentoml.Context) -> Response:  # type: ignore[valid-type]
@@ -112,3 +120,5 @@ class Predictor:
 
 # mypy ignores what a class decorator returns (python/mypy#3135): this is a bentoml Service.
 Predictor.add_asgi_middleware(RequestGuard, max_body_bytes=SETTINGS.max_body_bytes)  # type: ignore[attr-defined]
+# BentoML's request timeout would keep every request's objects alive for `timeout` seconds.
+gc_pauses.release_request_timers()

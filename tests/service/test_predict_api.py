@@ -1,6 +1,7 @@
 """The predict API's HTTP contract, in process."""
 
 import dataclasses
+import gc
 import json
 import pickle
 import shutil
@@ -10,6 +11,7 @@ import bentoml
 import joblib
 import pytest
 
+from serving import gc_pauses
 from serving.runtime import serve_runtime
 
 
@@ -213,3 +215,13 @@ def test_a_forced_runtime_that_cannot_load_leaves_the_service_unready(service_mo
     runtime, ready = serve_runtime(forced, folder)
 
     assert (runtime.name, ready) == ("compiled", False)
+
+
+def test_the_service_times_requests_out_without_keeping_them_alive(client):
+    # BentoML's own timeout middleware keeps each request's objects for `timeout` seconds.
+    assert gc_pauses.ReleasingTimeoutMiddleware in [m.cls for m in client.app.user_middleware]
+
+
+def test_the_service_freezes_its_startup_heap_once_ready(client):
+    assert client.get("/readyz").status_code == 200
+    assert gc.get_freeze_count() > 0
