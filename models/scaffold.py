@@ -26,9 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.contract import ModelSpec
-from models.{name}.estimator import build_estimator
-from models.{name}.schema import SCHEMA
+{imports}
 
 
 def no_embedded_data(seed: int) -> pd.DataFrame:
@@ -128,6 +126,17 @@ class ScaffoldError(ValueError):
     pass
 
 
+def _imports(name: str) -> str:
+    """The package's first-party imports in the order ruff's isort rule wants (by module name):
+    `models.cancer.*` sorts before `models.contract`, `models.zeta.*` after it."""
+    lines = {
+        "models.contract": "from models.contract import ModelSpec",
+        f"models.{name}.estimator": f"from models.{name}.estimator import build_estimator",
+        f"models.{name}.schema": f"from models.{name}.schema import SCHEMA",
+    }
+    return "\n".join(lines[module] for module in sorted(lines))
+
+
 def _column(name: str, s: pd.Series, is_target: bool, task: str) -> str:
     if pd.api.types.is_bool_dtype(s):
         kind, extra = "bool", ""
@@ -189,7 +198,7 @@ def scaffold(name: str, data: Path, target: str, task: str, root: Path = MODELS_
     pkg = root / "models" / name
     pkg.mkdir(parents=True)
     fmt = {"name": name, "task": task, "data": rel}
-    (pkg / "__init__.py").write_text(INIT.format(**fmt))
+    (pkg / "__init__.py").write_text(INIT.format(**fmt, imports=_imports(name)))
     (pkg / "schema.py").write_text(
         SCHEMA.format(**fmt, columns=columns, features=features, target=target, time_column=None)
     )
