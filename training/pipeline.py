@@ -25,7 +25,7 @@ from core.settings import ROOT, Settings
 from models import get_spec
 from models.config import ModelConfig, load_config
 from models.contract import FeatureSchema, ModelSpec
-from training import compiled
+from training import compiled, parameters
 from training.evaluate import evaluate
 from training.gate import GateResult, is_accepted
 from training.load import content_sha256, file_sha256, load
@@ -174,8 +174,10 @@ def run_split(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def run_train(ctx: Context) -> Any:
     df = ctx.read("train.pkl")
+    parameters.check(ctx.spec, ctx.config.params, ctx.config.seed, ctx.config_path)
     with stage("train", f"fitting on {len(df)} rows (seed {ctx.config.seed})"):
-        model = train(ctx.spec, df, ctx.config.params, ctx.config.seed)
+        with parameters.explained(ctx.spec, ctx.config.params, ctx.config_path):
+            model = train(ctx.spec, df, ctx.config.params, ctx.config.seed)
         ctx.write("model.pkl", model)
     return model
 
@@ -275,6 +277,8 @@ def golden_example(
 
 
 def run_all(ctx: Context) -> str:
+    # Parameter mistakes stop the run before any data is read.
+    parameters.check(ctx.spec, ctx.config.params, ctx.config.seed, ctx.config_path)
     run_load(ctx)
     run_validate(ctx)
     run_split(ctx)
