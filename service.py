@@ -181,4 +181,6 @@ class Predictor:
         return Response(model=MODEL.tag, **body)
 
 
-Predictor.add_asgi_middleware(RequestGuard, max_body_bytes=SETTINGS.max_body_bytes)
+Predictor.add_asgi_middleware(
+    RequestGuard, max_body_bytes=SETTINGS.max_body_bytes, schemas={"/predict": PredictRequest}
+)

@@ -90,7 +90,8 @@ def test_scaffold_train_promote_build_and_serve_a_classifier(repo, repo_files, e
     assert set(body["probabilities"][0]) == {"0", "1", "2"}
     assert sum(body["probabilities"][0].values()) == pytest.approx(1.0)
     assert bad.status_code == 400
-    assert bad.json()["detail"][0]["loc"] == ["records", 0, "alcohol"]
+    assert bad.json()["field"] == "records[0].alcohol"
+    assert "got a string 'high'" in bad.json()["error"]
 
 
 def test_scaffold_refuses_a_target_that_is_not_a_column(repo, env):
