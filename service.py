@@ -118,7 +118,10 @@ class Predictor:
         return Response(model=MODEL.tag, **body)
 
 
-# mypy ignores what a class decorator returns (python/mypy#3135): this is a bentoml Service.
-Predictor.add_asgi_middleware(RequestGuard, max_body_bytes=SETTINGS.max_body_bytes)  # type: ignore[attr-defined]
+# The guard validates bodies with the request model first, so every bad request gets one error
+# shape in plain words. mypy ignores what a class decorator returns (python/mypy#3135).
+Predictor.add_asgi_middleware(  # type: ignore[attr-defined]
+    RequestGuard, max_body_bytes=SETTINGS.max_body_bytes, schemas={"/predict": PredictRequest}
+)
 # BentoML's request timeout would keep every request's objects alive for `timeout` seconds.
 gc_pauses.release_request_timers()

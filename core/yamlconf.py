@@ -31,21 +31,37 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return node.start_mark.line + 1 if node is not None else line
 
 
+def shown(path: Path) -> str:
+    """A path as the user can open it: relative to the current directory when under it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def line_of(path: Path, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the setting at `loc` in a YAML file (or of its nearest parent)."""
+    try:
+        return _line_of(yaml.compose(path.read_text()), loc)
+    except (OSError, yaml.YAMLError):
+        return None
+
+
 def load_yaml(path: Path, model: type[T]) -> T:
     """Validate a YAML file into `model`; every error names file, line and field."""
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+        raise ConfigError(f"{shown(path)}: cannot read config: {exc.strerror}") from None
     try:
         raw = yaml.safe_load(text)
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        where = f"{shown(path)}:{mark.line + 1}" if mark else shown(path)
         raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}:1: expected a mapping of settings at the top level")
+        raise ConfigError(f"{shown(path)}:1: expected a mapping of settings at the top level")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -54,7 +70,7 @@ def load_yaml(path: Path, model: type[T]) -> T:
             loc = tuple(err["loc"])
             line = _line_of(root, loc)
             field = ".".join(str(p) for p in loc) or "(top level)"
-            lines.append(f"{path}:{line or 1}: {field}: {err['msg']}")
+            lines.append(f"{shown(path)}:{line or 1}: {field}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
 
 

@@ -4,7 +4,8 @@ Each model has its own stable address, history and rollback in each environment
 (deploy/addresses.py); a Bento's model is its `model_tag` label.
 
 Exit codes: 0 success; 1 the release did not go live (failed readiness, smoke test or rollout; the
-previous release keeps serving) or approval was declined; 2 invalid config, arguments or state.
+previous release keeps serving) or approval was declined; 2 invalid config, arguments or state;
+3 an unexpected error (a bug: the traceback is printed).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import getpass
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ from models.config import DeployConfig as ModelDeploy
 from models.config import package_config
 from serving.runtime import LAST_BUILD, bento_model_tag, last_build
 
-EXIT_FAILED, EXIT_USAGE = 1, 2
+EXIT_FAILED, EXIT_USAGE, EXIT_BUG = 1, 2, 3
 
 
 def _bento(arg: str | None) -> tuple[str, str]:
@@ -396,6 +398,10 @@ def main(argv: list[str] | None = None) -> int:
     except (DeployError, kubernetes.RolloutError, notify.NotifyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except Exception:  # a bug: keep the traceback, and never look like a failed release
+        traceback.print_exc()
+        print("error: unexpected failure (a bug): see the traceback above", file=sys.stderr)
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Exit codes: 0 the gate passed; 1 a threshold or the regression check failed (the message names
 threshold, measured value and limit); 2 invalid config or arguments; 3 the run itself failed (a
-server did not start, Locust crashed): never a pass. Servers and Locust stop on every exit path,
+server did not start, Locust crashed, an unexpected error with its traceback): never a pass. Servers and Locust stop on every exit path,
 Ctrl-C included.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, get_args
 
@@ -370,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: servers and Locust stopped", file=sys.stderr)
         return 130
+    except Exception:  # a bug: keep the traceback; the run failed, which is never a pass or a 1
+        traceback.print_exc()
+        print("error: the load test failed unexpectedly: see the traceback above", file=sys.stderr)
+        return EXIT_RUN_ERROR
 
 
 if __name__ == "__main__":

@@ -28,10 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from models.contract import ModelSpec, Outputs
-from models.predict import default_predict, default_prepare
-from models.{name}.estimator import build_estimator
-from models.{name}.schema import SCHEMA
+{imports}
 
 
 def no_embedded_data(seed: int) -> pd.DataFrame:
@@ -168,6 +165,18 @@ def next_port_offset(models_dir: Path) -> int:
     return next(i for i in range(1, len(used) + 2) if i not in used)
 
 
+def _imports(name: str) -> str:
+    """The package's first-party imports in the order ruff's isort rule wants (by module name):
+    `models.cancer.*` sorts before `models.contract`, `models.zeta.*` after `models.predict`."""
+    lines = {
+        "models.contract": "from models.contract import ModelSpec, Outputs",
+        "models.predict": "from models.predict import default_predict, default_prepare",
+        f"models.{name}.estimator": f"from models.{name}.estimator import build_estimator",
+        f"models.{name}.schema": f"from models.{name}.schema import SCHEMA",
+    }
+    return "\n".join(lines[module] for module in sorted(lines))
+
+
 def _column(name: str, s: pd.Series, is_target: bool, task: str) -> str:
     if pd.api.types.is_bool_dtype(s):
         kind, extra = "bool", ""
@@ -229,7 +238,7 @@ def scaffold(name: str, data: Path, target: str, task: str, root: Path = MODELS_
     pkg = root / "models" / name
     pkg.mkdir(parents=True)
     fmt = {"name": name, "task": task, "data": rel}
-    (pkg / "__init__.py").write_text(INIT.format(**fmt))
+    (pkg / "__init__.py").write_text(INIT.format(**fmt, imports=_imports(name)))
     (pkg / "schema.py").write_text(
         SCHEMA.format(**fmt, columns=columns, features=features, target=target, time_column=None)
     )

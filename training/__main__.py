@@ -1,6 +1,8 @@
 """Command line of the training pipeline: `python -m training <stage>`.
 
-Exit codes: 0 success, 1 the quality gate rejected the candidate, 2 invalid data, config or usage.
+Exit codes: 0 success; 1 the quality gate rejected the candidate; 2 invalid data, config, estimator
+parameters or usage, or the model package's own code failed (the message names the file, line and
+field); 3 an unexpected error elsewhere (a bug: the traceback is printed).
 """
 
 from __future__ import annotations
@@ -8,12 +10,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from core import registry
 from core.settings import Settings
 from core.yamlconf import ConfigError
-from models import UnknownModelError
+from models import UnknownModelError, blame
 from training import pipeline
 from training.load import DataLoadError
 from training.split import SplitError
@@ -21,6 +26,7 @@ from training.validate import DataValidationError
 
 EXIT_GATE_FAILED = 1
 EXIT_INVALID_INPUT = 2
+EXIT_BUG = 3
 
 STAGES = {
     "load": pipeline.run_load,
@@ -74,7 +80,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    settings = _settings(args)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            name = "BENTOGATE_" + "_".join(str(p) for p in err["loc"]).upper()
+            print(f"error: {name}: {err['msg']}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
     try:
         if args.command == "models":
             return _list_models(settings)
@@ -112,6 +124,18 @@ def main(argv: list[str] | None = None) -> int:
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID_INPUT
+    except Exception as exc:
+        where = blame(exc, settings.model)
+        if not where.endswith("/"):  # raised in the model package's own code: name its line
+            print(f"error: {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_INVALID_INPUT
+        # Not the user's input: keep the traceback for a bug report, and never look like a rejection.
+        traceback.print_exc()
+        print(
+            "error: unexpected failure (a bug, not a rejection): see the traceback above",
+            file=sys.stderr,
+        )
+        return EXIT_BUG
 
 
 def _list_models(settings: Settings) -> int:

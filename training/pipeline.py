@@ -27,7 +27,7 @@ from models import get_spec
 from models import predict as path_
 from models.config import ModelConfig, load_config
 from models.contract import FeatureSchema, ModelSpec, Outputs
-from training import runtimes
+from training import parameters, runtimes
 from training.evaluate import evaluate
 from training.gate import GateResult, is_accepted
 from training.load import content_sha256, file_sha256, load
@@ -176,8 +176,10 @@ def run_split(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def run_train(ctx: Context) -> Any:
     df = ctx.read("train.pkl")
+    parameters.check(ctx.spec, ctx.config.params, ctx.config.seed, ctx.config_path)
     with stage("train", f"fitting on {len(df)} rows (seed {ctx.config.seed})"):
-        model = train(ctx.spec, df, ctx.config.params, ctx.config.seed)
+        with parameters.explained(ctx.spec, ctx.config.params, ctx.config_path):
+            model = train(ctx.spec, df, ctx.config.params, ctx.config.seed)
         ctx.write("model.pkl", model)
     return model
 
@@ -311,6 +313,8 @@ def golden_example(
 
 
 def run_all(ctx: Context) -> str:
+    # Parameter mistakes stop the run before any data is read.
+    parameters.check(ctx.spec, ctx.config.params, ctx.config.seed, ctx.config_path)
     run_load(ctx)
     run_validate(ctx)
     run_split(ctx)

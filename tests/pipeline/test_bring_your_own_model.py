@@ -97,7 +97,8 @@ def test_scaffold_then_make_pipeline_ships_a_classifier_to_production(repo, repo
     assert set(body["probabilities"][0]) == {"0", "1", "2"}
     assert sum(body["probabilities"][0].values()) == pytest.approx(1.0)
     assert bad.status_code == 400
-    assert bad.json()["detail"][0]["loc"] == ["records", 0, "alcohol"]
+    assert bad.json()["field"] == "records[0].alcohol"
+    assert "got a string 'high'" in bad.json()["error"]
 
 
 def test_scaffold_refuses_a_target_that_is_not_a_column(repo, env):

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from core.settings import ROOT
-from tests.conftest import run_cli
+from tests.conftest import copy_project, make, run_cli
 
 WEAK = {"max_iter": 1, "learning_rate": 0.01}
 
@@ -149,3 +149,97 @@ def test_a_stage_without_its_input_says_which_to_run_first(isolated_env):
     result = run_cli("-m", "training", "train", env=isolated_env)
     assert result.returncode == 2
     assert "train.pkl not found: run the stage that writes it first" in result.stderr
+
+
+def test_bad_estimator_parameter_exits_2_naming_line_and_field_before_reading_data(
+    tmp_path, isolated_env
+):
+    # Every kind of parameter mistake is covered in tests/code/test_parameters.py.
+    path = config_with(tmp_path, params={"max_iter": "lots"})
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "max_iter:" in t)
+    result = run_cli("-m", "training", "--config", str(path), "run", env=isolated_env)
+    assert result.returncode == 2
+    assert (
+        f"error: {path}:{line}: params.max_iter: must be an int in the range [1, inf); got 'lots'"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert "[load]" not in result.stderr  # stopped before any data was read
+
+
+def _package(name: str, replace: str, module: str) -> dict[str, str]:
+    """A model package: the sales package with one hook replaced by this module's code."""
+    return {
+        "config.yaml": (ROOT / "models/sales/config.yaml").read_text(),
+        "hook.py": module,
+        "__init__.py": "import dataclasses\nfrom pathlib import Path\n\n"
+        f"from models.{name} import hook\nfrom models.sales import SPEC as SALES\n\n"
+        f"SPEC = dataclasses.replace(SALES, name={name!r}, {replace}=hook.{replace}, "
+        "config_path=Path(__file__).with_name('config.yaml'))\n",
+    }
+
+
+BROKEN_PACKAGES = {
+    # name: (files, what the error names)
+    "raises": (
+        _package(
+            "raises",
+            "build_estimator",
+            "def build_estimator(params, seed):\n    depth = params['max_iter']\n    return depth / 0\n",
+        ),
+        "models/raises/hook.py:3: the raises estimator failed",
+    ),
+    "noimport": (
+        _package("noimport", "build_estimator", "from sklearn.ensemble import NoSuchRegressor\n"),
+        "models/noimport/hook.py:1: model package 'noimport' cannot be imported: ImportError",
+    ),
+    "badclean": (
+        _package("badclean", "clean", "def clean(df):\n    return df[df['no_such_column'] > 0]\n"),
+        "models/badclean/hook.py:2: KeyError: 'no_such_column'",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def broken_repo(tmp_path_factory):
+    """A project copy with model packages whose own code fails."""
+    repo = copy_project(tmp_path_factory.mktemp("repo"))
+    for name, (files, _) in BROKEN_PACKAGES.items():
+        (repo / "models" / name).mkdir()
+        for file, text in files.items():
+            (repo / "models" / name / file).write_text(text)
+    return repo
+
+
+@pytest.mark.parametrize("name", list(BROKEN_PACKAGES))
+def test_model_package_whose_own_code_fails_exits_2_naming_its_line(
+    broken_repo, isolated_env, name
+):
+    result = run_cli("-m", "training", "--model", name, "run", env=isolated_env, cwd=broken_repo)
+    assert result.returncode == 2, result.stderr
+    assert BROKEN_PACKAGES[name][1] in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unexpected_failure_exits_3_with_the_traceback_never_1(isolated_env):
+    # A corrupt work file is no mistake of the user's config or data: a bug report needs the trace.
+    work = Path(isolated_env["BENTOGATE_WORK_DIR"]) / "sales"
+    work.mkdir(parents=True)
+    (work / "train.pkl").write_bytes(b"not a pickle")
+    result = run_cli("-m", "training", "train", env=isolated_env)
+    assert result.returncode == 3
+    assert "Traceback" in result.stderr
+    assert "unexpected failure (a bug, not a rejection)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "says"),
+    [(WEAK, 1, "quality gate failed"), ({"max_iter": "lots"}, 2, "params.max_iter")],
+    ids=["rejected", "invalid"],
+)
+def test_make_train_carries_the_steps_own_exit_code(tmp_path, isolated_env, params, code, says):
+    env = {**isolated_env, "BENTOGATE_CONFIG": str(config_with(tmp_path, params=params))}
+    result = make(ROOT, "train", env=env)
+    assert result.returncode == 2  # GNU make's own status for any failed recipe
+    assert says in result.stderr
+    assert result.stderr.rstrip().endswith(f"train] Error {code}")

@@ -3,6 +3,7 @@
 import dataclasses
 import gc
 import json
+import logging
 import pickle
 import shutil
 import time
@@ -84,53 +85,149 @@ def _without(record, field):
     return {"records": [{k: v for k, v in record.items() if k != field}]}
 
 
+ERROR_KEYS = {"error", "field", "expected", "errors"}
+PROBLEM_KEYS = {"field", "error", "expected"}
+
 BAD_JSON_BODIES = [
-    # (case, body builder, expected status, field named in the error)
-    ("string for a bool", lambda r: _with(r, onpromotion="yes"), 400, "onpromotion"),
-    ("int for a bool", lambda r: _with(r, holiday=1), 400, "holiday"),
-    ("float for an int", lambda r: _with(r, **{"class": 1003.0}), 400, "class"),
-    ("string for an int", lambda r: _with(r, **{"class": "1003"}), 400, "class"),
-    ("missing field", lambda r: _without(r, "family"), 400, "family"),
-    ("extra field", lambda r: _with(r, store_nbr=1), 400, "store_nbr"),
-    ("below range", lambda r: _with(r, **{"class": -1}), 400, "class"),
-    ("above range", lambda r: _with(r, **{"class": 10**9}), 400, "class"),
-    ("unknown category", lambda r: _with(r, family="TOYS"), 400, "family"),
-    ("unknown item", lambda r: _with(r, item_nbr=1), 400, "item_nbr"),
-    ("impossible date", lambda r: _with(r, date="2017-13-01"), 400, "date"),
-    ("null value", lambda r: _with(r, perishable=None), 400, "perishable"),
-    ("no records", lambda r: {"records": []}, 400, "records"),
-    ("records not a list", lambda r: {"records": r}, 400, "records"),
-    ("bare list body", lambda r: [r], 400, ""),
-    ("too many records", lambda r: {"records": [r] * 1001}, 400, "records"),
-    ("unknown top-level field", lambda r: {"records": [r], "debug": True}, 400, "debug"),
+    # (case, body builder, the field named, words the error must use)
+    ("string for a bool", lambda r: _with(r, onpromotion="yes"), "records[0].onpromotion",
+     "expected true or false, got a string 'yes'"),
+    ("int for a bool", lambda r: _with(r, holiday=1), "records[0].holiday",
+     "expected true or false, got an integer 1"),
+    ("float for an int", lambda r: _with(r, **{"class": 1003.0}), "records[0].class",
+     "got a number 1003.0"),
+    ("string for an int", lambda r: _with(r, **{"class": "1003"}), "records[0].class",
+     "expected an integer from 0 to 99999, got a string '1003'"),
+    ("missing field", lambda r: _without(r, "family"), "records[0].family", "missing"),
+    ("extra field", lambda r: _with(r, store_nbr=1), "records[0].store_nbr",
+     "not a known field: expected only date, item_nbr, family"),
+    ("below range", lambda r: _with(r, **{"class": -1}), "records[0].class",
+     "expected an integer from 0 to 99999, got an integer -1"),
+    ("above range", lambda r: _with(r, **{"class": 10**9}), "records[0].class", "from 0 to 99999"),
+    ("unknown category", lambda r: _with(r, family="TOYS"), "records[0].family",
+     "expected one of the known categories (10 values, e.g. 'GROCERY I'"),
+    ("unknown item", lambda r: _with(r, item_nbr=1), "records[0].item_nbr",
+     "got an integer 1"),
+    ("item as a string", lambda r: _with(r, item_nbr="106625"), "records[0].item_nbr",
+     "got a string '106625': send it as a number, 106625, without quotes"),
+    ("impossible date", lambda r: _with(r, date="2017-13-01"), "records[0].date",
+     "expected a date as \"YYYY-MM-DD\", got a string '2017-13-01' (month value is outside"),
+    ("null value", lambda r: _with(r, perishable=None), "records[0].perishable", "got null"),
+    ("no records", lambda r: {"records": []}, "records",
+     "expected a list of 1 to 1000 records, got a list of 0 items"),
+    ("records not a list", lambda r: {"records": r}, "records", "got an object"),
+    ("bare list body", lambda r: [r], "body",
+     "expected a JSON object with the field records, got a list of 1 item"),
+    ("too many records", lambda r: {"records": [r] * 1001}, "records", "got a list of 1001 items"),
+    ("unknown top-level field", lambda r: {"records": [r], "debug": True}, "debug",
+     "expected only records"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "field", "says"), BAD_JSON_BODIES, ids=[c[0] for c in BAD_JSON_BODIES]
+)
+def test_bad_json_bodies_get_400_naming_the_field_and_what_was_expected(
+    client, record, case, body, field, says
+):
+    response = client.post("/predict", json=body(record))
+    assert response.status_code == 400
+    error = response.json()
+    assert set(error) == ERROR_KEYS
+    assert error["field"] == field
+    assert says in error["errors"][0]["error"]
+    assert error["error"].startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("case", BAD_JSON_BODIES, ids=[c[0] for c in BAD_JSON_BODIES])
+def test_errors_name_no_internal_class_url_or_traceback(client, record, case):
+    text = client.post("/predict", json=case[1](record)).text
+    for internal in ("IODescriptor", "PredictRequest", "pydantic", "Traceback", '"loc"'):
+        assert internal not in text
+
+
+def test_unknown_category_names_a_few_categories_not_all_of_them(client, record, service_module):
+    items = service_module.MODEL.schema.column("item_nbr").categories
+    response = client.post("/predict", json=_with(record, item_nbr=1))
+    named = [c for c in items if str(c) in response.text]
+    assert len(items) == 60
+    assert len(named) == 3
+    assert "60 values" in response.json()["expected"]
+
+
+def test_every_problem_of_a_body_is_listed(client, record):
+    body = {"records": [{**record, "class": "x"}, {**record, "family": "TOYS", "holiday": 1}]}
+    error = client.post("/predict", json=body).json()
+    assert [p["field"] for p in error["errors"]] == [
+        "records[0].class",
+        "records[1].family",
+        "records[1].holiday",
+    ]
+    assert all(set(p) == PROBLEM_KEYS for p in error["errors"])
+    assert error["error"].endswith("(and 2 more, listed in errors)")
+
+
+def test_a_rejected_body_leaves_no_traceback_in_the_server_log(client, record, caplog):
+    # BentoML logs "Exception on /predict" with a traceback for each 400 it raises itself.
+    with caplog.at_level(logging.INFO):
+        response = client.post("/predict", json=_with(record, family="TOYS"))
+    assert response.status_code == 400
+    assert not [r for r in caplog.records if r.exc_info or "Exception on" in r.getMessage()]
+
+
+ERROR_RESPONSES = [
+    # (case, method, path, body, headers, status, field)
+    ("invalid body", "POST", "/predict", b'{"records": 1}', {}, 400, "records"),
+    ("no such endpoint", "GET", "/nope", None, {}, 404, "path"),
+    ("wrong method", "GET", "/predict", None, {}, 405, "method"),
+    ("body too large", "POST", "/predict", b" " * (2 << 20), {}, 413, "body"),
+    ("not JSON", "POST", "/predict", b"a", {"content-type": "text/csv"}, 415, "Content-Type"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("case", "body", "status", "field"), BAD_JSON_BODIES, ids=[c[0] for c in BAD_JSON_BODIES]
+    ("case", "method", "path", "body", "headers", "status", "field"),
+    ERROR_RESPONSES,
+    ids=[c[0] for c in ERROR_RESPONSES],
 )
-def test_bad_json_bodies_get_a_4xx_naming_the_field(client, record, case, body, status, field):
-    response = client.post("/predict", json=body(record))
+def test_every_error_status_answers_the_same_json_shape(
+    client, case, method, path, body, headers, status, field
+):
+    response = client.request(method, path, content=body, headers=headers)
     assert response.status_code == status
-    detail = response.json()["detail"]
-    assert any(field in [str(p) for p in d["loc"]] for d in detail) or field == ""
-    assert "Traceback" not in response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()
+    assert set(error) == ERROR_KEYS
+    assert error["field"] == field
+    assert error["expected"]
+    assert [set(p) for p in error["errors"]] == [PROBLEM_KEYS]
+
+
+def test_openapi_documents_the_error_shape_for_each_status(client):
+    spec = client.get("/docs.json").json()
+    responses = spec["paths"]["/predict"]["post"]["responses"]
+    for status in ("400", "404", "405", "413", "415", "429", "500"):
+        schema = responses[status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Error"}
+    error = spec["components"]["schemas"]["Error"]
+    assert set(error["required"]) == ERROR_KEYS
+    assert set(error["example"]) == ERROR_KEYS
 
 
 RAW_BODIES = [
-    ("empty body", b"", "application/json", 400, "records"),
-    ("invalid JSON", b'{"records": [', "application/json", 400, "Invalid JSON"),
-    ("NaN", b'{"records": [{"class": NaN}]}', "application/json", 400, ""),
-    ("Infinity", b'{"records": [{"class": Infinity}]}', "application/json", 400, ""),
-    ("text/plain", b"hello", "text/plain", 415, "Content-Type"),
-    ("form", b"a=b", "application/x-www-form-urlencoded", 415, "Content-Type"),
-    ("multipart", b"--x\r\n\r\n--x--", "multipart/form-data; boundary=x", 415, "Content-Type"),
+    ("empty body", b"", "application/json", 400, "missing: expected a list of 1 to 1000 records"),
+    ("invalid JSON", b'{"records": [', "application/json", 400, "not valid JSON: EOF while"),
+    ("NaN", b'{"records": [{"class": NaN}]}', "application/json", 400, "got a number NaN"),
+    ("Infinity", b'{"records": [{"class": Infinity}]}', "application/json", 400, "Infinity"),
+    ("text/plain", b"hello", "text/plain", 415, "unsupported media type 'text/plain'"),
+    ("form", b"a=b", "application/x-www-form-urlencoded", 415, "send application/json"),
+    ("multipart", b"--x\r\n\r\n--x--", "multipart/form-data; boundary=x", 415, "multipart"),
     (
         "bentoml pickle",
         pickle.dumps({"records": []}),
         "application/vnd.bentoml+pickle",
         415,
-        "Content-Type",
+        "send application/json",
     ),
 ]
 
@@ -143,7 +240,7 @@ def test_malformed_bodies_and_content_types_get_a_4xx_naming_the_problem(
 ):
     response = client.post("/predict", content=body, headers={"content-type": ctype})
     assert response.status_code == status
-    assert named in response.text
+    assert any(named in p["error"] for p in response.json()["errors"])
     assert response.headers["content-type"].startswith("application/json")
 
 

@@ -1,0 +1,77 @@
+"""training/parameters.py: a wrong estimator parameter or a failing build_estimator is explained
+with the file, line and field, before any data is read."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+from models import ModelPackageError
+from models.config import ConfigError
+from training import parameters
+
+
+def config_with_params(tmp_path: Path, sales_spec, **params) -> tuple[Path, dict]:
+    cfg = yaml.safe_load(sales_spec.config_path.read_text())
+    cfg["params"] = params
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path, params
+
+
+def line_of(path: Path, key: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if f"{key}:" in line)
+
+
+def test_shipped_sales_parameters_pass_the_check(sales_spec):
+    cfg = yaml.safe_load(sales_spec.config_path.read_text())
+    assert parameters.check(sales_spec, cfg["params"], 42, sales_spec.config_path) is None
+
+
+def test_unknown_parameter_names_config_line_and_field(tmp_path, sales_spec):
+    path, params = config_with_params(tmp_path, sales_spec, max_iter=10, no_such_param=1)
+    with pytest.raises(ConfigError) as exc:
+        parameters.check(sales_spec, params, 42, path)
+    assert str(exc.value) == (
+        f"{path}:{line_of(path, 'no_such_param')}: params.no_such_param: "
+        "not a parameter of HistGradientBoostingRegressor"
+    )
+
+
+@pytest.mark.parametrize(("value", "got"), [("lots", "got 'lots'"), (0, "got 0"), (2.5, "got 2.5")])
+def test_invalid_parameter_value_names_the_rule_and_what_was_given(
+    tmp_path, sales_spec, value, got
+):
+    path, params = config_with_params(tmp_path, sales_spec, max_iter=value)
+    with pytest.raises(ConfigError) as exc:
+        parameters.check(sales_spec, params, 42, path)
+    message = str(exc.value)
+    assert message.startswith(
+        f"{path}:{line_of(path, 'max_iter')}: params.max_iter: must be an int"
+    )
+    assert got in message
+    assert "Traceback" not in message
+
+
+def test_build_estimator_that_raises_is_blamed_on_the_model_package(tmp_path, sales_spec):
+    def build(params, seed):
+        return params["depth"] / 0
+
+    spec = dataclasses.replace(sales_spec, build_estimator=build)
+    with pytest.raises(
+        ModelPackageError, match=r"^models/sales/: .*ZeroDivisionError: division by zero"
+    ):
+        parameters.check(spec, {"depth": 3}, 42, sales_spec.config_path)
+
+
+def test_invalid_parameter_set_in_package_code_is_blamed_on_the_package(sales_spec):
+    def build(params, seed):
+        return HistGradientBoostingRegressor(learning_rate=-1.0)
+
+    spec = dataclasses.replace(sales_spec, build_estimator=build)
+    with pytest.raises(ModelPackageError, match=r"parameter 'learning_rate' must be a float"):
+        parameters.check(spec, {}, 42, sales_spec.config_path)
