@@ -170,8 +170,13 @@ $(WRK):
 	fi
 
 .PHONY: bench
-bench: ensure-model $(WRK) ## Benchmark our service vs BentoML's floor vs FastAPI with wrk (pinned cores; reports/bench/; BASELINE=dir adds another checkout)
+bench: ensure-model $(WRK) ## Benchmark our service vs BentoML's floor vs FastAPI with wrk, then brought-in models via ONNX (pinned cores; reports/bench/; BASELINE=dir adds another checkout)
 	WRK=$(WRK) $(PY) -m loadtests.bench.run $(if $(BASELINE),--baseline $(BASELINE))
+	WRK=$(WRK) $(PY) -m loadtests.bench.models
+
+.PHONY: bench-models
+bench-models: $(STAMP) $(WRK) ## The brought-in models part of make bench alone (cancer LR and HGB classifier vs the floor)
+	WRK=$(WRK) $(PY) -m loadtests.bench.models
 
 .PHONY: new-model
 new-model: $(STAMP) ## Scaffold models/NAME/ from your data: NAME=... DATA=file.csv TARGET=column TASK=classification|regression
