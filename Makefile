@@ -207,7 +207,7 @@ format: $(STAMP) ## Format the code and apply safe lint fixes
 
 .PHONY: test
 test: lint $(STAMP) ## Lint, then run the whole test suite (what CI runs)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 .PHONY: clean
 clean: ## Remove generated state: .venv, the local model store, work files and reports
