@@ -62,8 +62,9 @@ LATENCY = Histogram(
     name=f"{MODEL.name}_api",
     # One worker per replica: the model is small and cheap; scale with replicas, not workers.
     workers=1,
-    # Limits from the model's config (serving.timeout_s, serving.max_concurrency).
-    traffic={"timeout": MODEL.timeout_s, "max_concurrency": MODEL.max_concurrency},
+    # Limits from the model's config. serving.max_concurrency is enforced by our guard below, so
+    # its 429 has the API's error shape and a Retry-After, and health probes are never limited.
+    traffic={"timeout": MODEL.timeout_s},
     # No access log: the prediction log has a line per prediction, and the access line cost ~50 us
     # of CPU per request (~11%). Requests are still counted per status in bentoml_service_request_*.
     logging={"access": {"enabled": False}},
@@ -121,7 +122,10 @@ class Predictor:
 # The guard validates bodies with the request model first, so every bad request gets one error
 # shape in plain words. mypy ignores what a class decorator returns (python/mypy#3135).
 Predictor.add_asgi_middleware(  # type: ignore[attr-defined]
-    RequestGuard, max_body_bytes=SETTINGS.max_body_bytes, schemas={"/predict": PredictRequest}
+    RequestGuard,
+    max_body_bytes=SETTINGS.max_body_bytes,
+    schemas={"/predict": PredictRequest},
+    max_concurrency=MODEL.max_concurrency,
 )
 # BentoML's request timeout would keep every request's objects alive for `timeout` seconds.
 gc_pauses.release_request_timers()

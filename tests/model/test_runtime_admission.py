@@ -1,0 +1,84 @@
+"""Registration admits a faster runtime only if it reproduces the package's predict path: an ONNX
+conversion of the fitted model is refused when the package's own predict step changes outputs,
+and the model then serves through scikit-learn, answering what the predict path answers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import models
+from models import get_spec
+from models import runtimes as loaders
+from models.config import ParityConfig
+from models.contract import Outputs
+from models.predict import default_predict, predict_records
+from training import runtimes
+from training.split import split
+
+
+def sharpened(model, features) -> Outputs:
+    """The package's own predict step: probabilities squared and renormalised (labels kept)."""
+    out = default_predict(model, features)
+    assert out.probabilities is not None
+    p = out.probabilities**2
+    return Outputs(out.predictions, p / p.sum(axis=1, keepdims=True))
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    spec = get_spec("cancer")
+    data = spec.default_data(42)
+    train_df, valid_df = split(data, spec, models.config.load_config(spec.config_path).split, 42)
+    model = spec.build_estimator({"max_iter": 1000}, 42)
+    model.fit(train_df[list(spec.schema.features)], train_df[spec.schema.target])
+    return spec, model, spec.schema.records(valid_df)
+
+
+def admit(spec, model, records, tmp_path, monkeypatch):
+    # The sklearn runtime loads the package by name: let the name give the spec under test.
+    monkeypatch.setattr(models, "get_spec", lambda name: spec)
+    expected = predict_records(spec, model, records)
+    classes = model.classes_.tolist()
+    verdicts, files = runtimes.admit(
+        spec, model, records, expected, classes, ParityConfig(), tmp_path
+    )
+    return verdicts, files, expected, classes
+
+
+def test_onnx_that_reproduces_the_default_path_is_admitted_and_chosen(
+    cancer, tmp_path, monkeypatch
+):
+    spec, model, records = cancer
+    verdicts, files, _, _ = admit(spec, model, records, tmp_path, monkeypatch)
+    assert verdicts["onnx"]["admitted"] is True, verdicts["onnx"]
+    assert verdicts["onnx"]["feeds"] == "records"
+    assert runtimes.chosen(verdicts) == "onnx"
+    assert files["onnx"].is_file()
+
+
+def test_onnx_that_ignores_the_packages_predict_step_is_refused_and_sklearn_serves(
+    cancer, tmp_path, monkeypatch
+):
+    spec, model, records = cancer
+    edited = dataclasses.replace(spec, predict=sharpened)
+
+    verdicts, files, expected, classes = admit(edited, model, records, tmp_path, monkeypatch)
+
+    assert verdicts["onnx"]["admitted"] is False
+    assert verdicts["onnx"]["reason"].startswith("probabilities differ by up to")
+    assert "onnx" not in files and not (tmp_path / "model.onnx").exists()
+    assert runtimes.chosen(verdicts) == "sklearn"
+    served = loaders.load(
+        "sklearn",
+        tmp_path,
+        model_name="cancer",
+        task="classification",
+        classes=classes,
+        custom_prepare=False,
+    )(records)
+    assert served.predictions.tolist() == expected.predictions.tolist()
+    assert served.probabilities is not None and expected.probabilities is not None
+    np.testing.assert_allclose(served.probabilities, expected.probabilities)
