@@ -28,6 +28,7 @@ from typing import Any
 
 import bentoml
 from prometheus_client import Counter, Histogram
+from starlette.responses import Response as HTTPResponse
 
 from core.settings import get_settings
 from serving import gc_pauses, predlog
@@ -113,10 +114,14 @@ class Predictor:
         elapsed = time.perf_counter() - start
         PREDICTIONS.inc(len(rows))
         LATENCY.observe(elapsed)
-        ctx.response.headers["x-request-id"] = request_id
-        ctx.response.headers["x-model-tag"] = MODEL.tag
         self.log.write(request_id, MODEL.tag, rows, body, elapsed * 1000)
-        return Response(model=MODEL.tag, **body)
+        # Answered ready-made (same bytes): BentoML's serialization of a returned model plus the
+        # merge of ctx.response headers cost ~36 us per request. The annotation still makes the schema.
+        return HTTPResponse(
+            Response(model=MODEL.tag, **body).model_dump_json(),
+            media_type="application/json",
+            headers={"x-request-id": request_id, "x-model-tag": MODEL.tag},
+        )  # type: ignore[return-value]
 
 
 # The guard validates bodies with the request model first, so every bad request gets one error
