@@ -1,9 +1,10 @@
 """`make bench`: our service vs BentoML's floor vs plain FastAPI, under the same load, in one run.
 
-Every server is pinned to core 0, the load generator to core 1; all are up for the whole run and
-each point loads them in turn. The reference load is wrk: a closed loop of N keep-alive
-connections posting the OpenAPI example body, after a warm-up. wrk corrects
-its percentiles for coordinated omission, so a pause of the server's event loop counts as a steady
+Every server is pinned to core 0, the load generator to core 1; all are up for the whole run, and
+each point is measured in rounds that load them in turn, then pooled: a change in the machine's
+background load falls on all of them alike. The reference load is wrk: a closed loop of N
+keep-alive connections posting the OpenAPI example body, after a warm-up. wrk corrects its
+percentiles for coordinated omission, so a pause of the server's event loop counts as a steady
 stream of clients would feel it, not once. `--locust` adds Locust's figures (exact per-request
 samples over held-out bodies) beside wrk's. Results are relative first: ratios to the framework
 floor (the same BentoML service settings, no model) hold on a noisy machine where absolute figures
@@ -23,7 +24,7 @@ from pathlib import Path
 from core.process import Server
 from core.settings import ROOT, get_settings
 from loadtests import traffic
-from loadtests.bench.wrk import WrkError, run_wrk, wrk_path
+from loadtests.bench.wrk import WrkError, pool, run_wrk, wrk_path
 from loadtests.locust_run import Load, run_locust, summarize
 from serving.runtime import NoModelError, resolve_tag
 
@@ -139,6 +140,7 @@ def bench(
     duration: float,
     warmup: float,
     out: Path,
+    rounds: int = 3,
     locust: bool = False,
     baseline: Path | None = None,
 ) -> dict:
@@ -153,14 +155,14 @@ def bench(
         "load": "wrk, closed loop, keep-alive connections",
         "concurrency": [str(c) for c in concurrency],
         "duration_s": duration,
+        "rounds": rounds,
         "warmup_s": warmup,
     }
     specs = [(name, spec, ROOT) for name, spec in SERVERS.items()]
     if baseline is not None:
         specs[2:2] = [(f"{n}@baseline", SERVERS[n], baseline.resolve()) for n in BASELINE]
     env = {"BENTOGATE_MODEL_TAG": tag, "BENTOGATE_PREDICTION_LOG": str(out / "predictions.jsonl")}
-    # Every server is up for the whole run, idle but the one under load, and each point measures
-    # them in turn: a change in the machine's background load falls on all of them alike.
+    # Every server is up for the whole run, idle but the one under load.
     servers: dict[str, Server] = {}
     try:
         for name, spec, cwd in specs:
@@ -178,10 +180,16 @@ def bench(
             server.start()
             results[name] = {"cold_start_s": server.wait_ready(90)}
         for c in concurrency:
-            for name, server in servers.items():
-                url = f"{server.url}/predict"
-                run_wrk(url, body, c, warmup, cpu=LOAD_CPU)  # warm-up, not recorded
-                s = results[name][str(c)] = run_wrk(url, body, c, duration, cpu=LOAD_CPU)
+            runs: dict[str, list[dict]] = {name: [] for name in servers}
+            for server in servers.values():
+                run_wrk(f"{server.url}/predict", body, c, warmup, cpu=LOAD_CPU)  # not recorded
+            for _ in range(rounds):
+                for name, server in servers.items():
+                    runs[name].append(
+                        run_wrk(f"{server.url}/predict", body, c, duration / rounds, cpu=LOAD_CPU)
+                    )
+            for name in servers:
+                s = results[name][str(c)] = pool(runs[name])
                 print(
                     f"[bench] {name} c={c}: {s['rps']:.0f} req/s, p50 {s['p50']:.2f} ms, "
                     f"p90 {s['p90']:.1f} ms, p99 {s['p99']:.1f} ms, errors {s['errors']}",
@@ -223,8 +231,9 @@ def markdown(r: dict) -> str:
     names = [n for n in r if isinstance(r[n], dict) and "cold_start_s" in r[n]]
     lines = [
         f"### Benchmark: `{r['model']}`, {r['bentogate'].get('predictor', '?')} predictor "
-        f"({r['load']}, {r['duration_s']:.0f} s per point after {r['warmup_s']:.0f} s of "
-        "warm-up, server on core 0, wrk on core 1)",
+        f"({r['load']}, {r['duration_s']:.0f} s per point in {r['rounds']} rounds alternating "
+        f"between servers, after {r['warmup_s']:.0f} s of warm-up; servers on core 0, wrk on "
+        "core 1)",
         "",
         "| server | clients | req/s | P50 ms | P90 ms | P99 ms | errors |",
         "|---|---|---|---|---|---|---|",
@@ -279,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", default="1,8,32,128")
     p.add_argument("--duration", type=float, default=15.0)
     p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--rounds", type=int, default=3, help="rounds per point, alternating servers")
     p.add_argument(
         "--locust", action="store_true", help="also measure with Locust (doubles the time)"
     )
@@ -300,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         args.duration,
         args.warmup,
         args.out,
+        rounds=args.rounds,
         locust=args.locust,
         baseline=args.baseline,
     )

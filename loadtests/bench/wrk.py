@@ -1,4 +1,8 @@
-"""Drive one server with wrk (closed loop, keep-alive connections), bounded in time."""
+"""Drive one server with wrk (closed loop, keep-alive connections), bounded in time, and pool runs.
+
+A point of `make bench` is measured in rounds that alternate between servers, so that a change in
+the machine's background load falls on all of them alike; `pool` merges a server's rounds.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 SCRIPT = Path(__file__).with_name("wrk.lua")
 MARK = "wrk-json "
+ERRORS = ("connect", "read", "write", "status", "timeout")
 
 
 class WrkError(RuntimeError):
@@ -32,10 +39,9 @@ def run_wrk(
     duration_s: float,
     cpu: int | None = None,
     timeout_s: float = 10.0,
-) -> dict[str, float]:
-    """POST `body` to `url` over `connections` connections for `duration_s`; return req/s, the
-    P50/P90/P99/max latency (ms, wrk's coordinated-omission-corrected figures) and errors: socket
-    errors, timeouts (no answer within `timeout_s`) and non-2xx/3xx answers."""
+) -> dict:
+    """POST `body` to `url` over `connections` connections for `duration_s`: wrk's counts, and its
+    latency distribution (coordinated-omission corrected) as 1000 quantiles in microseconds."""
     pin = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
     cmd = [
         *pin,
@@ -44,7 +50,6 @@ def run_wrk(
         f"-c{connections}",
         f"-d{max(1, round(duration_s))}s",
         f"--timeout={timeout_s:g}s",
-        "--latency",
         "-s",
         str(SCRIPT),
         url,
@@ -59,15 +64,30 @@ def run_wrk(
     line = next((x for x in done.stdout.splitlines() if x.startswith(MARK)), None)
     if done.returncode != 0 or line is None:
         raise WrkError(f"wrk exited with {done.returncode}: {(done.stderr or done.stdout)[-500:]}")
-    raw = json.loads(line[len(MARK) :])
-    errors = sum(raw[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return json.loads(line[len(MARK) :])
+
+
+def pool(runs: list[dict]) -> dict[str, float]:
+    """One figure from several runs: req/s over their total time, P50/P90/P99 (ms) of their pooled
+    distributions (each quantile weighs its run's requests / 1000), errors summed (socket errors,
+    timeouts and non-2xx/3xx answers)."""
+    values = np.concatenate([np.asarray(r["quantiles_us"], dtype=float) for r in runs])
+    weights = np.concatenate([np.full(len(r["quantiles_us"]), max(r["requests"], 1)) for r in runs])
+    order = np.argsort(values, kind="stable")
+    values, cumulative = values[order], np.cumsum(weights[order]) / weights.sum()
+
+    def percentile(p: float) -> float:
+        return float(values[min(np.searchsorted(cumulative, p / 100), len(values) - 1)]) / 1000
+
+    requests = sum(r["requests"] for r in runs)
+    errors = sum(r[k] for r in runs for k in ERRORS)
     return {
-        "requests": raw["requests"],
-        "rps": raw["requests"] / (raw["duration_us"] / 1e6),
-        "p50": raw["p50_us"] / 1000,
-        "p90": raw["p90_us"] / 1000,
-        "p99": raw["p99_us"] / 1000,
-        "max": raw["max_us"] / 1000,
+        "requests": requests,
+        "rps": requests / (sum(r["duration_us"] for r in runs) / 1e6),
+        "p50": percentile(50),
+        "p90": percentile(90),
+        "p99": percentile(99),
+        "max": max(r["max_us"] for r in runs) / 1000,
         "errors": errors,
-        "error_rate": errors / max(raw["requests"] + raw["timeout"], 1),
+        "error_rate": errors / max(requests + sum(r["timeout"] for r in runs), 1),
     }
