@@ -1,15 +1,16 @@
 """`make bench`: our service vs BentoML's floor vs plain FastAPI, under the same load, in one run.
 
 Every server is pinned to core 0, the load generator to core 1; all are up for the whole run, and
-each point is measured in rounds that load them in turn, then pooled: a change in the machine's
-background load falls on all of them alike. The reference load is wrk: a closed loop of N
-keep-alive connections posting the OpenAPI example body, after a warm-up. wrk corrects its
-percentiles for coordinated omission, so a pause of the server's event loop counts as a steady
-stream of clients would feel it, not once. `--locust` adds Locust's figures (exact per-request
-samples over held-out bodies) beside wrk's. Results are relative first: ratios to the framework
-floor (the same BentoML service settings, no model) hold on a noisy machine where absolute figures
-do not. `--baseline DIR` also serves the service and floor of another checkout (e.g. the commit
-before a change) in the same run, for before/after figures.
+each point is measured in rounds that load them in turn, its percentiles the median round's: a
+change in the machine's background load falls on all of them alike, and a burst in one round does
+not move the figures. The reference load is wrk: a closed loop of N keep-alive connections posting
+the OpenAPI example body, after a warm-up. wrk corrects its percentiles for coordinated omission,
+so a pause of the server's event loop counts as a steady stream of clients would feel it, not
+once. `--locust` adds Locust's figures (exact per-request samples over held-out bodies) beside
+wrk's. Results are relative first: ratios to the framework floor (the same BentoML service
+settings, no model) hold on a noisy machine where absolute figures do not. `--baseline DIR` also
+serves the service and floor of another checkout (e.g. the commit before a change) in the same
+run, for before/after figures.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def bench(
     duration: float,
     warmup: float,
     out: Path,
-    rounds: int = 3,
+    rounds: int = 4,
     locust: bool = False,
     baseline: Path | None = None,
 ) -> dict:
@@ -232,7 +233,7 @@ def markdown(r: dict) -> str:
     lines = [
         f"### Benchmark: `{r['model']}`, {r['bentogate'].get('predictor', '?')} predictor "
         f"({r['load']}, {r['duration_s']:.0f} s per point in {r['rounds']} rounds alternating "
-        f"between servers, after {r['warmup_s']:.0f} s of warm-up; servers on core 0, wrk on "
+        f"between servers (median round), after {r['warmup_s']:.0f} s of warm-up; servers on core 0, wrk on "
         "core 1)",
         "",
         "| server | clients | req/s | P50 ms | P90 ms | P99 ms | errors |",
@@ -286,9 +287,9 @@ def markdown(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtests.bench.run", description=__doc__)
     p.add_argument("--concurrency", default="1,8,32,128")
-    p.add_argument("--duration", type=float, default=15.0)
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per point, all rounds")
     p.add_argument("--warmup", type=float, default=3.0)
-    p.add_argument("--rounds", type=int, default=3, help="rounds per point, alternating servers")
+    p.add_argument("--rounds", type=int, default=4, help="rounds per point, alternating servers")
     p.add_argument(
         "--locust", action="store_true", help="also measure with Locust (doubles the time)"
     )

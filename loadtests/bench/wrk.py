@@ -1,7 +1,8 @@
 """Drive one server with wrk (closed loop, keep-alive connections), bounded in time, and pool runs.
 
 A point of `make bench` is measured in rounds that alternate between servers, so that a change in
-the machine's background load falls on all of them alike; `pool` merges a server's rounds.
+the machine's background load falls on all of them alike; `pool` makes one figure of a server's
+rounds, robust to a burst of background load in one of them.
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 from pathlib import Path
-
-import numpy as np
 
 SCRIPT = Path(__file__).with_name("wrk.lua")
 MARK = "wrk-json "
@@ -40,8 +40,8 @@ def run_wrk(
     cpu: int | None = None,
     timeout_s: float = 10.0,
 ) -> dict:
-    """POST `body` to `url` over `connections` connections for `duration_s`: wrk's counts, and its
-    latency distribution (coordinated-omission corrected) as 1000 quantiles in microseconds."""
+    """POST `body` to `url` over `connections` connections for `duration_s`: wrk's counts and its
+    latency percentiles (coordinated-omission corrected, microseconds)."""
     pin = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
     cmd = [
         *pin,
@@ -68,26 +68,18 @@ def run_wrk(
 
 
 def pool(runs: list[dict]) -> dict[str, float]:
-    """One figure from several runs: req/s over their total time, P50/P90/P99 (ms) of their pooled
-    distributions (each quantile weighs its run's requests / 1000), errors summed (socket errors,
-    timeouts and non-2xx/3xx answers)."""
-    values = np.concatenate([np.asarray(r["quantiles_us"], dtype=float) for r in runs])
-    weights = np.concatenate([np.full(len(r["quantiles_us"]), max(r["requests"], 1)) for r in runs])
-    order = np.argsort(values, kind="stable")
-    values, cumulative = values[order], np.cumsum(weights[order]) / weights.sum()
-
-    def percentile(p: float) -> float:
-        return float(values[min(np.searchsorted(cumulative, p / 100), len(values) - 1)]) / 1000
-
+    """One figure from several rounds: req/s over their total time, the median of the rounds'
+    P50/P90/P99 (ms; a background burst in one round moves its tail, not the median), errors
+    summed (socket errors, timeouts and non-2xx/3xx answers)."""
     requests = sum(r["requests"] for r in runs)
     errors = sum(r[k] for r in runs for k in ERRORS)
-    return {
+    figures = {
         "requests": requests,
         "rps": requests / (sum(r["duration_us"] for r in runs) / 1e6),
-        "p50": percentile(50),
-        "p90": percentile(90),
-        "p99": percentile(99),
         "max": max(r["max_us"] for r in runs) / 1000,
         "errors": errors,
         "error_rate": errors / max(requests + sum(r["timeout"] for r in runs), 1),
     }
+    for p in ("p50", "p90", "p99"):
+        figures[p] = statistics.median(r[f"{p}_us"] for r in runs) / 1000
+    return figures
