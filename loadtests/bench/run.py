@@ -1,9 +1,9 @@
 """`make bench`: our service vs BentoML's floor vs plain FastAPI, under the same load, in one run.
 
 Every server is pinned to core 0, the load generator to core 1; all are up for the whole run, and
-each point is measured in rounds that load them in turn, its percentiles the median round's: a
-change in the machine's background load falls on all of them alike, and a burst in one round does
-not move the figures. The reference load is wrk: a closed loop of N keep-alive connections posting
+each point is measured in rounds that load them in turn (each leading once, each once core 0 is
+idle again), its percentiles the median round's: a change in the machine's background load falls
+on all of them alike, and a burst in one round does not move the figures. The reference load is wrk: a closed loop of N keep-alive connections posting
 the OpenAPI example body, after a warm-up. wrk corrects its percentiles for coordinated omission,
 so a pause of the server's event loop counts as a steady stream of clients would feel it, not
 once. `--locust` adds Locust's figures (exact per-request samples over held-out bodies) beside
@@ -19,6 +19,7 @@ import argparse
 import json
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from loadtests.bench.wrk import WrkError, pool, run_wrk, wrk_path
 from loadtests.locust_run import Load, run_locust, summarize
 from serving.runtime import NoModelError, resolve_tag
 
-PIN_SERVER = ("taskset", "-c", "0")
+SERVER_CPU = 0
+PIN_SERVER = ("taskset", "-c", str(SERVER_CPU))
 LOAD_CPU = 1
 UVICORN = str(Path(sys.executable).with_name("uvicorn"))
 
@@ -108,6 +110,26 @@ TARGETS: dict[str, tuple[str, Callable[[dict], bool]]] = {  # (description, chec
 }
 
 
+def _cpu_times(cpu: int) -> tuple[int, int]:
+    """(idle, total) jiffies of one core, from /proc/stat."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            ticks = [int(x) for x in line.split()[1:]]
+            return ticks[3] + ticks[4], sum(ticks)
+    return 0, 0
+
+
+def _settle(cpu: int, busy_below: float = 0.1, timeout_s: float = 10.0) -> None:
+    """Wait (at most timeout_s) until `cpu` is busy less than busy_below of a 0.25 s window."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        idle0, total0 = _cpu_times(cpu)
+        time.sleep(0.25)
+        idle1, total1 = _cpu_times(cpu)
+        if total1 == total0 or 1 - (idle1 - idle0) / (total1 - total0) < busy_below:
+            return
+
+
 def _ratios(r: dict, clients: list[int], suffix: str = "") -> dict:
     """bentogate's figures over the floor's and FastAPI's; suffix "@baseline": the baseline pair."""
     out = {}
@@ -184,11 +206,14 @@ def bench(
             runs: dict[str, list[dict]] = {name: [] for name in servers}
             for server in servers.values():
                 run_wrk(f"{server.url}/predict", body, c, warmup, cpu=LOAD_CPU)  # not recorded
-            for _ in range(rounds):
-                for name, server in servers.items():
-                    runs[name].append(
-                        run_wrk(f"{server.url}/predict", body, c, duration / rounds, cpu=LOAD_CPU)
-                    )
+            order = list(servers)
+            for r in range(rounds):
+                for name in order[r % len(order) :] + order[: r % len(order)]:  # each leads once
+                    # A server that shed or queued work (FastAPI's thread pool, the two services'
+                    # batch queue) keeps core 0 busy after wrk stops: wait until it is idle.
+                    _settle(SERVER_CPU)
+                    url = f"{servers[name].url}/predict"
+                    runs[name].append(run_wrk(url, body, c, duration / rounds, cpu=LOAD_CPU))
             for name in servers:
                 s = results[name][str(c)] = pool(runs[name])
                 print(
