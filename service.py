@@ -91,9 +91,9 @@ class Predictor:
         return self.ready
 
     @bentoml.on_startup
-    def _freeze_startup_heap(self) -> None:
-        # Model loaded: from now on a full GC traverses only what requests allocate (~1 ms, not ~90).
-        gc_pauses.freeze_startup_heap()
+    def _prepare_gc(self) -> None:
+        # Model loaded: from now on the collector only sees what requests allocate (gc_pauses.py).
+        gc_pauses.prepare_for_requests()
 
     @bentoml.api(route="/predict", input_spec=PredictRequest)
     async def predict(self, records: list[Any], ctx: bentoml.Context) -> Response:  # type: ignore[valid-type]

@@ -28,8 +28,8 @@ PredictRequest = request_model(MODEL.schema, MODEL.max_records)
 )
 class Floor:
     @bentoml.on_startup
-    def _freeze_startup_heap(self) -> None:
-        gc_pauses.freeze_startup_heap()
+    def _prepare_gc(self) -> None:
+        gc_pauses.prepare_for_requests()
 
     @bentoml.api(route="/predict", input_spec=PredictRequest)
     async def predict(self, records: list[Any]) -> RegressionResponse:

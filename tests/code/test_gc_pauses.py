@@ -59,13 +59,20 @@ def test_release_request_timers_makes_bentoml_build_the_releasing_middleware(mon
 
 
 @pytest.fixture
-def unfrozen():
+def collector():
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
-def test_freeze_startup_heap_exempts_what_exists_from_later_collections(unfrozen):
+def test_prepare_for_requests_exempts_what_exists_from_later_collections(collector):
     before = gc.get_freeze_count()
     survivors = [[] for _ in range(100)]
-    gc_pauses.freeze_startup_heap()
+    gc_pauses.prepare_for_requests()
     assert gc.get_freeze_count() >= before + len(survivors)
+
+
+def test_prepare_for_requests_collects_the_young_generation_less_often(collector):
+    gc_pauses.prepare_for_requests()
+    assert gc.get_threshold()[0] == gc_pauses.YOUNG_THRESHOLD

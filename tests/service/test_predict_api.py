@@ -319,6 +319,7 @@ def test_the_service_times_requests_out_without_keeping_them_alive(client):
     assert gc_pauses.ReleasingTimeoutMiddleware in [m.cls for m in client.app.user_middleware]
 
 
-def test_the_service_freezes_its_startup_heap_once_ready(client):
+def test_the_service_prepares_the_collector_once_ready(client):
     assert client.get("/readyz").status_code == 200
     assert gc.get_freeze_count() > 0
+    assert gc.get_threshold()[0] == gc_pauses.YOUNG_THRESHOLD
