@@ -121,7 +121,7 @@ class Predictor:
             Response(model=MODEL.tag, **body).model_dump_json(),
             media_type="application/json",
             headers={"x-request-id": request_id, "x-model-tag": MODEL.tag},
-        )  # type: ignore[return-value]
+        )
 
 
 # The guard validates bodies with the request model first, so every bad request gets one error
