@@ -23,8 +23,7 @@ import yaml
 
 from core.process import Server
 from core.settings import ROOT, get_settings
-from loadtests.bench.run import LOAD_CPU, PIN_SERVER
-from loadtests.bench.wrk import run_wrk
+from loadtests.bench.run import PIN_SERVER, measure_point
 from models.contract import FeatureSchema
 
 VARIANTS = {  # name -> params over models/cancer/config.yaml
@@ -65,7 +64,13 @@ def train(name: str, params: dict[str, Any], home: Path, work: Path) -> str:
 
 
 def bench_variant(
-    tag: str, home: Path, clients: list[int], duration: float, warmup: float, out: Path
+    tag: str,
+    home: Path,
+    clients: list[int],
+    duration: float,
+    warmup: float,
+    rounds: int,
+    out: Path,
 ) -> dict[str, Any]:
     import bentoml  # after BENTOML_HOME is set for this process
 
@@ -86,10 +91,16 @@ def bench_variant(
             servers[name].start()
             results[name] = {"cold_start_s": servers[name].wait_ready(90)}
         for c in clients:
-            for name, server in servers.items():
-                url = f"{server.url}/predict"
-                run_wrk(url, body, c, warmup, cpu=LOAD_CPU)  # warm-up, not recorded
-                s = results[name][str(c)] = run_wrk(url, body, c, duration, cpu=LOAD_CPU)
+            point = measure_point(
+                {n: f"{v.url}/predict" for n, v in servers.items()},
+                body,
+                c,
+                duration,
+                warmup,
+                rounds,
+            )
+            for name in servers:
+                s = results[name][str(c)] = point[name]
                 print(
                     f"[bench-models] {tag} {name} c={c}: {s['rps']:.0f} req/s, "
                     f"p50 {s['p50']:.2f} ms, p90 {s['p90']:.1f} ms, p99 {s['p99']:.1f} ms, "
@@ -146,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", default="1,32")
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--rounds", type=int, default=4, help="rounds per point, alternating servers")
     p.add_argument("--out", type=Path, default=get_settings().reports_dir / "bench" / "models")
     args = p.parse_args(argv)
     clients = [int(c) for c in args.concurrency.split(",")]
@@ -158,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             tag = train(name, params, home, work)
             out = args.out / name
             out.mkdir(exist_ok=True)
-            results[name] = bench_variant(tag, home, clients, args.duration, args.warmup, out)
+            results[name] = bench_variant(
+                tag, home, clients, args.duration, args.warmup, args.rounds, out
+            )
     (args.out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     md = markdown(results, clients)
     (args.out / "bench.md").write_text(md)

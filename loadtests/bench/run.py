@@ -130,6 +130,24 @@ def _settle(cpu: int, busy_below: float = 0.1, timeout_s: float = 10.0) -> None:
             return
 
 
+def measure_point(
+    urls: dict[str, str], body: Path, clients: int, duration: float, warmup: float, rounds: int
+) -> dict[str, dict[str, float]]:
+    """Each server's pooled figures at `clients` connections: a warm-up each, then `rounds`
+    rounds in which the servers take turns (each leads once), each round once core 0 is idle."""
+    runs: dict[str, list[dict]] = {name: [] for name in urls}
+    for url in urls.values():
+        run_wrk(url, body, clients, warmup, cpu=LOAD_CPU)  # not recorded
+    order = list(urls)
+    for r in range(rounds):
+        for name in order[r % len(order) :] + order[: r % len(order)]:
+            # A server that shed or queued work (FastAPI's thread pool, the two services' batch
+            # queue) keeps core 0 busy after wrk stops: wait until it is idle.
+            _settle(SERVER_CPU)
+            runs[name].append(run_wrk(urls[name], body, clients, duration / rounds, cpu=LOAD_CPU))
+    return {name: pool(r) for name, r in runs.items()}
+
+
 def _ratios(r: dict, clients: list[int], suffix: str = "") -> dict:
     """bentogate's figures over the floor's and FastAPI's; suffix "@baseline": the baseline pair."""
     out = {}
@@ -203,19 +221,16 @@ def bench(
             server.start()
             results[name] = {"cold_start_s": server.wait_ready(90)}
         for c in concurrency:
-            runs: dict[str, list[dict]] = {name: [] for name in servers}
-            for server in servers.values():
-                run_wrk(f"{server.url}/predict", body, c, warmup, cpu=LOAD_CPU)  # not recorded
-            order = list(servers)
-            for r in range(rounds):
-                for name in order[r % len(order) :] + order[: r % len(order)]:  # each leads once
-                    # A server that shed or queued work (FastAPI's thread pool, the two services'
-                    # batch queue) keeps core 0 busy after wrk stops: wait until it is idle.
-                    _settle(SERVER_CPU)
-                    url = f"{servers[name].url}/predict"
-                    runs[name].append(run_wrk(url, body, c, duration / rounds, cpu=LOAD_CPU))
+            point = measure_point(
+                {n: f"{v.url}/predict" for n, v in servers.items()},
+                body,
+                c,
+                duration,
+                warmup,
+                rounds,
+            )
             for name in servers:
-                s = results[name][str(c)] = pool(runs[name])
+                s = results[name][str(c)] = point[name]
                 print(
                     f"[bench] {name} c={c}: {s['rps']:.0f} req/s, p50 {s['p50']:.2f} ms, "
                     f"p90 {s['p90']:.1f} ms, p99 {s['p99']:.1f} ms, errors {s['errors']}",
