@@ -154,8 +154,8 @@ notify: $(STAMP) ## Post the outcome to Slack if SLACK_WEBHOOK_URL is set: STATU
 	$(PY) -m deploy notify "$(STATUS)" "$(WHAT)" $(if $(LINK),--link "$(LINK)")
 
 .PHONY: import
-import: $(STAMP) ## Import a release exported by `make export` (DIR=build/release) and make it the last build
-	$(PY) -m deploy import $(or $(DIR),build/release) --as-last-build
+import: $(STAMP) ## Import a release exported by `make export` (DIR=build/release, hashes checked) as the last build; PROMOTE=1 also promotes its model
+	$(PY) -m deploy import $(or $(DIR),build/release) --as-last-build $(if $(PROMOTE),--promote)
 
 # The bench's load generator. A fresh Debian/Ubuntu machine gets it from apt-get (as root).
 WRK ?= $(or $(shell command -v wrk 2>/dev/null),/usr/bin/wrk)
