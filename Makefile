@@ -22,7 +22,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
 export BENTOML_HOME ?= $(CURDIR)/.bentogate/bentoml
+# No usage telemetry from any target: BentoML's own switch, and the common DO_NOT_TRACK (Evidently
+# reads it). Locust sends nothing unless run with --otel, which no target passes.
 export BENTOML_DO_NOT_TRACK := true
+export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1
 
 MODEL ?= sales

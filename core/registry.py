@@ -41,6 +41,7 @@ class Entry:
     metrics: dict[str, float]
     runtime: str  # the runtime it serves with unless a setting forces another
     runtimes: dict[str, dict[str, Any]]  # each runtime's verdict at registration, with its reason
+    files: dict[str, str]  # sha256 per file; empty for a model registered before hashes
 
 
 def _jsonable(value: Any) -> Any:
@@ -178,6 +179,7 @@ def entries(name: str | None = None) -> list[Entry]:
             metrics=metadata(m).get("metrics", {}).get("overall", {}),
             runtime=metadata(m).get("runtime", "sklearn"),
             runtimes=metadata(m).get("runtimes", {}),
+            files=metadata(m).get("files") or {},
         )
         for m in _entries(name)
     ]

@@ -160,6 +160,15 @@ def _list_models(settings: Settings) -> int:
     for name, verdict in rows[-1].runtimes.items():
         said = "admitted" if verdict.get("admitted") else "refused"
         print(f"  {rows[-1].tag} {name}: {said}: {verdict.get('reason', '')}")
+    # What each model's files are, and any that would run code when loaded.
+    for r in rows:
+        if not r.files:
+            print(f"  {r.tag} files: no sha256 recorded: it will not load; retrain (make train)")
+        elif modelfile.PICKLE_FILE in r.files:
+            print(
+                f"  {r.tag} files: {', '.join(sorted(r.files))}: {modelfile.PICKLE_FILE} is a "
+                "PICKLE (runs code when loaded), opted in by persistence.allow_pickle"
+            )
     return 0
 
 

@@ -5,8 +5,11 @@ import gc
 import json
 import logging
 import pickle
+import re
 import shutil
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import bentoml
 import pytest
@@ -372,3 +375,31 @@ def test_the_service_times_requests_out_without_keeping_them_alive(client):
 def test_the_service_freezes_its_startup_heap_once_ready(client):
     assert client.get("/readyz").status_code == 200
     assert gc.get_freeze_count() > 0
+
+
+def external_hosts(html: str) -> set[str]:
+    """Hosts other than this server that a page loads anything from (src, href, url(...))."""
+    urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)|url\(["']?([^"')]+)""", html)
+    return {urlsplit(u).hostname for pair in urls for u in pair if u and urlsplit(u).hostname}
+
+
+def test_the_check_for_external_hosts_finds_bentomls_own_google_tag_manager():
+    import _bentoml_impl.server
+
+    page = Path(_bentoml_impl.server.__file__).with_name("main-openapi.html").read_text()
+    assert "www.googletagmanager.com" in external_hosts(page)
+
+
+@pytest.mark.parametrize("path", ["/", "/docs"])
+def test_the_docs_page_loads_nothing_from_another_host(client, path):
+    response = client.get(path)
+
+    assert response.status_code == 200
+    assert external_hosts(response.text) == set()
+    assert "googletagmanager" not in response.text
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    assets = re.findall(r"""(?:src|href)="(/[^"]+)""", response.text)
+    assert len(assets) == 5
+    for asset in assets:  # the page works: everything it loads is served here
+        assert client.get(asset).status_code == 200, asset
+    assert "validatorUrl: null" in client.get("/docs-init.js").text
