@@ -54,6 +54,9 @@ def _bento(arg: str | None) -> tuple[str, str]:
         ) from None
     if not model_tag:
         raise UsageError(f"Bento {bento} has no model_tag label: build it with `make build`")
+    # The Bento serves the store's copy of its model: it ships only if its files are the
+    # registered ones (the service checks again before it loads them).
+    registry.verify(registry.get(model_tag))
     return bento, model_tag
 
 
