@@ -212,6 +212,10 @@ format: $(STAMP) ## Format the code and apply safe lint fixes
 test: lint $(STAMP) ## Lint, then run the whole test suite (what CI runs)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
+.PHONY: test-busy
+test-busy: $(STAMP) ## make test beside one CPU-burning process per core: the suite must hold on a busy machine
+	$(PY) -m tests.fixtures.busy -- $(MAKE) --no-print-directory test
+
 .PHONY: clean
 clean: ## Remove generated state: .venv, the local model store, work files and reports
 	rm -rf $(VENV) .bentogate reports .pytest_cache .ruff_cache .mypy_cache

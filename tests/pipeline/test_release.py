@@ -9,13 +9,16 @@ import io
 import json
 import pickle
 import tarfile
+import tempfile
 from pathlib import Path
 
+import bentoml
 import pytest
 import yaml
 
 from core import modelfile
 from deploy import release
+from deploy.__main__ import main as deploy_main
 from tests.conftest import run_cli
 from tests.fixtures.variants import Touch
 
@@ -77,12 +80,37 @@ def rewrite_model(folder: Path, change, *, rehash: bool) -> None:
         (folder / release.MANIFEST).write_text(json.dumps(manifest))
 
 
-def refused(result, says: str, env: dict[str, str]) -> None:
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
-    assert says in result.stderr
-    assert stored(env) == []
-    assert list(Path(env["TMPDIR"]).iterdir()) == []
+@pytest.fixture
+def import_here(tmp_path, monkeypatch, capsys):
+    """`deploy import` in this process, against the session's store (which holds the exported
+    model as production): returns (exit code, stderr, the store's models before and after).
+    Temporary folders go to a folder of the test's own, to show none is left."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+
+    def run(folder: Path):
+        before = store_state()
+        code = deploy_main(["import", str(folder)])
+        assert list(scratch.iterdir()) == []
+        return code, capsys.readouterr().err, before, store_state()
+
+    return run
+
+
+def store_state() -> list[tuple[str, str, str]]:
+    return sorted(
+        (str(m.tag), m.info.labels.get("stage", ""), json.dumps(m.info.metadata.get("files")))
+        for m in bentoml.models.list()
+    )
+
+
+def refused(outcome, says: str) -> None:
+    code, stderr, before, after = outcome
+    assert code == 2, stderr
+    assert stderr.strip().splitlines() == [stderr.strip()]  # one line
+    assert says in stderr
+    assert after == before
 
 
 def test_an_exported_model_imports_as_a_candidate_never_as_production(
@@ -111,18 +139,18 @@ def test_importing_twice_keeps_one_model_and_only_an_explicit_promotion_makes_pr
     assert [m["labels"]["stage"] for m in stored(fresh)] == ["production"]
 
 
-def test_a_release_file_that_does_not_match_its_manifest_is_refused(exported, fresh, tmp_path):
+def test_a_release_file_that_does_not_match_its_manifest_is_refused(
+    exported, import_here, tmp_path
+):
     folder = copy_release(exported, tmp_path / "tampered")
     rewrite_model(folder, lambda files: files.update({"extra.txt": b"x"}), rehash=False)
 
-    result = deploy("import", str(folder), env=fresh)
-
-    refused(result, "model.bentomodel: does not match the sha256 in release.json", fresh)
+    refused(import_here(folder), "model.bentomodel: does not match the sha256 in release.json")
 
 
 @pytest.mark.parametrize("name", ["compiled.npz", "model.skops"])
 def test_a_model_file_replaced_by_a_payload_is_refused_unrun_even_with_a_rewritten_manifest(
-    exported, fresh, tmp_path, name
+    exported, import_here, tmp_path, name
 ):
     folder = copy_release(exported, tmp_path / "tampered")
     marker = tmp_path / "ran"
@@ -136,23 +164,17 @@ def test_a_model_file_replaced_by_a_payload_is_refused_unrun_even_with_a_rewritt
     manifest["files"][release.MODEL_FILE] = modelfile.sha256(folder / release.MODEL_FILE)
     (folder / release.MANIFEST).write_text(json.dumps(manifest))
 
-    result = deploy("import", str(folder), env=fresh)
-
-    refused(result, f"{name} does not match the sha256 recorded for it", fresh)
+    refused(import_here(folder), f"{name} does not match the sha256 recorded for it")
     assert not marker.exists()
 
 
-def test_a_tag_already_stored_with_other_files_is_refused(exported, fresh, tmp_path):
-    assert deploy("import", str(exported), env=fresh).returncode == 0
+def test_a_tag_already_stored_with_other_files_is_refused(exported, import_here, tmp_path):
+    # The session's store holds the exported model; this release says other files are that tag,
+    # and vouches for them all the way down.
     folder = copy_release(exported, tmp_path / "other")
     rewrite_model(folder, lambda files: files.update({"notes.txt": b"other"}), rehash=True)
 
-    result = deploy("import", str(folder), env=fresh)
-
-    assert result.returncode == 2, result.stderr
-    assert "is already in the store with other files" in result.stderr
-    (info,) = stored(fresh)
-    assert "notes.txt" not in info["metadata"]["files"]
+    refused(import_here(folder), "is already in the store with other files")
 
 
 def _traversal(folder: Path) -> None:
@@ -185,11 +207,22 @@ def _edit_manifest(change):
     ],
     ids=["not-json", "no-tag", "no-hashes", "bad-bento", "no-model", "path-traversal"],
 )
-def test_a_bad_release_is_refused_with_exit_2_and_one_line(exported, fresh, tmp_path, spoil, says):
+def test_a_bad_release_is_refused_with_exit_2_and_one_line(
+    exported, import_here, tmp_path, spoil, says
+):
     folder = copy_release(exported, tmp_path / "bad")
     spoil(folder)
 
+    refused(import_here(folder), says)
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_the_command_refuses_a_bad_release_with_exit_2_and_one_line(exported, fresh, tmp_path):
+    folder = copy_release(exported, tmp_path / "bad")
+    (folder / release.MANIFEST).write_text("{not json")
+
     result = deploy("import", str(folder), env=fresh)
 
-    refused(result, says, fresh)
-    assert not (tmp_path / "escaped").exists()
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert stored(fresh) == [] and list(Path(fresh["TMPDIR"]).iterdir()) == []

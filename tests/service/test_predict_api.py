@@ -347,6 +347,15 @@ def test_a_model_file_that_is_not_the_registered_one_is_never_loaded(
     assert not marker.exists()
 
 
+def test_a_model_registered_before_file_hashes_is_refused_with_the_fix(service_module, caplog):
+    older = dataclasses.replace(service_module.MODEL, files=None)
+
+    _, ready = serve_runtime(older, Path(bentoml.models.get(older.tag).path))
+
+    assert ready is False
+    assert "registered without file hashes" in caplog.text and "make train" in caplog.text
+
+
 def test_a_model_whose_files_match_but_pickled_is_refused_without_running_it(
     service_module, tmp_path, caplog
 ):
