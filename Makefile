@@ -156,6 +156,17 @@ export-model: $(STAMP) ## Export the last trained candidate model alone to build
 notify: $(STAMP) ## Post the outcome to Slack if SLACK_WEBHOOK_URL is set: STATUS=success|failure WHAT="..." LINK=url
 	$(PY) -m deploy notify "$(STATUS)" "$(WHAT)" $(if $(LINK),--link "$(LINK)")
 
+.PHONY: verify-attestation
+verify-attestation: ## In GitHub Actions: each archive of a downloaded release (DIR=build/release) was attested by this repository's deliver.yml
+	@test -n "$${GITHUB_REPOSITORY:-}" || { echo "verify-attestation: runs in GitHub Actions (locally, make import checks the manifest)"; exit 2; }
+	@set -- $(DIR)/*.bento $(DIR)/*.bentomodel; for f; do \
+	  [ -e "$$f" ] || continue; \
+	  gh attestation verify "$$f" --repo "$$GITHUB_REPOSITORY" \
+	    --signer-workflow "$$GITHUB_REPOSITORY/.github/workflows/deliver.yml" >/dev/null \
+	    || { echo "error: $$f: no valid attestation from this repository's deliver.yml"; exit 2; }; \
+	  echo "attested: $$f"; \
+	done
+
 .PHONY: import
 import: $(STAMP) ## Import a release exported by `make export` (DIR=build/release, hashes checked) as the last build; PROMOTE=1 also promotes its model
 	$(PY) -m deploy import $(or $(DIR),build/release) --as-last-build $(if $(PROMOTE),--promote)
