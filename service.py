@@ -33,6 +33,7 @@ from starlette.responses import Response as HTTPResponse
 from core.settings import get_settings
 from serving import gc_pauses, predlog
 from serving.batching import MicroBatcher
+from serving.docs_page import DocsPage
 from serving.guard import RequestGuard
 from serving.runtime import load_served_model, serve_runtime
 from serving.schema import ClassificationResponse, RegressionResponse, request_model
@@ -132,5 +133,7 @@ Predictor.add_asgi_middleware(  # type: ignore[attr-defined]
     schemas={"/predict": PredictRequest},
     max_concurrency=MODEL.max_concurrency,
 )
+# BentoML's docs page loads Google Tag Manager: ours uses only the bundled Swagger UI files.
+Predictor.add_asgi_middleware(DocsPage)  # type: ignore[attr-defined]
 # BentoML's request timeout would keep every request's objects alive for `timeout` seconds.
 gc_pauses.release_request_timers()

@@ -2,8 +2,9 @@
 
 A model's labels carry its stage (candidate, production, archived) and git commit; its metadata
 carries the provenance needed to rebuild it: metrics, parameters, data hash, fitted feature schema,
-library versions and seed. BentoML has no API to change a stored model's labels, so promotion
-rewrites the stage in the model's model.yaml atomically and reads it back.
+library versions and seed, and the sha256 of each of its files (`files`), checked by `verify`
+before anything of it is loaded. BentoML has no API to change a stored model's labels, so
+promotion rewrites the stage in the model's model.yaml atomically and reads it back.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from typing import Any
 import bentoml
 import yaml
 
-MODEL_FILE = "model.pkl"  # the fitted model, always saved: the sklearn runtime and the ratchet
+from core import modelfile
+
+MODEL_FILES = (modelfile.SKOPS_FILE, modelfile.PICKLE_FILE)  # the fitted model: one, always saved
+STORE_FILES = ("model.yaml",)  # BentoML's own record, which holds the hashes
 REFERENCE_FILE = "reference.parquet"  # validation rows with predictions: load-test traffic, drift
 STAGES = ("candidate", "production", "archived")
 
@@ -37,6 +41,7 @@ class Entry:
     metrics: dict[str, float]
     runtime: str  # the runtime it serves with unless a setting forces another
     runtimes: dict[str, dict[str, Any]]  # each runtime's verdict at registration, with its reason
+    files: dict[str, str]  # sha256 per file; empty for a model registered before hashes
 
 
 def _jsonable(value: Any) -> Any:
@@ -64,8 +69,8 @@ def register(
     """Save a candidate into the store with `files` (the fitted model and each admitted runtime's
     file, by their final names); return its tag. The files are copied before the store entry is
     committed, so a failure leaves no entry behind."""
-    if MODEL_FILE not in {f.name for f in files}:
-        raise RegistryError(f"a model is registered with its {MODEL_FILE}")
+    if not set(MODEL_FILES) & {f.name for f in files}:
+        raise RegistryError(f"a model is registered with its {' or '.join(MODEL_FILES)}")
     labels = {"stage": "candidate", "git_commit": git_commit}
     meta = _jsonable(
         {
@@ -73,6 +78,8 @@ def register(
             "sklearn_version": _sklearn_version(),
             "python_version": platform.python_version(),
             "bentoml_version": bentoml.__version__,
+            # what the files are, checked before any of them loads (here: the copies' bytes)
+            "files": {f.name: modelfile.sha256(f) for f in files},
         }
     )
     with bentoml.models.create(name, labels=labels, metadata=meta) as ref:
@@ -87,10 +94,31 @@ def metadata(model: bentoml.Model) -> dict[str, Any]:
     return model.info.metadata
 
 
-def load_model(tag: str) -> Any:
-    import joblib  # here, not at the top: the serving supervisor reads records, never models
+def get(tag: str) -> bentoml.Model:
+    try:
+        return bentoml.models.get(tag)
+    except (bentoml.exceptions.NotFound, ValueError):
+        raise RegistryError(f"no model {tag!r} in the store") from None
 
-    return joblib.load(bentoml.models.get(tag).path_of(MODEL_FILE))
+
+def verify(model: bentoml.Model, folder: Path | None = None) -> None:
+    """The model's files (in `folder`, default its store folder) are exactly the ones registered,
+    byte for byte; else RegistryError naming the file."""
+    verify_record(str(model.tag), metadata(model).get("files"), Path(folder or model.path))
+
+
+def verify_record(tag: str, files: Any, folder: Path) -> None:
+    """`folder` holds exactly `files` (name -> sha256, as registered). A model registered before
+    hashes were recorded is refused, not migrated: its pickles are exactly what must not load."""
+    if not isinstance(files, dict) or not files:
+        raise RegistryError(
+            f"{tag} was registered without file hashes (before bentogate checked them) and "
+            "will not be loaded: register it again with `make train`"
+        )
+    try:
+        modelfile.verify_files(folder, files, what=tag, own=STORE_FILES)
+    except modelfile.UnsafeModelFile as exc:
+        raise RegistryError(str(exc)) from None
 
 
 def _entries(name: str | None = None) -> list[bentoml.Model]:
@@ -151,6 +179,7 @@ def entries(name: str | None = None) -> list[Entry]:
             metrics=metadata(m).get("metrics", {}).get("overall", {}),
             runtime=metadata(m).get("runtime", "sklearn"),
             runtimes=metadata(m).get("runtimes", {}),
+            files=metadata(m).get("files") or {},
         )
         for m in _entries(name)
     ]

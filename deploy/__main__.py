@@ -54,6 +54,9 @@ def _bento(arg: str | None) -> tuple[str, str]:
         ) from None
     if not model_tag:
         raise UsageError(f"Bento {bento} has no model_tag label: build it with `make build`")
+    # The Bento serves the store's copy of its model: it ships only if its files are the
+    # registered ones (the service checks again before it loads them).
+    registry.verify(registry.get(model_tag))
     return bento, model_tag
 
 
@@ -290,23 +293,34 @@ def cmd_approve(
 def cmd_export(
     args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig
 ) -> int:
-    bento, model_tag = _bento(args.bento)
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a folder")
+    if args.model:  # the model alone, from training to the build
+        if args.bento:
+            raise UsageError("give a Bento or --model, not both")
+        bento, model_tag = None, args.model
+        registry.get(model_tag)
+    else:
+        bento, model_tag = _bento(args.bento)
     out = release.export(bento, model_tag, args.out)
-    print(f"exported {bento} and {model_tag} to {out}")
+    print(f"exported {bento or 'model'} {model_tag} to {out}")
     return 0
 
 
 def cmd_import(
     args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig
 ) -> int:
-    try:
-        rel = release.import_(args.src)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    if not args.src.is_dir():
+        raise UsageError(f"{args.src}: no such release folder")
+    rel = release.import_(args.src)
     if args.as_last_build and rel["bento"]:
         LAST_BUILD.parent.mkdir(parents=True, exist_ok=True)
-        LAST_BUILD.write_text(rel["bento"] + "\n")
+        tmp = LAST_BUILD.with_name(LAST_BUILD.name + ".tmp")
+        tmp.write_text(rel["bento"] + "\n")
+        os.replace(tmp, LAST_BUILD)
     print(f"imported {rel['bento'] or 'model'} {rel['model_tag']}")
+    if args.promote:  # an explicit promotion, never the stage the archive says
+        _promote(rel["model_tag"])
     return 0
 
 
@@ -364,6 +378,9 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("import", help="import a release exported by `export`")
     i.add_argument("src", type=Path)
     i.add_argument("--as-last-build", action="store_true", help="make it what `make deploy` ships")
+    i.add_argument(
+        "--promote", action="store_true", help="then promote its model (the previous production)"
+    )
     n = sub.add_parser("notify", help="post the pipeline's outcome to Slack (if SLACK_WEBHOOK_URL)")
     n.add_argument("status", choices=["success", "failure", "cancelled", "skipped"])
     n.add_argument("what", help="what happened, e.g. the Bento and environment")
@@ -392,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = deploy_config.load(settings.deploy_config)
         return COMMANDS[args.command](args, settings, cfg)
-    except (ConfigError, UsageError, registry.RegistryError) as exc:
+    except (ConfigError, UsageError, registry.RegistryError, release.ReleaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (DeployError, kubernetes.RolloutError, notify.NotifyError) as exc:

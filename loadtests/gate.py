@@ -365,7 +365,12 @@ def main(argv: list[str] | None = None) -> int:
                 update={"load": cfg.load.model_copy(update={"duration_s": args.duration})}
             )
         return run(args, cfg, gates)
-    except (ConfigError, thresholds.ThresholdError, traffic.NoReferenceError) as exc:
+    except (
+        ConfigError,
+        thresholds.ThresholdError,
+        traffic.NoReferenceError,
+        registry.RegistryError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ from typing import Any
 import bentoml
 import pandas as pd
 
+from core import registry
 from core.registry import REFERENCE_FILE
 from models.contract import FeatureSchema
 
@@ -25,6 +26,7 @@ class NoReferenceError(LookupError):
 
 def held_out(model_tag: str) -> tuple[FeatureSchema, pd.DataFrame]:
     model = bentoml.models.get(model_tag)
+    registry.verify(model)  # the load test reads the model's files: only the registered ones
     path = Path(model.path_of(REFERENCE_FILE))
     if not path.is_file():
         raise NoReferenceError(

@@ -91,6 +91,15 @@ class ServingConfig(_Strict):
     timeout_s: float = Field(default=10.0, gt=0, le=600)
 
 
+class PersistenceConfig(_Strict):
+    """How the fitted model is saved (core/modelfile.py). `trusted`: types beyond skops' defaults
+    the model holds (its own functions, say), listed once reviewed; `allow_pickle`: only for a
+    model skops cannot save, since a pickle runs code when it loads."""
+
+    trusted: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*$")]] = []
+    allow_pickle: bool = False
+
+
 class ModelConfig(_Strict):
     seed: int = Field(ge=0, le=2**32 - 1)
     data: DataConfig = DataConfig()
@@ -98,6 +107,7 @@ class ModelConfig(_Strict):
     params: dict[str, Any] = {}
     gate: GateConfig
     serving: ServingConfig = ServingConfig()
+    persistence: PersistenceConfig = PersistenceConfig()
     loadtest: LoadtestConfig = Field(default_factory=lambda: LoadtestConfig())
     deploy: DeployConfig = Field(default_factory=lambda: DeployConfig())
 

@@ -131,7 +131,7 @@ class ModelSpec:
     `model.predict`, plus `predict_proba` for classifiers). Training fits on prepare(records) too.
 
     compile(fitted_model), optional, returns a fast `predict(records) -> predictions` for a
-    regression model. Like any faster runtime (ONNX Runtime is the other) it is served only if it
+    regression model: a `models.forest.CompiledRegressor`, saved as arrays and JSON (no pickle). Like any faster runtime (ONNX Runtime is the other) it is served only if it
     reproduced the predict path on the whole validation set at registration.
     """
 

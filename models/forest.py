@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import io
+import json
 import math
+import os
 from bisect import bisect_left
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,7 +42,7 @@ class Forest:
     (`left[node] + goes_right`); leaves are their own left child and use a rule that always stays."""
 
     MISSING = 256  # codes 0..255 are categories or threshold ranks; this one is "missing"
-    FORMAT = 3  # bump when the layout changes: a pickled Forest of another format is refused
+    FORMAT = 4  # bump when the layout changes: a saved forest of another format is refused
     COMPACT_EVERY = 5  # levels between setting finished walkers aside (measured: 1 to 4 slower)
 
     def __init__(self, hgb: Any) -> None:
@@ -132,14 +136,6 @@ class Forest:
         ]
         self.baseline = float(np.ravel(hgb._baseline_prediction)[0])
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if state.get("format") != self.FORMAT:
-            raise NotCompilable(
-                f"compiled with another forest format ({state.get('format', 1)}, this code reads "
-                f"{self.FORMAT}): register the model again"
-            )
-        self.__dict__.update(state)
-
     def encode(self, row: Sequence[float]) -> list[int]:
         """One row of raw values -> codes, in plain Python (cheaper than numpy for a few rows)."""
         out = []
@@ -207,7 +203,7 @@ class Forest:
 
 class Feature:
     """One model input computed from a request record: a category code, a number, or a calendar
-    part of a date. Plain data, so a compiled predictor pickles without its model package."""
+    part of a date. Plain data, so a compiled predictor is saved as JSON and arrays."""
 
     KINDS = ("category", "float", "weekday", "day", "month", "doy_sin", "doy_cos")
 
@@ -271,3 +267,86 @@ class CompiledRegressor:
             ]
         )
         return LINKS[self.link](raw)
+
+
+# ---- saved as plain arrays and JSON: loading builds numbers and lists, never runs code ----------
+
+_ARRAYS = ("left", "value", "roots", "rule")
+
+
+def save(predictor: CompiledRegressor, path: Path) -> None:
+    """One .npz: the forest's arrays, each feature block, and a `meta` entry holding the rest as
+    UTF-8 JSON (format, features with their category codes, edges, link). No object arrays, so it
+    loads with numpy's allow_pickle=False."""
+    forest = predictor.forest
+    meta = {
+        "format": forest.format,
+        "n_features": forest.n_features,
+        "depth": forest.depth,
+        "baseline": forest.baseline,
+        "categorical": forest.categorical,
+        "edges": forest.edges,
+        "blocks": [j for j, _ in forest.blocks],
+        "features": [
+            {
+                "kind": f.kind,
+                "field": f.field,
+                # pairs, not an object: JSON keys are strings and categories may be numbers
+                "codes": None
+                if f.codes is None
+                else [[k, None if v != v else v] for k, v in f.codes.items()],
+            }
+            for f in predictor.features
+        ],
+        "link": predictor.link,
+        "chunk": predictor.chunk,
+    }
+    arrays = {name: getattr(forest, name) for name in _ARRAYS}
+    arrays |= {f"block_{i}": block for i, (_, block) in enumerate(forest.blocks)}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(buffer.getvalue())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load(path: Path) -> CompiledRegressor:
+    """The predictor `save` wrote; NotCompilable for another format or a malformed file."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(npz["meta"].tobytes())
+            if meta.get("format") != Forest.FORMAT:
+                raise NotCompilable(
+                    f"compiled with another forest format ({meta.get('format')}, this code reads "
+                    f"{Forest.FORMAT}): register the model again"
+                )
+            forest = Forest.__new__(Forest)
+            forest.format = meta["format"]
+            forest.n_features, forest.depth = int(meta["n_features"]), int(meta["depth"])
+            forest.baseline = float(meta["baseline"])
+            forest.categorical = [bool(c) for c in meta["categorical"]]
+            forest.edges = [[float(e) for e in edges] for edges in meta["edges"]]
+            for name in _ARRAYS:
+                setattr(forest, name, npz[name])
+            forest.blocks = [(int(j), npz[f"block_{i}"]) for i, j in enumerate(meta["blocks"])]
+            features = [
+                Feature(
+                    f["kind"],
+                    f["field"],
+                    None
+                    if f["codes"] is None
+                    else {k: math.nan if v is None else float(v) for k, v in f["codes"]},
+                )
+                for f in meta["features"]
+            ]
+            return CompiledRegressor(forest, features, meta["link"], int(meta["chunk"]))
+    except NotCompilable:
+        raise
+    except Exception as exc:  # truncated, not an npz, missing keys, object arrays
+        raise NotCompilable(
+            f"{path.name}: not a compiled predictor ({type(exc).__name__})"
+        ) from None

@@ -16,11 +16,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from core import modelfile
+from models.config import ModelConfig, PersistenceConfig, package_config
 from models.contract import Outputs, Task
 
 Name = Literal["compiled", "onnx", "sklearn"]
 ORDER: tuple[Name, ...] = ("compiled", "onnx", "sklearn")
-FILES: dict[Name, str] = {"compiled": "compiled.pkl", "onnx": "model.onnx", "sklearn": "model.pkl"}
+# None of these runs code when it loads: arrays + JSON, protobuf, skops (core/modelfile.py). The
+# sklearn runtime's file is model.pkl instead only for a package that opted in to pickles.
+FILES: dict[Name, str] = {
+    "compiled": "compiled.npz",
+    "onnx": "model.onnx",
+    "sklearn": modelfile.SKOPS_FILE,
+}
 
 Runtime = Callable[[list[dict[str, Any]]], Outputs]
 
@@ -29,10 +37,37 @@ class RuntimeUnavailable(RuntimeError):
     pass
 
 
-def _joblib_load(path: Path) -> Any:
-    import joblib  # here: a process serving ONNX never imports scikit-learn through joblib
+def persistence(model_name: str) -> PersistenceConfig:
+    """What the model's package trusts: its reviewed config file (or the one BENTOGATE_CONFIG
+    names for this model), never the model's own record, which travels with the files it would
+    vouch for."""
+    from core.settings import get_settings
+    from models.config import load_config
 
-    return joblib.load(path)
+    settings = get_settings()
+    if settings.config is not None and settings.model == model_name:
+        cfg: ModelConfig | None = load_config(settings.config)
+    else:
+        cfg = package_config(model_name)
+    return cfg.persistence if cfg is not None else PersistenceConfig()
+
+
+def load_fitted(folder: Path, model_name: str) -> Any:
+    """The fitted scikit-learn model in `folder`, building only the types its package trusts."""
+    trust = persistence(model_name)
+    return modelfile.load_model(folder, trusted=trust.trusted, allow_pickle=trust.allow_pickle)
+
+
+def load_registered(tag: str) -> Any:
+    """The fitted model of a registered `tag`, once its files match their registered hashes."""
+    from core import registry
+
+    stored = registry.get(tag)
+    registry.verify(stored)
+    try:
+        return load_fitted(Path(stored.path), stored.tag.name)
+    except modelfile.UnsafeModelFile as exc:
+        raise registry.RegistryError(f"{stored.tag}: {exc}") from None
 
 
 def load(
@@ -45,13 +80,15 @@ def load(
     custom_prepare: bool,
 ) -> Runtime:
     """The runtime `name` of the model whose files are in `folder`."""
-    path = folder / FILES[name]
+    path = modelfile.model_file(folder) if name == "sklearn" else folder / FILES[name]
     if not path.is_file():
         raise RuntimeUnavailable(f"{name} runtime: {path.name} was not saved with the model")
     if name == "compiled":
         import numpy as np
 
-        compiled = _joblib_load(path)
+        from models import forest
+
+        compiled = forest.load(path)
         return lambda records: Outputs(np.asarray(compiled(records), dtype=float))
     from models import get_spec
     from models import predict as path_
@@ -64,7 +101,7 @@ def load(
             prepare = functools.partial(path_.prepare, get_spec(model_name))
         onnx: Runtime = OnnxPredictor(path, task=task, classes=classes, prepare=prepare)
         return onnx
-    spec, model = get_spec(model_name), _joblib_load(path)
+    spec, model = get_spec(model_name), load_fitted(folder, model_name)
     return functools.partial(path_.predict_records, spec, model)
 
 

@@ -4,9 +4,9 @@ A Bento installs build/requirements.txt (exported from uv.lock's main dependenci
 else, so a model that trained, served and load-tested in the full development venv can still fail
 to start from its Bento. This finds every module the model needs, without loading anything:
 
-- the model's files in its store folder (model.pkl, compiled.pkl): the modules their pickles name,
-  read from the opcodes (joblib's files interleave raw array bytes, skipped the way joblib reads
-  them);
+- the model's files in its store folder: the modules a skops file's schema names (model.skops),
+  or, for a package that opted in to pickles, those a pickle names (model.pkl), read from the
+  opcodes (joblib's files interleave raw array bytes, skipped the way joblib reads them);
 - the code the Bento ships (bentofile.yaml's include) that serves this model: the imports of
   service.py, serving/, core/, models/*.py and models/<name>/.
 
@@ -415,6 +415,30 @@ def _no_modules(path: Path) -> set[str]:
     return set()
 
 
+def skops_modules(path: Path) -> set[str]:
+    """Every module a skops file's schema names (each object it would build says its
+    `__module__`), read from its schema.json without loading anything; and skops itself."""
+    import json
+    import zipfile
+
+    def walk(node: Any) -> Iterable[str]:
+        if isinstance(node, dict):
+            if isinstance(node.get("__module__"), str):
+                yield node["__module__"]
+            for value in node.values():
+                yield from walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from walk(value)
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            schema = json.loads(archive.read("schema.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise DependencyError(f"{path.name}: not a skops file: {exc}") from None
+    return {"skops", *walk(schema)}
+
+
 # How to read each kind of file in a model's store folder. ONNX names no Python module (the runtime
 # that reads it is imported by the serving code, which the code side checks). A new format needs
 # its reader here: an unknown file stops the build rather than pass unchecked.
@@ -423,6 +447,10 @@ READERS = {
     ".pickle": pickle_modules,
     ".joblib": pickle_modules,
     ".onnx": _no_modules,
+    ".skops": skops_modules,
+    # A compiled predictor: numeric arrays and JSON (models/forest.py), read with
+    # allow_pickle=False, so it names no module; the code that reads it is checked as code.
+    ".npz": _no_modules,
     # The reference sample (validation rows and predictions): data that pyarrow reads for the load
     # test and monitoring, never unpickled, so it names no module.
     ".parquet": _no_modules,

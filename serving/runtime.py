@@ -45,6 +45,7 @@ class ServedModel:
     runtimes: dict[str, Any]  # verdict per runtime, from registration
     custom_prepare: bool
     parity: dict[str, float]  # tolerances of the golden check
+    files: dict[str, str] | None  # sha256 of each file, from registration: checked before loading
 
 
 def bundled_tag(source_dir: Path) -> str | None:
@@ -114,6 +115,7 @@ def load_served_model(settings: Settings, source_dir: Path) -> ServedModel:
         runtimes=verdicts,
         custom_prepare=verdicts.get(runtime, {}).get("feeds") == "prepare",
         parity=config.serving.parity.model_dump(),
+        files=meta.get("files"),
     )
 
 
@@ -162,6 +164,11 @@ def serve_runtime(model: ServedModel, folder: Path) -> tuple[LoadedRuntime, bool
     prediction; else, unless a setting forced it, the scikit-learn model."""
     names = [model.runtime] if model.forced else list(dict.fromkeys([model.runtime, "sklearn"]))
     classes = None if model.classes is None else [str(c) for c in model.classes]
+    try:  # before anything of the model is read: the files must be the registered ones
+        registry.verify_record(model.tag, model.files, folder)
+    except registry.RegistryError as exc:
+        LOG.error("%s is not served: %s", model.tag, exc)
+        return LoadedRuntime(names[0], _unavailable, classes), False
     loaded: LoadedRuntime | None = None
     for name in names:
         try:

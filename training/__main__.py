@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from core import registry
+from core import modelfile, registry
 from core.settings import Settings
 from core.yamlconf import ConfigError
 from models import UnknownModelError, blame
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             promoted, previous = registry.promote(tag)
             print(f"{promoted} is now production" + (f"; {previous} archived" if previous else ""))
             return 0
+        if args.command != "run":
+            ctx = pipeline.current(ctx)
         result = STAGES[args.command](ctx)
         if args.command in ("run", "register"):
             print(result)
@@ -121,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         UnknownModelError,
         pipeline.StageInputMissing,
         registry.RegistryError,
+        modelfile.UnsafeModelFile,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID_INPUT
@@ -157,6 +160,15 @@ def _list_models(settings: Settings) -> int:
     for name, verdict in rows[-1].runtimes.items():
         said = "admitted" if verdict.get("admitted") else "refused"
         print(f"  {rows[-1].tag} {name}: {said}: {verdict.get('reason', '')}")
+    # What each model's files are, and any that would run code when loaded.
+    for r in rows:
+        if not r.files:
+            print(f"  {r.tag} files: no sha256 recorded: it will not load; retrain (make train)")
+        elif modelfile.PICKLE_FILE in r.files:
+            print(
+                f"  {r.tag} files: {', '.join(sorted(r.files))}: {modelfile.PICKLE_FILE} is a "
+                "PICKLE (runs code when loaded), opted in by persistence.allow_pickle"
+            )
     return 0
 
 

@@ -1,14 +1,19 @@
 """Wires the stages together.
 
-Each stage reads its inputs from the work directory and writes its outputs there atomically, so
-any stage can be run alone and a failed run leaves nothing half-written.
+Each stage reads its inputs from the run folder and writes its outputs there atomically, so any
+stage can be run alone and a failed stage leaves nothing half-written. A whole `run` works in a
+folder of its own (`<work_dir>/<model>/runs/<id>`) and becomes `current` only once it registered
+its model: a failed run leaves the last good one as it was. Stages run alone work in `current`.
+Data frames are Parquet and the model skops (core/modelfile.py): no stage file is a pickle.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -18,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
 import pandas as pd
 
-from core import registry
+from core import modelfile, registry
 from core.settings import ROOT, Settings
 from models import get_spec
 from models import predict as path_
+from models import runtimes as model_runtimes
 from models.config import ModelConfig, load_config
 from models.contract import FeatureSchema, ModelSpec, Outputs
 from training import parameters, runtimes
@@ -89,12 +94,17 @@ def git_commit() -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
+KEEP_RUNS = 5  # run folders kept besides `current`: the last failed runs, for a look inside
+MODEL_STAGE_FILE = "model"  # the fitted model in a run folder: model.skops (core/modelfile.py)
+
+
 @dataclass(frozen=True)
 class Context:
     spec: ModelSpec
     config: ModelConfig
     config_path: Path
     settings: Settings
+    run_dir: Path | None = None  # a whole run's own folder; stages alone use `current`
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Context:
@@ -107,8 +117,12 @@ class Context:
         return self.settings.data_source or self.config.data.source
 
     @property
-    def work(self) -> Path:
+    def home(self) -> Path:
         return self.settings.work_dir / self.spec.name
+
+    @property
+    def work(self) -> Path:
+        return self.run_dir or self.home / "current"
 
     @property
     def reports(self) -> Path:
@@ -118,18 +132,77 @@ class Context:
         return self.work / name
 
     def read(self, name: str) -> Any:
+        if name == MODEL_STAGE_FILE:
+            if not modelfile.model_file(self.work).is_file():
+                raise StageInputMissing(
+                    f"{self.work / modelfile.SKOPS_FILE} not found: run the train stage first"
+                )
+            trust = self.config.persistence
+            return modelfile.load_model(
+                self.work, trusted=trust.trusted, allow_pickle=trust.allow_pickle
+            )
         path = self.artifact(name)
         if not path.exists():
             raise StageInputMissing(f"{path} not found: run the stage that writes it first")
         if path.suffix == ".json":
             return json.loads(path.read_text())
-        return joblib.load(path)
+        return pd.read_parquet(path)
 
     def write(self, name: str, obj: Any) -> None:
-        if name.endswith(".json"):
+        if name == MODEL_STAGE_FILE:
+            trust = self.config.persistence
+            self.work.mkdir(parents=True, exist_ok=True)
+            modelfile.dump_model(
+                obj,
+                self.work,
+                trusted=trust.trusted,
+                allow_pickle=trust.allow_pickle,
+                config=str(self.config_path),
+            )
+        elif name.endswith(".json"):
             write_json(self.artifact(name), obj)
         else:
-            atomic_write(self.artifact(name), lambda p: joblib.dump(obj, p))
+            atomic_write(self.artifact(name), lambda p: obj.to_parquet(p))
+
+
+def new_run(ctx: Context) -> Context:
+    """The context of a fresh run, in a folder of its own under `<work_dir>/<model>/runs/`."""
+    runs = ctx.home / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    _prune(runs, keep=ctx.home / "current")
+    run = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=runs))
+    return dataclasses.replace(ctx, run_dir=run)
+
+
+def _prune(runs: Path, keep: Path) -> None:
+    """Remove all but the newest KEEP_RUNS run folders, never the one `keep` points at."""
+    kept = keep.resolve() if keep.exists() else None
+    others = sorted(
+        (p for p in runs.iterdir() if p.is_dir() and p.resolve() != kept),
+        key=lambda p: p.stat().st_mtime,
+    )
+    for old in others[: max(len(others) - KEEP_RUNS, 0)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def make_current(ctx: Context) -> None:
+    """Point `current` at this run (atomically: a symlink replaced in one rename)."""
+    assert ctx.run_dir is not None
+    current = ctx.home / "current"
+    if current.is_dir() and not current.is_symlink():  # the layout before run folders
+        os.replace(current, ctx.home / "runs" / "before-run-folders")
+    link = ctx.home / f".current.{os.getpid()}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(Path("runs") / ctx.run_dir.name)
+    os.replace(link, current)
+    _prune(ctx.home / "runs", keep=current)
+
+
+def current(ctx: Context) -> Context:
+    """Stages run alone work in `current`: made (an empty run) if there is none yet."""
+    if not (ctx.home / "current").exists():
+        make_current(new_run(ctx))
+    return ctx
 
 
 # Stages: each takes the context, reads what it needs, writes what it makes.
@@ -141,51 +214,51 @@ def run_load(ctx: Context) -> pd.DataFrame:
         info: dict[str, Any] = {"source": ctx.source, "rows": len(df), "sha256": content_sha256(df)}
         if ctx.source != "default":
             info["file_sha256"] = file_sha256(ROOT / ctx.source)  # ROOT / absolute = absolute
-        ctx.write("data.pkl", df)
+        ctx.write("data.parquet", df)
         ctx.write("data.json", info)
         log.info("[load] %d rows, %d columns, sha256 %s", len(df), df.shape[1], info["sha256"][:12])
     return df
 
 
 def run_validate(ctx: Context) -> pd.DataFrame:
-    df = ctx.read("data.pkl")
+    df = ctx.read("data.parquet")
     with stage("validate", f"checking {len(df)} rows against the {ctx.spec.name} data contract"):
         typed = validate(df, ctx.spec.schema)
         clean = ctx.spec.clean(typed).reset_index(drop=True)
         log.info(
             "[validate] %d rows valid, %d dropped by clean()", len(clean), len(typed) - len(clean)
         )
-        ctx.write("clean.pkl", clean)
+        ctx.write("clean.parquet", clean)
     return clean
 
 
 def run_split(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
-    df = ctx.read("clean.pkl")
+    df = ctx.read("clean.parquet")
     with stage("split", "holding out validation data"):
         train_df, valid_df = split(df, ctx.spec, ctx.config.split, ctx.config.seed)
         info: dict[str, Any] = {"train_rows": len(train_df), "validation_rows": len(valid_df)}
         if (tc := ctx.spec.schema.time_column) is not None:
             info["validation_from"] = f"{valid_df[tc].min():%Y-%m-%d}"
             info["validation_to"] = f"{valid_df[tc].max():%Y-%m-%d}"
-        ctx.write("train.pkl", train_df)
-        ctx.write("valid.pkl", valid_df)
+        ctx.write("train.parquet", train_df)
+        ctx.write("valid.parquet", valid_df)
         ctx.write("split.json", info)
         log.info("[split] %s", ", ".join(f"{k}={v}" for k, v in info.items()))
     return train_df, valid_df
 
 
 def run_train(ctx: Context) -> Any:
-    df = ctx.read("train.pkl")
+    df = ctx.read("train.parquet")
     parameters.check(ctx.spec, ctx.config.params, ctx.config.seed, ctx.config_path)
     with stage("train", f"fitting on {len(df)} rows (seed {ctx.config.seed})"):
         with parameters.explained(ctx.spec, ctx.config.params, ctx.config_path):
             model = train(ctx.spec, df, ctx.config.params, ctx.config.seed)
-        ctx.write("model.pkl", model)
+        ctx.write(MODEL_STAGE_FILE, model)
     return model
 
 
 def run_evaluate(ctx: Context) -> dict[str, Any]:
-    model, valid_df = ctx.read("model.pkl"), ctx.read("valid.pkl")
+    model, valid_df = ctx.read(MODEL_STAGE_FILE), ctx.read("valid.parquet")
     with stage("evaluate", f"scoring {len(valid_df)} validation rows"):
         report = evaluate(ctx.spec, model, valid_df)
         ctx.write("metrics.json", report)
@@ -201,14 +274,14 @@ def production_metrics(
     if prod is None:
         return None, None, "no production model yet"
     try:
-        model = registry.load_model(str(prod.tag))
+        model = model_runtimes.load_registered(str(prod.tag))
         return str(prod.tag), evaluate(ctx.spec, model, valid_df), None
     except Exception as exc:  # a production model from an older schema may not score new data
         return str(prod.tag), None, f"production model {prod.tag} cannot score this data: {exc}"
 
 
 def run_gate(ctx: Context) -> GateResult:
-    report, valid_df = ctx.read("metrics.json"), ctx.read("valid.pkl")
+    report, valid_df = ctx.read("metrics.json"), ctx.read("valid.parquet")
     with stage("gate", "checking thresholds and the production ratchet"):
         prod_tag, prod_report, why = production_metrics(ctx, valid_df)
         result = is_accepted(
@@ -239,8 +312,8 @@ def run_register(ctx: Context) -> str:
     if not gate["accepted"]:
         raise GateFailed(GateResult.from_dict(gate))
     with stage("register", f"saving the candidate into the model store as {ctx.spec.name}"):
-        model = ctx.read("model.pkl")
-        clean, valid_df = ctx.read("clean.pkl"), ctx.read("valid.pkl")
+        model = ctx.read(MODEL_STAGE_FILE)
+        clean, valid_df = ctx.read("clean.parquet"), ctx.read("valid.parquet")
         fitted = ctx.spec.schema.fitted(clean)
         cfg = ctx.config
         classes = None
@@ -315,13 +388,17 @@ def golden_example(
 def run_all(ctx: Context) -> str:
     # Parameter mistakes stop the run before any data is read.
     parameters.check(ctx.spec, ctx.config.params, ctx.config.seed, ctx.config_path)
+    ctx = new_run(ctx)
+    log.info("[run] working in %s", ctx.work)
     run_load(ctx)
     run_validate(ctx)
     run_split(ctx)
     run_train(ctx)
     run_evaluate(ctx)
     run_gate(ctx)
-    return run_register(ctx)
+    tag = run_register(ctx)
+    make_current(ctx)
+    return tag
 
 
 def _fmt(v: Any) -> str:

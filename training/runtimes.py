@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from core import modelfile
 from models import predict as path_
 from models import runtimes
 from models.config import ParityConfig
@@ -25,16 +26,20 @@ SINGLE_ROWS = 100  # rows also checked one call each (not for sklearn: it is the
 
 def _build(
     name: runtimes.Name, spec: ModelSpec, model: Any, records: list[dict[str, Any]], dest: Path
-) -> None:
-    """Write runtime `name`'s file into dest, or raise with the reason it cannot be built."""
+) -> Path:
+    """Write runtime `name`'s file (dest, or model.pkl beside it for a package that opted in to
+    pickles); raise with the reason it cannot be built."""
     if name == "compiled":
         if spec.compile is None:
             raise _Refused("the model package has no compiled predictor")
         if spec.task != "regression":
             raise _Refused("compiled predictors are for regression models")
-        import joblib
+        from models import forest
 
-        joblib.dump(spec.compile(model), dest)
+        predictor = spec.compile(model)
+        if not isinstance(predictor, forest.CompiledRegressor):
+            raise _Refused("the compiled predictor is not a models.forest.CompiledRegressor")
+        forest.save(predictor, dest)
     elif name == "onnx":
         from training.onnx_export import NotConvertible, to_onnx
 
@@ -48,9 +53,15 @@ def _build(
             log.info("[register] onnx: the package's own predict step is checked by parity")
         dest.write_bytes(data)
     else:
-        import joblib
-
-        joblib.dump(model, dest)
+        trust = runtimes.persistence(spec.name)
+        return modelfile.dump_model(
+            model,
+            dest.parent,
+            trusted=trust.trusted,
+            allow_pickle=trust.allow_pickle,
+            config=f"models/{spec.name}/config.yaml",
+        )
+    return dest
 
 
 class _Refused(Exception):
@@ -147,10 +158,12 @@ def admit(
     for name in runtimes.ORDER:
         dest = scratch / runtimes.FILES[name]
         try:
-            _build(name, spec, model, records, dest)
+            dest = _build(name, spec, model, records, dest)
             verdict = _check(name, scratch, spec, classes, records, expected, parity)
         except _Refused as exc:
             verdict = {"admitted": False, "reason": str(exc)}
+        except modelfile.UnsafeModelFile:  # the model itself cannot be saved safely: config
+            raise
         except Exception as exc:  # a runtime that fails to build or run is not admitted
             verdict = {"admitted": False, "reason": f"{type(exc).__name__}: {exc}"[:300]}
         if name == "sklearn" and not verdict["admitted"]:

@@ -6,23 +6,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import bentoml
-import joblib
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from core.registry import MODEL_FILE
 from core.settings import get_settings
+from models import runtimes
 from serving.runtime import load_served_model
 from serving.schema import request_model
 
 MODEL = load_served_model(get_settings(), Path(__file__).resolve().parent)
 PredictRequest = request_model(MODEL.schema, MODEL.max_records)
 FEATURES = list(MODEL.schema.features)
-estimator = joblib.load(bentoml.models.get(MODEL.tag).path_of(MODEL_FILE))
+estimator = runtimes.load_registered(MODEL.tag)  # files verified, skops
 
 app = FastAPI()
 

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-import joblib
 import pandas as pd
 
-from core.registry import MODEL_FILE
 from core.settings import get_settings
+from models import runtimes
 from serving.guard import RequestGuard
 from serving.runtime import load_served_model
 from serving.schema import RegressionResponse, request_model
@@ -30,7 +29,7 @@ class ModelStep:
     model_ref = bentoml.models.BentoModel(MODEL.tag)
 
     def __init__(self) -> None:
-        self.model = joblib.load(self.model_ref.path_of(MODEL_FILE))
+        self.model = runtimes.load_registered(MODEL.tag)  # files verified, skops
 
     # Generous max_latency_ms: a tight one makes the dispatcher shed load with 503s.
     @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=2000)

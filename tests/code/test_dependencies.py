@@ -208,10 +208,23 @@ def test_a_file_that_is_no_pickle_is_an_error(tmp_path):
 
 def test_a_model_file_of_unknown_format_stops_the_check(tmp_path):
     (tmp_path / "model.yaml").write_text("name: m\n")  # BentoML's record: not the model's
-    (tmp_path / "model.skops").write_bytes(b"PK")
+    (tmp_path / "model.safetensors").write_bytes(b"PK")
 
-    with pytest.raises(DependencyError, match=r"model\.skops: no reader for \.skops model files"):
+    with pytest.raises(
+        DependencyError, match=r"model\.safetensors: no reader for \.safetensors model files"
+    ):
         model_needs(tmp_path)
+
+
+def test_a_skops_file_names_the_modules_of_the_types_it_builds_without_loading(tmp_path):
+    import skops.io
+    from sklearn.preprocessing import StandardScaler
+
+    (tmp_path / "model.skops").write_bytes(skops.io.dumps(StandardScaler().fit([[0.0], [1.0]])))
+
+    modules = {need.module for need in model_needs(tmp_path)}
+
+    assert {"skops", "sklearn.preprocessing._data", "numpy"} <= modules
 
 
 def test_a_pickled_library_outside_the_requirements_is_reported_with_the_fix(tmp_path):

@@ -57,3 +57,16 @@ def test_per_model_operations_name_the_model(target):
 def test_a_bento_of_another_model_is_refused_only_when_a_model_is_given(target):
     assert "--model wine" in dry_run(target, "ENV=staging", "MODEL=wine")
     assert "--model" not in dry_run(target, "ENV=staging")
+
+
+def test_every_target_runs_with_telemetry_off():
+    # --eval adds a target that prints what each recipe's environment holds.
+    result = subprocess.run(
+        ["make", "-s", "--eval", "_env: ; @echo $$BENTOML_DO_NOT_TRACK $$DO_NOT_TRACK", "_env"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.endswith("DO_NOT_TRACK")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.split() == ["true", "1"], result.stderr

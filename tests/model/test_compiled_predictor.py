@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import pickle
 import subprocess
 import sys
-from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,10 +15,12 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from core.settings import ROOT
+from models import forest
 from models.config import ParityConfig
 from models.forest import Forest, NotCompilable
 from models.predict import predict_records
 from models.sales.compiled import build_predictor
+from tests.fixtures.variants import Touch
 from training import runtimes
 
 
@@ -58,14 +57,11 @@ def admit(spec, model, fitted_schema, valid_df, scratch):
     return runtimes.admit(spec, model, records, expected, None, ParityConfig(), scratch)
 
 
-@dataclasses.dataclass
-class Drifting:
-    """A compiled predictor off by 0.01%: picklable, so it reaches the parity check."""
-
-    inner: Any
-
-    def __call__(self, records):
-        return self.inner(records) * (1 + 1e-4)
+def drifting(predictor):
+    """A compiled predictor off by a little (its baseline moved): it saves and loads like any
+    other, so only the parity check can catch it."""
+    predictor.forest.baseline += 1e-4
+    return predictor
 
 
 def test_parity_admits_the_sales_compiled_predictor(
@@ -81,11 +77,11 @@ def test_parity_admits_the_sales_compiled_predictor(
 def test_parity_refuses_a_compiled_predictor_that_drifts(
     sales_spec, fitted_schema, sales_model, sales_split, tmp_path
 ):
-    spec = dataclasses.replace(sales_spec, compile=lambda model: Drifting(build_predictor(model)))
+    spec = dataclasses.replace(sales_spec, compile=lambda model: drifting(build_predictor(model)))
     verdicts, files = admit(spec, sales_model, fitted_schema, sales_split[1], tmp_path)
     assert verdicts["compiled"]["admitted"] is False
     assert verdicts["compiled"]["reason"].startswith("predictions differ by up to")
-    assert "compiled" not in files and not (tmp_path / "compiled.pkl").exists()
+    assert "compiled" not in files and not (tmp_path / "compiled.npz").exists()
     assert runtimes.chosen(verdicts) != "compiled"
 
 
@@ -141,21 +137,33 @@ def test_forest_decides_edge_values_as_scikit_learn_does(small_forest):
     np.testing.assert_allclose(one_by_one, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_a_forest_pickled_in_another_format_is_refused(small_forest):
-    forest = Forest(small_forest[0])
-    forest.format = Forest.FORMAT - 1
+def test_a_forest_saved_in_another_format_is_refused(sales_model, tmp_path):
+    predictor = build_predictor(sales_model)
+    predictor.forest.format = Forest.FORMAT - 1
+    forest.save(predictor, tmp_path / "compiled.npz")
     with pytest.raises(NotCompilable, match="register the model again"):
-        pickle.loads(pickle.dumps(forest))
+        forest.load(tmp_path / "compiled.npz")
+
+
+def test_a_compiled_predictor_file_holding_a_pickle_is_refused_unrun(tmp_path):
+    marker = tmp_path / "ran"
+    payload = np.array([Touch(marker)], dtype=object)
+    np.savez(tmp_path / "compiled.npz", meta=payload)
+    with pytest.raises(NotCompilable, match="not a compiled predictor"):
+        forest.load(tmp_path / "compiled.npz")
+    assert not marker.exists()
 
 
 def test_a_saved_compiled_predictor_runs_without_scikit_learn_or_pandas(
     sales_model, sales_spec, valid_records, tmp_path
 ):
-    path = tmp_path / "compiled.pkl"
-    joblib.dump(build_predictor(sales_model), path)
+    path = tmp_path / "compiled.npz"
+    forest.save(build_predictor(sales_model), path)
     script = (
-        "import json, sys, joblib\n"
-        "predict = joblib.load(sys.argv[1])\n"
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from models import forest\n"
+        "predict = forest.load(Path(sys.argv[1]))\n"
         "out = predict(json.loads(sys.argv[2])).tolist()\n"
         "print(json.dumps({'out': out, 'loaded': [m for m in ('sklearn', 'pandas') if m in sys.modules]}))\n"
     )

@@ -39,10 +39,10 @@ def test_the_sales_model_and_the_shipped_code_need_nothing_the_bento_lacks(
     result = check(ROOT, "sales", model_dir, bento_requirements)
 
     assert result.problems == []
-    assert {"model.pkl", "compiled.pkl", "service.py", "models/sales/estimator.py"} <= set(
+    assert {"model.skops", "compiled.npz", "service.py", "models/sales/estimator.py"} <= set(
         result.files
     )
-    assert Need("sklearn.pipeline", "model.pkl") in result.needs
+    assert Need("sklearn.pipeline", "model.skops") in result.needs
 
 
 def test_the_sales_model_fails_the_check_without_scikit_learn(production_tag, bento_requirements):
@@ -59,7 +59,7 @@ def test_the_sales_model_fails_the_check_without_scikit_learn(production_tag, be
     problems = check(ROOT, "sales", model_dir, without).problems
 
     assert [p.module for p in problems] == ["sklearn"]
-    assert problems[0].where[0] == "model.pkl"
+    assert problems[0].where[0] == "model.skops"
     assert any(w.startswith("models/sales/estimator.py:") for w in problems[0].where)
 
 

@@ -45,6 +45,14 @@ def build_estimator(params: dict[str, Any], seed: int) -> Pipeline:
 '''
 
 
+TRUSTED = """
+persistence:
+  trusted:
+    - models.needy.estimator.ClipToTrainingRange
+    - sortedcontainers.sortedlist.SortedList
+"""
+
+
 @pytest.fixture
 def repo(tmp_path):
     dest = copy_project(tmp_path / "repo")
@@ -64,6 +72,8 @@ def test_build_refuses_a_model_needing_a_library_the_bento_lacks_until_it_is_add
         assert result.returncode == 0, f"make {' '.join(step)}:\n{result.stdout}\n{result.stderr}"
         if i == 0:  # the data scientist's estimator, using a library the venv happens to have
             (repo / "models" / "needy" / "estimator.py").write_text(ESTIMATOR)
+            with (repo / "models" / "needy" / "config.yaml").open("a") as config:
+                config.write(TRUSTED)  # what `make train` asks for, naming both types
     import_line = ESTIMATOR.splitlines().index("from sortedcontainers import SortedList") + 1
     (repo / "build").mkdir(exist_ok=True)
     (repo / "build" / "bento-tag").write_text("sales_api:previous\n")
@@ -73,7 +83,7 @@ def test_build_refuses_a_model_needing_a_library_the_bento_lacks_until_it_is_add
 
     assert refused.returncode == 2
     assert (
-        f"- sortedcontainers (needed by model.pkl, models/needy/estimator.py:{import_line}): "
+        f"- sortedcontainers (needed by model.skops, models/needy/estimator.py:{import_line}): "
         "its distribution sortedcontainers is not in build/requirements.txt"
     ) in refused.stderr
     assert "fix: `uv add sortedcontainers`, commit pyproject.toml and uv.lock" in refused.stderr

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from core import registry
 from core.process import serving
 from core.settings import ROOT
+from models import runtimes
 from tests.conftest import run_cli
-from tests.fixtures.variants import FailsAfterStartup, Slow, register_like
+from tests.fixtures.variants import FailsAfterStartup, Slow, register_like, trusting_config
 
 pytestmark = pytest.mark.slow
 
@@ -33,11 +33,11 @@ def config(tmp_path_factory):
 
 
 def variant(production_tag: str, wrap) -> str:
-    inner = registry.load_model(production_tag)
+    inner = runtimes.load_registered(production_tag)
     return register_like(production_tag, wrap(inner), git_commit="test")
 
 
-def gate(config, tag: str, tmp_path, *extra: str):
+def gate(config, tag: str, tmp_path, *extra: str, env: dict[str, str] | None = None):
     return run_cli(
         "-m",
         "loadtests.gate",
@@ -50,9 +50,14 @@ def gate(config, tag: str, tmp_path, *extra: str):
         "--out",
         str(tmp_path),
         *extra,
-        env={},
+        env=env or {},
         timeout=240,
     )
+
+
+def trusting(tmp_path) -> dict[str, str]:
+    """The server trusts the test variants' wrapper types (the sales config never does)."""
+    return {"BENTOGATE_CONFIG": str(trusting_config(tmp_path / "trusting.yaml"))}
 
 
 def test_gate_passes_the_default_model(production_tag, config, tmp_path):
@@ -72,14 +77,14 @@ def test_gate_passes_the_default_model(production_tag, config, tmp_path):
 
 def test_gate_fails_a_slowed_model_naming_the_threshold(production_tag, config, tmp_path):
     tag = variant(production_tag, lambda m: Slow(m, delay=0.8))
-    result = gate(config, tag, tmp_path)
+    result = gate(config, tag, tmp_path, env=trusting(tmp_path))
     assert result.returncode == 1, result.stderr[-2000:]
     assert "FAIL p90 = " in result.stderr and "fails p90 < 400ms" in result.stderr
 
 
 def test_gate_fails_a_model_that_returns_errors(production_tag, config, tmp_path):
     tag = variant(production_tag, FailsAfterStartup)
-    result = gate(config, tag, tmp_path)
+    result = gate(config, tag, tmp_path, env=trusting(tmp_path))
     assert result.returncode == 1, result.stderr[-2000:]
     assert "fails error_rate < 0.1%" in result.stderr
 

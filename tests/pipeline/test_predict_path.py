@@ -12,8 +12,8 @@ import httpx
 import pytest
 import yaml
 
-from core import registry
 from core.process import serving
+from models import runtimes
 from models.contract import Outputs
 from models.predict import default_predict, predict_records
 from tests.conftest import copy_project, make
@@ -74,7 +74,7 @@ def test_the_edited_path_is_what_training_evaluates_and_records(
     meta = info["metadata"]
     # Same data, seed and parameters as the session's production model, so the same fitted
     # model: the candidate's metrics and golden prediction are that model's, through the edit.
-    model = registry.load_model(production_tag)
+    model = runtimes.load_registered(production_tag)
     spec = dataclasses.replace(sales_spec, predict=scaled)
     assert meta["split"] == bentoml.models.get(production_tag).info.metadata["split"]
     assert meta["metrics"]["overall"] == pytest.approx(

@@ -76,11 +76,28 @@ def test_two_runs_give_identical_metrics(trained, isolated_env):
     env, _ = trained
     again = run_cli("-m", "training", "run", env=isolated_env)
     assert again.returncode == 0, again.stderr
-    first = json.loads((Path(env["BENTOGATE_WORK_DIR"]) / "sales/metrics.json").read_text())
+    first = json.loads((Path(env["BENTOGATE_WORK_DIR"]) / "sales/current/metrics.json").read_text())
     second = json.loads(
-        (Path(isolated_env["BENTOGATE_WORK_DIR"]) / "sales/metrics.json").read_text()
+        (Path(isolated_env["BENTOGATE_WORK_DIR"]) / "sales/current/metrics.json").read_text()
     )
     assert first == second
+
+
+def test_a_failed_run_leaves_the_last_good_run_current(trained, tmp_path):
+    env, result = trained
+    current = Path(env["BENTOGATE_WORK_DIR"]) / "sales" / "current"
+    good_run, good_metrics = current.resolve(), (current / "metrics.json").read_bytes()
+    weak = config_with(tmp_path, params=WEAK)
+    env = {**env, "BENTOGATE_REPORTS_DIR": str(tmp_path / "reports")}
+
+    failed = run_cli("-m", "training", "--config", str(weak), "run", env=env)
+
+    assert failed.returncode == 1, failed.stderr
+    assert current.resolve() == good_run
+    assert (current / "metrics.json").read_bytes() == good_metrics
+    candidate = run_cli("-m", "training", "candidate", env=env)
+    assert candidate.stdout.strip() == result.stdout.strip()
+    assert not any(p.suffix == ".pkl" for p in good_run.iterdir())  # no stage file is a pickle
 
 
 def test_weak_model_fails_the_gate_and_is_not_registered(tmp_path, isolated_env):
@@ -148,7 +165,7 @@ def test_each_stage_runs_alone_in_order(isolated_env):
 def test_a_stage_without_its_input_says_which_to_run_first(isolated_env):
     result = run_cli("-m", "training", "train", env=isolated_env)
     assert result.returncode == 2
-    assert "train.pkl not found: run the stage that writes it first" in result.stderr
+    assert "train.parquet not found: run the stage that writes it first" in result.stderr
 
 
 def test_bad_estimator_parameter_exits_2_naming_line_and_field_before_reading_data(
@@ -223,9 +240,9 @@ def test_model_package_whose_own_code_fails_exits_2_naming_its_line(
 
 def test_unexpected_failure_exits_3_with_the_traceback_never_1(isolated_env):
     # A corrupt work file is no mistake of the user's config or data: a bug report needs the trace.
-    work = Path(isolated_env["BENTOGATE_WORK_DIR"]) / "sales"
+    work = Path(isolated_env["BENTOGATE_WORK_DIR"]) / "sales" / "current"
     work.mkdir(parents=True)
-    (work / "train.pkl").write_bytes(b"not a pickle")
+    (work / "train.parquet").write_bytes(b"not parquet")
     result = run_cli("-m", "training", "train", env=isolated_env)
     assert result.returncode == 3
     assert "Traceback" in result.stderr

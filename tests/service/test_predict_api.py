@@ -5,15 +5,20 @@ import gc
 import json
 import logging
 import pickle
+import re
 import shutil
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import bentoml
-import joblib
 import pytest
 
+from core import modelfile
+from models import forest
 from serving import gc_pauses
 from serving.runtime import serve_runtime
+from tests.fixtures.variants import Touch
 
 
 def test_predict_returns_one_prediction_per_record_and_the_model_tag(
@@ -286,32 +291,89 @@ def test_chunked_body_over_the_size_limit_gets_413(client, service_module):
     assert response.status_code == 413
 
 
+def copy_of_model(service_module, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(bentoml.models.get(service_module.MODEL.tag).path, folder)
+    return folder
+
+
+def as_registered(model, folder):
+    """The served model as if its files in `folder` were the ones registered: a stand-in for a
+    model registered with them, to reach the checks behind the hash check."""
+    files = {p.name: modelfile.sha256(p) for p in folder.iterdir() if p.name != "model.yaml"}
+    return dataclasses.replace(model, files=files)
+
+
 def test_a_compiled_predictor_saved_in_an_older_format_leaves_the_model_serving(
     service_module, record, tmp_path
 ):
-    # A real old-format pickle, as a model registered before a forest format change would hold.
-    folder = tmp_path / "model"
-    shutil.copytree(bentoml.models.get(service_module.MODEL.tag).path, folder)
-    compiled = joblib.load(folder / "compiled.pkl")
+    # A real old-format file, as a model registered before a forest format change would hold.
+    folder = copy_of_model(service_module, tmp_path)
+    compiled = forest.load(folder / "compiled.npz")
     compiled.forest.format = 1
-    joblib.dump(compiled, folder / "compiled.pkl")
+    forest.save(compiled, folder / "compiled.npz")
     assert service_module.MODEL.runtime == "compiled"
 
-    runtime, ready = serve_runtime(service_module.MODEL, folder)
+    runtime, ready = serve_runtime(as_registered(service_module.MODEL, folder), folder)
 
     assert (runtime.name, ready) == ("sklearn", True)
     assert runtime.predict([record]) == pytest.approx(compiled([record]).tolist())
 
 
 def test_a_forced_runtime_that_cannot_load_leaves_the_service_unready(service_module, tmp_path):
-    folder = tmp_path / "model"
-    shutil.copytree(bentoml.models.get(service_module.MODEL.tag).path, folder)
-    (folder / "compiled.pkl").write_bytes(b"not a pickle")
+    folder = copy_of_model(service_module, tmp_path)
+    (folder / "compiled.npz").write_bytes(b"not an npz")
     forced = dataclasses.replace(service_module.MODEL, runtime="compiled", forced=True)
 
-    runtime, ready = serve_runtime(forced, folder)
+    runtime, ready = serve_runtime(as_registered(forced, folder), folder)
 
     assert (runtime.name, ready) == ("compiled", False)
+
+
+@pytest.mark.parametrize("name", ["compiled.npz", "model.skops"])
+def test_a_model_file_that_is_not_the_registered_one_is_never_loaded(
+    service_module, tmp_path, caplog, name
+):
+    folder = copy_of_model(service_module, tmp_path)
+    marker = tmp_path / "ran"
+    (folder / name).write_bytes(pickle.dumps(Touch(marker)))
+
+    runtime, ready = serve_runtime(service_module.MODEL, folder)
+
+    assert ready is False
+    assert f"{name} does not match the sha256 recorded for it" in caplog.text
+    with pytest.raises(RuntimeError, match="no runtime of this model could be loaded"):
+        runtime.predict([{}])
+    assert not marker.exists()
+
+
+def test_a_model_registered_before_file_hashes_is_refused_with_the_fix(service_module, caplog):
+    older = dataclasses.replace(service_module.MODEL, files=None)
+
+    _, ready = serve_runtime(older, Path(bentoml.models.get(older.tag).path))
+
+    assert ready is False
+    assert "registered without file hashes" in caplog.text and "make train" in caplog.text
+
+
+def test_a_model_whose_files_match_but_pickled_is_refused_without_running_it(
+    service_module, tmp_path, caplog
+):
+    # Even with hashes that match (a release whose every record was rewritten), a pickle in
+    # place of the skops file is refused by the package's persistence config, never unpickled.
+    folder = copy_of_model(service_module, tmp_path)
+    marker = tmp_path / "ran"
+    (folder / "model.skops").unlink()
+    (folder / "model.pkl").write_bytes(pickle.dumps(Touch(marker)))
+    model = dataclasses.replace(
+        as_registered(service_module.MODEL, folder), runtime="sklearn", forced=True
+    )
+
+    _, ready = serve_runtime(model, folder)
+
+    assert ready is False
+    assert "model.pkl is a pickle, which runs code when loaded: refused" in caplog.text
+    assert not marker.exists()
 
 
 def test_the_service_times_requests_out_without_keeping_them_alive(client):
@@ -323,3 +385,31 @@ def test_the_service_prepares_the_collector_once_ready(client):
     assert client.get("/readyz").status_code == 200
     assert gc.get_freeze_count() > 0
     assert gc.get_threshold()[0] == gc_pauses.YOUNG_THRESHOLD
+
+
+def external_hosts(html: str) -> set[str]:
+    """Hosts other than this server that a page loads anything from (src, href, url(...))."""
+    urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)|url\(["']?([^"')]+)""", html)
+    return {urlsplit(u).hostname for pair in urls for u in pair if u and urlsplit(u).hostname}
+
+
+def test_the_check_for_external_hosts_finds_bentomls_own_google_tag_manager():
+    import _bentoml_impl.server
+
+    page = Path(_bentoml_impl.server.__file__).with_name("main-openapi.html").read_text()
+    assert "www.googletagmanager.com" in external_hosts(page)
+
+
+@pytest.mark.parametrize("path", ["/", "/docs"])
+def test_the_docs_page_loads_nothing_from_another_host(client, path):
+    response = client.get(path)
+
+    assert response.status_code == 200
+    assert external_hosts(response.text) == set()
+    assert "googletagmanager" not in response.text
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    assets = re.findall(r"""(?:src|href)="(/[^"]+)""", response.text)
+    assert len(assets) == 5
+    for asset in assets:  # the page works: everything it loads is served here
+        assert client.get(asset).status_code == 200, asset
+    assert "validatorUrl: null" in client.get("/docs-init.js").text
