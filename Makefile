@@ -192,6 +192,52 @@ bench: ensure-model $(WRK) ## Benchmark our service vs BentoML's floor vs FastAP
 bench-models: $(STAMP) $(WRK) ## The brought-in models part of make bench alone (cancer LR and HGB classifier vs the floor)
 	WRK=$(WRK) $(PY) -m loadtests.bench.models
 
+# Batch scoring runs on Spark 4, which needs Java 17 or later. A fresh Debian/Ubuntu machine gets a
+# headless JRE from apt-get (as root); elsewhere the message says what to install.
+.PHONY: java
+java:
+	@v=$$(java -version 2>&1 | sed -n '1s/.*version "\([0-9]*\).*/\1/p' || true); \
+	if [ -n "$$v" ] && [ "$$v" -ge 17 ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Java 17+ is missing (found: $${v:-none}): installing a headless JRE with apt-get"; \
+	  apt-get update -qq; \
+	  pkg=$$(for p in openjdk-17-jre-headless openjdk-21-jre-headless default-jre-headless; do \
+	    apt-cache show $$p >/dev/null 2>&1 && echo $$p && break; done || true); \
+	  test -n "$$pkg" || { echo "no Java 17+ package in apt's sources" >&2; exit 2; }; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg >/dev/null; \
+	else \
+	  echo "make score needs Java 17 or later for Spark 4 (found: $${v:-none}): run" \
+	    "'sudo apt-get install -y openjdk-17-jre-headless' (Debian/Ubuntu)," \
+	    "'brew install openjdk@17' (macOS), or put a JDK 17+ first on PATH" >&2; \
+	  exit 2; \
+	fi
+
+MASTER ?= local[*]
+SCORE_ARGS = --data "$(DATA)" --out "$(OUT)" --master "$(MASTER)" $(if $(KEY),--key "$(KEY)")
+SCORE_ENV = $(if $(RUNTIME),BENTOGATE_RUNTIME=$(RUNTIME))
+define need_data_out
+	@test -n "$(DATA)" -a -n "$(OUT)" || { \
+	  echo "usage: make $@ DATA=file.csv|file.parquet OUT=folder [KEY=column] [MASTER=url] [MODEL_TAG=tag]"; exit 2; }
+endef
+
+.PHONY: score
+score: $(if $(MODEL_TAG),$(STAMP),ensure-model) java ## Score a file on Spark with the production model (or MODEL_TAG): DATA=x.csv|x.parquet OUT=folder [KEY=col] [MASTER=local[*]]
+	$(need_data_out)
+	$(SCORE_ENV) $(PY) -m batch score $(SCORE_ARGS)
+
+.PHONY: score-submit
+score-submit: $(if $(MODEL_TAG),$(STAMP),ensure-model) java ## Like score, in the background: prints the job id (make score-status JOB=id)
+	$(need_data_out)
+	@$(SCORE_ENV) $(PY) -m batch submit $(SCORE_ARGS)
+
+.PHONY: score-status
+score-status: $(STAMP) ## Batch jobs and their state, newest first (JOB=id for one)
+	@$(PY) -m batch status $(JOB)
+
+.PHONY: bench-batch
+bench-batch: ensure-model java ## Benchmark make score on 1M sales rows (local[2]) vs one Python process (same runtime) vs scikit-learn: reports/bench-batch/
+	$(PY) -m batch.bench
+
 .PHONY: new-model
 new-model: $(STAMP) ## Scaffold models/NAME/ from your data: NAME=... DATA=file.csv TARGET=column TASK=classification|regression
 	@test -n "$(NAME)" -a -n "$(DATA)" -a -n "$(TARGET)" -a -n "$(TASK)" || { \

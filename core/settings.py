@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     prediction_log: Path | None = Field(
         default=None, description="Also append prediction records (JSON lines) to this file."
     )
+    batch_dir: Path = Field(
+        default=ROOT / ".bentogate" / "batch",
+        description="Batch scoring jobs: their store (jobs.sqlite) and logs.",
+    )
 
 
 def get_settings() -> Settings:

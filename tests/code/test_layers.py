@@ -11,7 +11,7 @@ from pathlib import Path
 from core.settings import ROOT
 
 LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
-PACKAGES = ("core", "models", "serving", "training", "loadtests", "deploy")
+PACKAGES = ("core", "models", "serving", "training", "loadtests", "deploy", "batch")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,131 @@
+"""Spark for batch scoring: the session, the model shipped with the job, the partition function.
+
+The model's folder (every runtime's file, as stored) goes to the executors as an archive with the
+job (`SparkContext.addArchive`), never as a path on the driver's disk. Each Python worker loads it
+once, with the service's own choice of runtime and golden check (`serving.runtime.serve_runtime`),
+and keeps it for every partition it is given. Rows travel as Arrow batches (`mapInPandas`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batch import rows
+from batch.score import FIELD, ID, PREDICTION, REASON, prediction_kind, probability_columns
+from batch.score import score_frame as _score
+from core.settings import ROOT
+from serving.runtime import LoadedRuntime, ServedModel, serve_runtime
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import DataFrame, SparkSession
+
+LOG4J = Path(__file__).with_name("log4j2.properties")
+_LOADED: dict[str, LoadedRuntime] = {}  # per Python worker: archive name -> loaded runtime
+
+
+class RuntimeNotReady(RuntimeError):
+    pass
+
+
+def session(master: str, app: str = "bentogate-score") -> SparkSession:
+    """A Spark session whose Python workers run this interpreter with the project importable."""
+    from pyspark.sql import SparkSession
+
+    # PySpark 4.3 warns on any pandas 3; mapInPandas, all we use, is covered by tests/batch.
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+    # Executors must run the project's interpreter, not the system Python (REFERENCE.md 7.5).
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    java_options = f"-Dlog4j2.configurationFile={LOG4J.as_uri()}"
+    builder = (
+        SparkSession.builder.master(master)
+        .appName(app)
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.extraJavaOptions", java_options)
+        .config("spark.executor.extraJavaOptions", java_options)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        # Our own _SUCCESS marks the whole job; Spark's per-folder markers would say less.
+        .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+    )
+    if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only, and no warning
+        builder = builder.config("spark.driver.host", "127.0.0.1").config(
+            "spark.driver.bindAddress", "127.0.0.1"
+        )
+    return builder.getOrCreate()
+
+
+def ship_model(spark: SparkSession, folder: Path, work: Path) -> str:
+    """Send the model's folder with the job; return the name executors find it under."""
+    name = f"model-{folder.parent.name}-{folder.name}"
+    archive = shutil.make_archive(str(work / name), "zip", root_dir=folder)
+    spark.sparkContext.addArchive(archive)
+    return Path(archive).name
+
+
+def _runtime(model: ServedModel, archive: str) -> LoadedRuntime:
+    """The shipped model's runtime, loaded once per Python worker."""
+    if archive not in _LOADED:
+        from pyspark import SparkFiles
+
+        loaded, ready = serve_runtime(model, Path(SparkFiles.get(archive)))
+        if not ready:
+            raise RuntimeNotReady(
+                f"no runtime of {model.tag} loads and reproduces its golden prediction "
+                f"(tried {loaded.name}); the service would not be ready either"
+            )
+        _LOADED[archive] = loaded
+    return _LOADED[archive]
+
+
+def output_schema(model: ServedModel, id_type: str) -> str:
+    """The DDL of what every partition returns: id, prediction, probabilities, field, reason."""
+    probabilities = "".join(f", `{c}` double" for c in probability_columns(model))
+    return (
+        f"`{ID}` {id_type}, `{PREDICTION}` {prediction_kind(model)}{probabilities}, "
+        f"`{FIELD}` string, `{REASON}` string"
+    )
+
+
+def scorer(model: ServedModel, archive: str, key: str) -> Any:
+    """The mapInPandas function: Arrow batches of input rows -> batches of output rows."""
+    kind = prediction_kind(model)
+
+    def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        runtime = _runtime(model, archive)
+        validator = rows.batch_model(model.schema)
+        for frame in batches:
+            out = _score(frame, frame[key], model, runtime, validator)
+            if kind == "string":
+                out[PREDICTION] = [None if p is None else str(p) for p in out[PREDICTION]]
+            yield out
+
+    return score_partition
+
+
+def with_row_numbers(df: DataFrame, column: str) -> DataFrame:
+    """Add `column`: each row's number in the input, from 1, in the order Spark reads it."""
+    from pyspark.sql import functions as F
+
+    part = df.withColumn("__part", F.spark_partition_id())
+    counts: dict[int, int] = dict(part.groupBy("__part").count().collect())
+    offsets, total = {}, 0
+    for p in sorted(counts):
+        offsets[p], total = total, total + counts[p]
+    if not offsets:
+        return df.withColumn(column, F.lit(None).cast("long"))
+    # Position inside the partition plus the partition's offset: no shuffle, no window.
+    start = F.create_map(*[x for p, o in offsets.items() for x in (F.lit(p), F.lit(o))])
+    inside = F.monotonically_increasing_id() - F.shiftleft(F.spark_partition_id().cast("long"), 33)
+    return df.withColumn(column, start[F.spark_partition_id()] + inside + 1).drop("__part")
