@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import joblib
 import pandas as pd
 
 from batch import rows
@@ -34,6 +33,7 @@ from core.settings import ROOT, get_settings
 from models import get_spec
 from models import predict as predict_path
 from models.config import package_config
+from models.runtimes import load_registered
 
 ROWS = 1_000_000
 CHUNK = 10_000
@@ -86,10 +86,10 @@ def one_process(data: Path, folder: Path) -> float:
 
 def sklearn_process(data: Path) -> float:
     """Seconds for scikit-learn's own predict over the file (the predict path's input)."""
-    model, stored = resolve_model(get_settings())
+    model, _ = resolve_model(get_settings())
     spec = get_spec(model.name)
     t = time.perf_counter()
-    fitted = joblib.load(stored / "model.pkl")
+    fitted = load_registered(str(model.tag))
     frame = pd.read_parquet(data, columns=list(model.schema.features))
     for i in range(0, len(frame), CHUNK):
         records = model.schema.records(frame.iloc[i : i + CHUNK])
