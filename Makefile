@@ -112,8 +112,24 @@ evidence: $(STAMP) ## The reviewer's evidence for the last build (provenance, qu
 approve: $(STAMP) ## Show the evidence and ask for approval to deploy to ENV (APPROVE=1 gives it)
 	$(PY) -m deploy approve $(ENV) $(BENTO)
 
+# The local target's router. A fresh Debian/Ubuntu machine gets it from apt-get (as root); it runs
+# as our own child with its own prefix under .bentogate/deploy: a system nginx is never touched.
+NGINX ?= $(or $(shell command -v nginx 2>/dev/null),$(wildcard /usr/sbin/nginx),/usr/sbin/nginx)
+$(NGINX):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "nginx is missing: installing it with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; \
+	else \
+	  echo "the local deploy target needs nginx: run 'sudo apt-get update && sudo apt-get install -y nginx'" \
+	    "(Debian/Ubuntu) or 'brew install nginx' (macOS)" >&2; \
+	  exit 2; \
+	fi
+
+.PHONY: router-deps
+router-deps: $(NGINX) ## Install the local target's router (nginx, with apt-get where missing)
+
 .PHONY: deploy
-deploy: $(STAMP) ## Release a Bento (BENTO=tag, default the last build) to ENV=staging|production, at its model's address
+deploy: $(STAMP) $(NGINX) ## Release a Bento (BENTO=tag, default the last build) to ENV=staging|production, at its model's address
 	$(PY) -m deploy deploy $(ENV) $(BENTO) $(MODEL_CHECK) $(if $(TARGET),--target $(TARGET)) $(if $(APPROVED_BY),--approved-by "$(APPROVED_BY)")
 
 .PHONY: smoke
@@ -121,11 +137,11 @@ smoke: $(STAMP) ## Smoke-test MODEL=sales in ENV (or URL=...) through its stable
 	$(PY) -m deploy smoke $(or $(URL),$(ENV)) --model $(MODEL)
 
 .PHONY: rollback
-rollback: $(STAMP) ## Go back one release of MODEL=sales in ENV; other models are not touched
+rollback: $(STAMP) $(NGINX) ## Go back one release of MODEL=sales in ENV; other models are not touched
 	$(PY) -m deploy rollback $(ENV) --model $(MODEL) $(if $(TARGET),--target $(TARGET))
 
 .PHONY: status
-status: $(STAMP) ## What each model serves in each local environment, and where
+status: $(STAMP) ## Each model in each local environment, checked now: serving, degraded (why) or down
 	$(PY) -m deploy status
 
 .PHONY: down

@@ -198,7 +198,11 @@ def cmd_down(args: argparse.Namespace, settings: Settings, cfg: deploy_config.De
 def cmd_status(
     args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig
 ) -> int:
+    """Each model in each local environment, checked now through its stable address and each
+    release's /readyz: serving, degraded (why) or down. Exit 1 if anything deployed is not
+    serving."""
     ports = addresses.ports(cfg, addresses.package_deploys())
+    unhealthy = False
     for name, env in cfg.environments.items():
         if env.local is None:
             continue
@@ -210,15 +214,15 @@ def cmd_status(
             target = LocalTarget(name, env, settings.deploy_dir, model, port)
             st = target.status()
             live = st["live"]
-            print(
-                f"{name:<11} {model:<16} {st['url']:<24} "
-                + (
-                    f"{live['id']} {live['bento']} (model {live['model_tag']})"
-                    if live
-                    else "not serving"
-                )
-            )
-    return 0
+            what = f"{live['id']} {live['bento']} (model {live['model_tag']})" if live else ""
+            verdict = st["verdict"]
+            unhealthy |= verdict in ("degraded", "down")
+            print(f"{name:<11} {model:<16} {st['url']:<24} {verdict:<12} {what}".rstrip())
+            for reason in st["why"]:
+                print(f"{'':<12}- {reason}")
+            for rid, ready in st["releases"].items():
+                print(f"{'':<12}  {rid}: {ready}")
+    return EXIT_FAILED if unhealthy else 0
 
 
 def cmd_smoke(args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig) -> int:
