@@ -54,6 +54,11 @@ LIVE, SUPERSEDED, FAILED, ROLLED_BACK, RESTORED, STOPPED = (
 )
 
 
+# Supervisors outlive the deploy that started them: keep their Popen objects, which would
+# otherwise be collected (and reported as leaked) while the supervisor runs on.
+_DETACHED: list[subprocess.Popen[bytes]] = []
+
+
 class DeployError(RuntimeError):
     """The release did not go live; the previous release keeps serving."""
 
@@ -230,6 +235,7 @@ class LocalTarget:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        _DETACHED.append(proc)
         start = None
         while start is None and proc.poll() is None:
             start = _start_time(proc.pid)
