@@ -194,6 +194,10 @@ bench: ensure-model $(WRK) ## Benchmark our service vs BentoML's floor vs FastAP
 bench-models: $(STAMP) $(WRK) ## The brought-in models part of make bench alone (cancer LR and HGB classifier vs the floor)
 	WRK=$(WRK) $(PY) -m loadtests.bench.models
 
+.PHONY: bench-router
+bench-router: $(STAMP) $(WRK) $(NGINX) ## The router's cost: the last build directly vs through nginx at 1 and 32 clients (reports/bench/router.md)
+	WRK=$(WRK) $(PY) -m loadtests.bench.router
+
 .PHONY: new-model
 new-model: $(STAMP) ## Scaffold models/NAME/ from your data: NAME=... DATA=file.csv TARGET=column TASK=classification|regression
 	@test -n "$(NAME)" -a -n "$(DATA)" -a -n "$(TARGET)" -a -n "$(TASK)" || { \
