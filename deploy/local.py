@@ -214,6 +214,9 @@ class LocalTarget:
         if nginx.binary() is None:
             raise UsageError(f"{self.name}: {nginx.INSTALL_HINT}")
         info = self._supervisor()
+        if info and info.get("kind") != "supervisor":  # the Python router nginx replaced
+            _stop(info["pid"], info["start"])
+            info = None
         if info and info["port"] == self.port:
             return
         if not info:
@@ -239,7 +242,10 @@ class LocalTarget:
         start = None
         while start is None and proc.poll() is None:
             start = _start_time(proc.pid)
-        _write_json(self.dir / "router.json", {"pid": proc.pid, "start": start, "port": self.port})
+        _write_json(
+            self.dir / "router.json",
+            {"kind": "supervisor", "pid": proc.pid, "start": start, "port": self.port},
+        )
 
     def _apply(self, routing: Routing, timeout: float = 20.0) -> dict[str, Any]:
         """Write the next generation of the routing file and wait until the supervisor applied
