@@ -129,8 +129,12 @@ $(NGINX):
 router-deps: $(NGINX) ## Install the local target's router (nginx, with apt-get where missing)
 
 .PHONY: deploy
-deploy: $(STAMP) $(NGINX) ## Release a Bento (BENTO=tag, default the last build) to ENV=staging|production, at its model's address
-	$(PY) -m deploy deploy $(ENV) $(BENTO) $(MODEL_CHECK) $(if $(TARGET),--target $(TARGET)) $(if $(APPROVED_BY),--approved-by "$(APPROVED_BY)")
+deploy: $(STAMP) $(NGINX) ## Release a Bento (BENTO=tag, default the last build) to ENV=staging|production, at its model's address (STRATEGY=bluegreen|shadow)
+	$(PY) -m deploy deploy $(ENV) $(BENTO) $(MODEL_CHECK) $(if $(TARGET),--target $(TARGET)) $(if $(APPROVED_BY),--approved-by "$(APPROVED_BY)") $(if $(STRATEGY),--strategy $(STRATEGY))
+
+.PHONY: shadow-report
+shadow-report: $(STAMP) ## The shadow release (STRATEGY=shadow) vs the stable one on the same requests: reports/shadow.md
+	$(PY) -m deploy shadow-report $(ENV) --model $(MODEL)
 
 .PHONY: smoke
 smoke: $(STAMP) ## Smoke-test MODEL=sales in ENV (or URL=...) through its stable address

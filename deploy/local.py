@@ -44,13 +44,14 @@ from deploy import routing as routing_file
 from deploy.config import Environment
 from deploy.routing import RoutedRelease, Routing
 
-LIVE, SUPERSEDED, FAILED, ROLLED_BACK, RESTORED, STOPPED = (
+LIVE, SUPERSEDED, FAILED, ROLLED_BACK, RESTORED, STOPPED, SHADOW = (
     "live",
     "superseded",
     "failed",
     "rolled_back",
     "restored",
     "stopped",
+    "shadow",
 )
 
 
@@ -395,7 +396,7 @@ class LocalTarget:
         # gone (and by version); any older one takes no new traffic and stops after the drain.
         switched = starting.model_copy(deep=True)
         switched.previous = starting.stable if starting.stable != release.id else None
-        switched.stable = release.id
+        switched.stable, switched.shadow = release.id, None
         keep = {switched.stable, switched.previous}
         for r in switched.releases:
             r.routed = r.id in keep
@@ -423,6 +424,65 @@ class LocalTarget:
             self._apply(switched)
         self.log(f"[{self.name}] {release.id}: live at {self.url} ({bento})")
         return release
+
+    def shadow(self, bento: str, model_tag: str | None) -> Release:
+        """STRATEGY=shadow: start the candidate beside the stable release and mirror a share of
+        the stable route's traffic to it; its answers are discarded, its predictions logged
+        with the same request ids (`make shadow-report`). The next deploy ends it."""
+        with self._locked():
+            routing = self.routing()
+            if routing is None or routing.stable is None:
+                raise UsageError(f"{self.name}: nothing serves here to mirror: deploy first")
+            if model_tag is None or model_tag.split(":")[0] != self.model:
+                raise UsageError(f"{self.name}: {bento} serves {model_tag}, not {self.model!r}")
+            history = self.history()
+            release = Release(
+                id=f"r{len(history) + 1:04d}",
+                bento=bento,
+                model_tag=model_tag,
+                port=free_port(self.cfg.host),
+            )
+            starting = routing.model_copy(deep=True)
+            old = starting.shadow
+            starting.shadow, starting.limits = None, self.cfg.router
+            starting.releases = [r for r in starting.releases if r.id != old]
+            starting.releases.append(
+                RoutedRelease(id=release.id, bento=bento, model_tag=model_tag, port=release.port)
+            )
+            mirrored = starting.model_copy(deep=True)
+            mirrored.shadow = release.id
+            try:
+                nginx.check_rendered(mirrored, self.dir / "nginx")
+            except nginx.RouterConfigError as exc:
+                raise UsageError(f"{self.name}: {exc}") from None
+            self._ensure_supervisor()
+            for r in history:
+                if r.id == old:
+                    r.status = STOPPED
+            history.append(release)
+            self._save(history)
+            try:
+                state = self._apply(starting)
+                release.pid = state["releases"][release.id]["pid"]
+                release.pid_start = _start_time(release.pid) if release.pid else None
+                self._wait_ready(release)
+                checks = smoke.smoke(release.url, model_tag)
+                if not smoke.passed(checks):
+                    raise DeployError(f"smoke test on its own port: {smoke.describe(checks)}")
+                self._apply(mirrored)
+            except DeployError as exc:
+                with contextlib.suppress(DeployError):
+                    self._apply(routing)
+                release.status, release.reason = FAILED, str(exc)
+                self._save(history)
+                raise DeployError(f"{self.name}: {release.id} not shadowing: {exc}") from None
+            release.status = SHADOW
+            self._save(history)
+            share = self.cfg.router.shadow_percent
+            self.log(
+                f"[{self.name}] {release.id}: shadowing {share}% of {routing.stable}'s traffic"
+            )
+            return release
 
     def rollback_target(self) -> tuple[Release, Release]:
         """(live release, the release before it that was live and is not already restored)."""
@@ -472,7 +532,7 @@ class LocalTarget:
                 if _alive(r.pid, r.pid_start):  # started before the supervisor ran releases
                     _stop(r.pid, r.pid_start)
                     stopped.append(f"{r.id} ({r.bento})")
-                if r.status == LIVE:
+                if r.status in (LIVE, SHADOW):
                     r.status = STOPPED
             self._save(history)
         return stopped

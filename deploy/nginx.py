@@ -61,6 +61,7 @@ def paths(prefix: Path) -> dict[str, Path]:
         "pid": prefix / "nginx.pid",
         "error_log": prefix / "logs" / "error.log",
         "access_log": prefix / "logs" / "access.log",
+        "shadow_log": prefix / "logs" / "shadow.log",
     }
 
 
@@ -107,7 +108,42 @@ def render(routing: Routing, prefix: Path, user: str | None = None) -> str:
             proxy_pass http://bg_default;
             proxy_read_timeout {budget};
             proxy_send_timeout {budget};
-            proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;"""
+            proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;MIRROR"""
+    shadow = routing.release(routing.shadow) if stable is not None else None
+    mirror, shadow_location, shadow_http = "", "", ""
+    if shadow is not None:
+        # nginx's mirror: a subrequest whose answer is discarded. Short timeouts: the client's
+        # connection is finalized only once the mirror is done (REFERENCE.md 7.3).
+        share = lim.shadow_percent
+        split = '* "1";' if share == 100 else f'{share}% "1";\n        * "";'
+        shadow_http = f"""
+    upstream bg_shadow {{
+        server {host}:{shadow.port};
+        keepalive 8;
+    }}
+    split_clients "${{request_id}}" $bg_shadow_on {{
+        {split}
+    }}"""
+        mirror = "\n            mirror /__bg_shadow;\n            mirror_request_body on;"
+        shadow_location = f"""
+        location = /__bg_shadow {{
+            internal;
+            # Its own log and format: a subrequest shares the client request's variables, and
+            # evaluating $bg_answered here would cache the wrong release for the client's line.
+            log_subrequest on;
+            access_log {p["shadow_log"]} bg_shadow;
+            if ($bg_shadow_on = "") {{
+                return 204;
+            }}
+            proxy_pass http://bg_shadow$request_uri;
+            proxy_set_header Host $host;
+            proxy_set_header Connection "";
+            proxy_set_header X-Request-Id $bg_request_id;
+            proxy_set_header X-Bentogate-Shadow "1";
+            proxy_connect_timeout 200ms;
+            proxy_read_timeout {budget};
+            proxy_send_timeout {budget};
+        }}"""
     user_line = f"user {user};" if user else ""
     return f"""# Rendered by deploy/nginx.py from {routing.environment}/{routing.model}/routing.json
 # (generation {routing.generation}): edit the routing file, never this one.
@@ -157,6 +193,7 @@ http {{
 {answered}
         default "";
     }}
+{shadow_http}
     map $http_x_request_id $bg_request_id {{
         "" $request_id;
         default $http_x_request_id;
@@ -173,6 +210,9 @@ http {{
         '"upstream_time":"$upstream_response_time","request_time":$request_time,'
         '"body_bytes":$body_bytes_sent,"client":"$remote_addr",'
         '"forwarded_for":"$proxy_add_x_forwarded_for"}}';
+    log_format bg_shadow escape=json '{{"time":"$time_iso8601","request_id":"$bg_request_id",'
+        '"status":$status,"upstream_addr":"$upstream_addr","upstream_status":"$upstream_status",'
+        '"upstream_time":"$upstream_response_time"}}';
 
     server {{
         listen {host}:{routing.port} reuseport backlog=4096;
@@ -204,8 +244,8 @@ http {{
             if ($bg_pinned) {{
                 return 418;
             }}
-            {default_route}
-        }}
+            {default_route.replace("MIRROR", mirror)}
+        }}{shadow_location}
         location @pinned {{
             if ($bg_pinned = unknown) {{
                 return 404 {_error(f"x-model-version: no live release of {where} is that version (live: {live})")};

@@ -32,6 +32,8 @@ class RouterLimits(_Strict):
     # A request pinned to a version, or answered by the fallback, waits at most this long.
     read_timeout_s: float = Field(default=60, gt=0, le=3600)
     retry_after_s: int = Field(default=1, ge=1, le=3600)
+    # STRATEGY=shadow: the share of the stable route's requests mirrored to the candidate.
+    shadow_percent: int = Field(default=100, ge=1, le=100)
 
 
 class RoutedRelease(_Strict):
@@ -50,6 +52,7 @@ class Routing(_Strict):
     generation: int = 0
     stable: str | None = None
     previous: str | None = None
+    shadow: str | None = None  # sees a copy of the stable route's traffic, never answers
     releases: list[RoutedRelease] = []
     limits: RouterLimits = RouterLimits()
 
@@ -70,6 +73,10 @@ class Routing(_Strict):
                 )
         if self.previous is not None and self.previous == self.stable:
             raise ValueError("previous and stable are the same release")
+        if self.shadow is not None and (self.shadow in routed or self.shadow not in ids):
+            raise ValueError(
+                f"shadow {self.shadow!r} must be a running release that takes no traffic"
+            )
         return self
 
     def release(self, rid: str | None) -> RoutedRelease | None:

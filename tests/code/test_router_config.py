@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from core.process import free_port
 from core.settings import ROOT
-from deploy import config, health, nginx
+from deploy import config, health, nginx, shadow_report
 from deploy.local import LocalTarget, UsageError
 from deploy.routing import RoutedRelease, Routing
 
@@ -27,7 +27,7 @@ def release(n: int, routed: bool = True) -> RoutedRelease:
     )
 
 
-def routing(*releases: RoutedRelease, stable=None, previous=None) -> Routing:
+def routing(*releases: RoutedRelease, stable=None, previous=None, shadow=None) -> Routing:
     return Routing(
         environment="staging",
         model="sales",
@@ -35,6 +35,7 @@ def routing(*releases: RoutedRelease, stable=None, previous=None) -> Routing:
         releases=list(releases),
         stable=stable,
         previous=previous,
+        shadow=shadow,
     )
 
 
@@ -45,8 +46,9 @@ def routing(*releases: RoutedRelease, stable=None, previous=None) -> Routing:
         routing(release(1, routed=False)),
         routing(release(1), stable="r0001"),
         routing(release(1), release(2), release(3, routed=False), stable="r0002", previous="r0001"),
+        routing(release(1), release(2, routed=False), stable="r0001", shadow="r0002"),
     ],
-    ids=["nothing", "starting", "stable", "stable-previous-starting"],
+    ids=["nothing", "starting", "stable", "stable-previous-starting", "shadow"],
 )
 def test_every_routing_state_renders_a_configuration_nginx_accepts(state, tmp_path):
     nginx.check_rendered(state, tmp_path / "nginx")
@@ -104,3 +106,28 @@ def test_status_reports_a_recent_crash_even_once_the_process_is_back():
         "router crashed 5s ago (exited with -9) and was restarted (1 restarts)"
     ]
     assert health._crashes(supervised, now=100.0 + health.RECENT_S + 1) == []
+
+
+def test_a_shadow_that_answers_clients_is_refused():
+    with pytest.raises(
+        ValidationError, match="shadow 'r0002' must be a running release that takes"
+    ):
+        routing(release(1), release(2), stable="r0001", shadow="r0002")
+
+
+def test_the_shadow_report_compares_the_same_requests_and_counts_shadow_errors():
+    access = [{"request_id": f"q{i}", "upstream_time": "0.002", "status": 200} for i in range(3)]
+    shadow = [
+        {"request_id": "q0", "status": 200, "upstream_time": "0.010"},
+        {"request_id": "q1", "status": 504, "upstream_time": "0.300"},
+        {"request_id": "q2", "status": 204, "upstream_time": "-"},  # outside the mirrored share
+    ]
+    predictions = [
+        {"request_id": "q0", "model": "sales:a", "outputs": {"predictions": [1.0, 2.0]}},
+        {"request_id": "q0", "model": "sales:b", "outputs": {"predictions": [1.5, 2.0]}},
+    ]
+    r = shadow_report.compare(access, shadow, predictions, "sales:a", "sales:b")
+    assert (r["requests"], r["shadow_errors"]) == (2, 1)
+    assert (r["compared_predictions"], r["differing_predictions"], r["max_abs_diff"]) == (2, 1, 0.5)
+    assert r["latency_ms"]["shadow"]["p99"] == pytest.approx(300.0)
+    assert "2 predictions compared, 1 differ" in shadow_report.markdown(r)

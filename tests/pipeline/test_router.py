@@ -190,6 +190,26 @@ def test_a_late_stable_release_is_answered_for_by_the_previous_one(target, examp
     assert (last["routed_to"], last["answered_by"]) == ("r0002", "r0001")
 
 
+def test_a_shadow_release_sees_every_request_and_never_answers_one(target, bento, example):
+    from deploy import shadow_report
+
+    shadow = target.shadow(bento, target.routing().release("r0002").model_tag)
+    assert shadow.id == "r0003"
+    ids = [f"shadow-{i}" for i in range(20)]
+    answers = [
+        httpx.post(f"{target.url}/predict", json=example, headers={"x-request-id": rid})
+        for rid in ids
+    ]
+    assert [r.status_code for r in answers] == [200] * 20
+    assert "r0003" not in {r.headers["x-bentogate-release"] for r in answers}
+    time.sleep(0.5)
+    mirrored = shadow_report.read_jsonl(target.dir / "nginx" / "logs" / "shadow.log")
+    assert {x["request_id"] for x in mirrored} >= set(ids)
+    assert {x["request_id"] for x in access_log(target)} >= set(ids)
+    report = shadow_report.compare(access_log(target), mirrored, [], "sales:a", "sales:b")
+    assert report["requests"] >= 20 and report["shadow_errors"] == 0
+
+
 def wait_for(check, timeout: float) -> float:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
