@@ -282,6 +282,21 @@ class LocalTarget:
             time.sleep(0.05)
         raise DeployError(f"{self.name}: the router did not switch to {release_id}")
 
+    def _wait_mirrored(self, release_id: str, timeout: float = 15.0) -> None:
+        """Until a request through the stable address shows in the shadow log: nginx's old
+        workers, still finishing after a reload, do not mirror."""
+        log = nginx.paths(self.dir / "nginx")["shadow_log"]
+        deadline, n = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline:
+            n += 1
+            marker = f"bentogate-shadow-check-{release_id}-{n}"
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"{self.url}/readyz", headers={"x-request-id": marker}, timeout=2)
+            time.sleep(0.1)
+            if log.is_file() and marker in log.read_text(errors="replace")[-65536:]:
+                return
+        raise DeployError(f"{self.name}: the router did not start mirroring to {release_id}")
+
     def _wait_ready(self, release: Release) -> float:
         """Poll the release's /readyz until 200; a crash while starting, an answer of 503 for
         not_ready_grace_s (its model failed its golden check) or the timeout fail it."""
@@ -470,6 +485,7 @@ class LocalTarget:
                 if not smoke.passed(checks):
                     raise DeployError(f"smoke test on its own port: {smoke.describe(checks)}")
                 self._apply(mirrored)
+                self._wait_mirrored(release.id)
             except DeployError as exc:
                 with contextlib.suppress(DeployError):
                     self._apply(routing)
