@@ -230,7 +230,7 @@ format: $(STAMP) ## Format the code and apply safe lint fixes
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test
-test: lint $(STAMP) ## Lint, then run the whole test suite (what CI runs)
+test: lint $(STAMP) $(NGINX) ## Lint, then run the whole test suite (what CI runs; the router tests need nginx)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 .PHONY: clean
