@@ -418,7 +418,9 @@ class LocalTarget:
         try:
             self._apply(switched)
             self._wait_switched(release.id)
-            checks = smoke.smoke(self.url, model_tag)
+            # Pinned to the new release: a cold first predict over the time budget would be
+            # answered by the previous release, and the smoke test would see the old model.
+            checks = smoke.smoke(self.url, model_tag, headers={"x-model-version": release.id})
             if not smoke.passed(checks):
                 raise DeployError(f"smoke test through {self.url}: {smoke.describe(checks)}")
         except DeployError as exc:

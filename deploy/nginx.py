@@ -150,6 +150,7 @@ def render(routing: Routing, prefix: Path, user: str | None = None) -> str:
 daemon off;
 master_process on;
 worker_processes 1;
+worker_shutdown_timeout 10s;
 {user_line}
 pid {p["pid"]};
 error_log {p["error_log"]} warn;

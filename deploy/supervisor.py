@@ -29,6 +29,7 @@ from deploy import nginx, routing
 STATE_FILE = "supervisor.json"
 TICK_S = 0.2
 STOP_GRACE_S = 20.0
+RELOAD_WAIT_S = 15.0
 
 
 def _log(message: str) -> None:
@@ -56,6 +57,22 @@ def _orphans(known: set[int]) -> list[int]:
             if int(fields[1]) == me and pid not in known:
                 out.append(pid)
     return out
+
+
+def _children_of(parent: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                out.append(int(stat.parent.name))
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _kill_group(pid: int, sig: int) -> None:
@@ -136,7 +153,13 @@ class Supervisor:
             return
         self.routing, self.error = new, ""
         if self.router and self.router.exited() is None and self.router.proc:
+            old_workers = _children_of(self.router.proc.pid)
             self.router.proc.send_signal(signal.SIGHUP)
+            # Applied means every worker runs it: an old worker still accepts connections for a
+            # moment after the reload (worker_shutdown_timeout bounds its in-flight requests).
+            deadline = time.monotonic() + RELOAD_WAIT_S
+            while any(map(_running, old_workers)) and time.monotonic() < deadline:
+                time.sleep(0.01)
             _log(f"router reloaded: generation {new.generation}")
         self.applied = new.generation
 
@@ -201,10 +224,24 @@ class Supervisor:
         _log(f"{child.name}: started, pid {child.proc.pid if child.proc else '?'}")
         return True
 
-    def _stop_orphans(self) -> None:
+    def _stop_orphans(self, grace_s: float = 2.0) -> None:
+        """SIGTERM first: an orphaned worker finishes the responses it is sending (a client
+        mid-body would see a cut response), then SIGKILL whatever is left after `grace_s`."""
         known = {c.proc.pid for c in self._children() if c.proc is not None}
-        for pid in _orphans(known):
+        orphans = _orphans(known)
+        for pid in orphans:
             _log(f"stopping orphan {pid} of a child that exited")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        left = list(orphans)
+        while left and time.monotonic() < deadline:
+            for pid in list(left):
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                        left.remove(pid)
+            time.sleep(0.02)
+        for pid in left:
             _kill_group(pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
