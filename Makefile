@@ -115,20 +115,40 @@ evidence: $(STAMP) ## The reviewer's evidence for the last build (provenance, qu
 approve: $(STAMP) ## Show the evidence and ask for approval to deploy to ENV (APPROVE=1 gives it)
 	$(PY) -m deploy approve $(ENV) $(BENTO)
 
+# The local target's router. A fresh Debian/Ubuntu machine gets it from apt-get (as root); it runs
+# as our own child with its own prefix under .bentogate/deploy: a system nginx is never touched.
+NGINX ?= $(or $(shell command -v nginx 2>/dev/null),$(wildcard /usr/sbin/nginx),/usr/sbin/nginx)
+$(NGINX):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "nginx is missing: installing it with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; \
+	else \
+	  echo "the local deploy target needs nginx: run 'sudo apt-get update && sudo apt-get install -y nginx'" \
+	    "(Debian/Ubuntu) or 'brew install nginx' (macOS)" >&2; \
+	  exit 2; \
+	fi
+
+.PHONY: router-deps
+router-deps: $(NGINX) ## Install the local target's router (nginx, with apt-get where missing)
+
 .PHONY: deploy
-deploy: $(STAMP) ## Release a Bento (BENTO=tag, default the last build) to ENV=staging|production, at its model's address
-	$(PY) -m deploy deploy $(ENV) $(BENTO) $(MODEL_CHECK) $(if $(TARGET),--target $(TARGET)) $(if $(APPROVED_BY),--approved-by "$(APPROVED_BY)")
+deploy: $(STAMP) $(NGINX) ## Release a Bento (BENTO=tag, default the last build) to ENV=staging|production, at its model's address (STRATEGY=bluegreen|shadow)
+	$(PY) -m deploy deploy $(ENV) $(BENTO) $(MODEL_CHECK) $(if $(TARGET),--target $(TARGET)) $(if $(APPROVED_BY),--approved-by "$(APPROVED_BY)") $(if $(STRATEGY),--strategy $(STRATEGY))
+
+.PHONY: shadow-report
+shadow-report: $(STAMP) ## The shadow release (STRATEGY=shadow) vs the stable one on the same requests: reports/shadow.md
+	$(PY) -m deploy shadow-report $(ENV) --model $(MODEL)
 
 .PHONY: smoke
 smoke: $(STAMP) ## Smoke-test MODEL=sales in ENV (or URL=...) through its stable address
 	$(PY) -m deploy smoke $(or $(URL),$(ENV)) --model $(MODEL)
 
 .PHONY: rollback
-rollback: $(STAMP) ## Go back one release of MODEL=sales in ENV; other models are not touched
+rollback: $(STAMP) $(NGINX) ## Go back one release of MODEL=sales in ENV; other models are not touched
 	$(PY) -m deploy rollback $(ENV) --model $(MODEL) $(if $(TARGET),--target $(TARGET))
 
 .PHONY: status
-status: $(STAMP) ## What each model serves in each local environment, and where
+status: $(STAMP) ## Each model in each local environment, checked now: serving, degraded (why) or down
 	$(PY) -m deploy status
 
 .PHONY: down
@@ -191,6 +211,10 @@ bench: ensure-model $(WRK) ## Benchmark our service vs BentoML's floor vs FastAP
 .PHONY: bench-models
 bench-models: $(STAMP) $(WRK) ## The brought-in models part of make bench alone (cancer LR and HGB classifier vs the floor)
 	WRK=$(WRK) $(PY) -m loadtests.bench.models
+
+.PHONY: bench-router
+bench-router: $(STAMP) $(WRK) $(NGINX) ## The router's cost: the last build directly vs through nginx at 1 and 32 clients (reports/bench/router.md)
+	WRK=$(WRK) $(PY) -m loadtests.bench.router
 
 # Batch scoring runs on Spark 4, which needs Java 17 or later. A fresh Debian/Ubuntu machine gets a
 # headless JRE from apt-get (as root); elsewhere the message says what to install.
@@ -266,7 +290,7 @@ format: $(STAMP) ## Format the code and apply safe lint fixes
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test
-test: lint $(STAMP) ## Lint, then run the whole test suite (what CI runs)
+test: lint $(STAMP) $(NGINX) ## Lint, then run the whole test suite (what CI runs; the router tests need nginx)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 .PHONY: test-busy

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
 import traceback
@@ -23,7 +24,7 @@ import bentoml
 from core import registry
 from core.settings import ROOT, Settings, get_settings
 from core.yamlconf import ConfigError
-from deploy import addresses, evidence, kubernetes, notify, release, smoke
+from deploy import addresses, evidence, kubernetes, notify, release, shadow_report, smoke
 from deploy import config as deploy_config
 from deploy.local import (
     DeployError,
@@ -131,6 +132,8 @@ def cmd_deploy(
     env = cfg.env(args.env, args.target)
     bento, model_tag = _bento(args.bento)
     _check_model(args, model_tag)
+    if args.strategy == "shadow" and env.target != "local":
+        raise UsageError("STRATEGY=shadow runs on the local target only (for now)")
     if env.target == "kubernetes":
         assert env.kubernetes is not None
         k8s = env.kubernetes.model_copy(
@@ -147,6 +150,13 @@ def cmd_deploy(
     else:
         model = model_tag.split(":")[0]
         target = _local(settings, cfg, args.env, model, _model_deploy(model_tag))
+        if args.strategy == "shadow":
+            release = target.shadow(bento, model_tag)
+            print(
+                f"{args.env}: {model_tag} ({bento}) shadowing at {release.url}; compare with"
+                f" `make shadow-report ENV={args.env} MODEL={model}`"
+            )
+            return 0
         target.deploy(bento, model_tag, approved_by=args.approved_by)
         url = target.url
     if env.promotes_model:
@@ -201,7 +211,11 @@ def cmd_down(args: argparse.Namespace, settings: Settings, cfg: deploy_config.De
 def cmd_status(
     args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig
 ) -> int:
+    """Each model in each local environment, checked now through its stable address and each
+    release's /readyz: serving, degraded (why) or down. Exit 1 if anything deployed is not
+    serving."""
     ports = addresses.ports(cfg, addresses.package_deploys())
+    unhealthy = False
     for name, env in cfg.environments.items():
         if env.local is None:
             continue
@@ -213,14 +227,40 @@ def cmd_status(
             target = LocalTarget(name, env, settings.deploy_dir, model, port)
             st = target.status()
             live = st["live"]
-            print(
-                f"{name:<11} {model:<16} {st['url']:<24} "
-                + (
-                    f"{live['id']} {live['bento']} (model {live['model_tag']})"
-                    if live
-                    else "not serving"
-                )
-            )
+            what = f"{live['id']} {live['bento']} (model {live['model_tag']})" if live else ""
+            verdict = st["verdict"]
+            unhealthy |= verdict in ("degraded", "down")
+            print(f"{name:<11} {model:<16} {st['url']:<24} {verdict:<12} {what}".rstrip())
+            for reason in st["why"]:
+                print(f"{'':<12}- {reason}")
+            for rid, ready in st["releases"].items():
+                print(f"{'':<12}  {rid}: {ready}")
+    return EXIT_FAILED if unhealthy else 0
+
+
+def cmd_shadow_report(
+    args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig
+) -> int:
+    target = _local(settings, cfg, args.env, args.model or settings.model)
+    routing = target.routing()
+    stable = routing.release(routing.stable) if routing else None
+    shadow = routing.release(routing.shadow) if routing else None
+    if routing is None or stable is None or shadow is None:
+        raise UsageError(
+            f"{target.name}: no shadow release: `make deploy ENV={args.env} STRATEGY=shadow`"
+        )
+    result = shadow_report.compare(
+        shadow_report.read_jsonl(target.dir / "nginx" / "logs" / "access.log"),
+        shadow_report.read_jsonl(target.dir / "nginx" / "logs" / "shadow.log"),
+        shadow_report.read_jsonl(target.dir / "predictions.jsonl"),
+        stable.model_tag,
+        shadow.model_tag,
+    )
+    text = shadow_report.markdown(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    (args.out.with_suffix(".json")).write_text(json.dumps(result, indent=2) + "\n")
+    print(text)
     return 0
 
 
@@ -349,6 +389,12 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--target", choices=["local", "kubernetes"], help="override the config's target")
     d.add_argument("--approved-by", help="recorded in the release history")
     d.add_argument("--model", help="refuse a Bento that serves another model (name)")
+    d.add_argument(
+        "--strategy",
+        choices=["bluegreen", "shadow"],
+        default="bluegreen",
+        help="bluegreen: switch once ready (default); shadow: mirror traffic to it, never answer",
+    )
     r = sub.add_parser("rollback", help="go back one release of one model")
     r.add_argument("env")
     r.add_argument("--target", choices=["local", "kubernetes"])
@@ -356,6 +402,10 @@ def parser() -> argparse.ArgumentParser:
     dn = sub.add_parser("down", help="stop every service the local target started")
     dn.add_argument("env", nargs="*")
     sub.add_parser("status", help="what each model serves in each local environment, and where")
+    sr = sub.add_parser("shadow-report", help="the shadow release vs the stable one, Markdown")
+    sr.add_argument("env")
+    sr.add_argument("--model", help="default: BENTOGATE_MODEL")
+    sr.add_argument("--out", type=Path, default=get_settings().reports_dir / "shadow.md")
     s = sub.add_parser("smoke", help="smoke-test an environment (name) or a URL")
     s.add_argument("target_url", metavar="env|url")
     s.add_argument("--model-tag", help="the model tag that must answer")
@@ -394,6 +444,7 @@ COMMANDS = {
     "down": cmd_down,
     "status": cmd_status,
     "smoke": cmd_smoke,
+    "shadow-report": cmd_shadow_report,
     "manifests": cmd_manifests,
     "evidence": cmd_evidence,
     "approve": cmd_approve,

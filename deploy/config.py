@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from core.yamlconf import ConfigError, load_yaml
+from deploy.routing import RouterLimits
 
 __all__ = ["ConfigError", "DeployConfig", "Environment", "load"]
 
@@ -31,6 +32,7 @@ class LocalConfig(_Strict):
     drain_s: float = Field(default=1.0, ge=0, le=60)
     # Up but answering 503 this long: the model failed its golden check and never will be ready.
     not_ready_grace_s: float = Field(default=5.0, gt=0, le=300)
+    router: RouterLimits = RouterLimits()  # nginx's limits and the stable release's time budget
 
     @field_validator("host")
     @classmethod

@@ -1,15 +1,21 @@
 """The `local` deploy target: releases run as background services on this host, behind a stable
-address per environment and model (a router on the model's port in that environment, see
-router.py and addresses.py). Models side by side never share an address, a history or a rollback.
+address per environment and model (nginx on the model's port in that environment, see nginx.py and
+addresses.py), all children of one supervisor that restarts whatever crashes (supervisor.py).
+Models side by side never share an address, a history or a rollback.
 
 A new release starts beside the live one on a port of its own and must pass readiness and the
-smoke test there; only then does the route switch to it, the smoke test run again through the
-stable address, and the old release stop, after a drain period. A release that fails any check
-never takes traffic (or is switched back at once) and the previous one keeps serving.
+smoke test there; only then does the routing file make it stable (nginx reloads gracefully), the
+smoke test run again through the stable address, and the release it replaces become the previous
+one: it answers requests the new one is late for or cannot take, and requests that name it by
+x-model-version. Older releases stop after a drain period. A release that fails any check never
+takes traffic (or is switched back at once) and the previous one keeps serving. A deploy refused
+before it starts (port taken, no nginx, no such Bento) changes nothing.
 
-State, per environment and model, in <deploy_dir>/<env>/<model>/: route.json (what the router
-serves), history.json (every release of that model and what became of it), router.json, logs/ (one
-log per release), predictions.jsonl (the prediction log of every release).
+State, per environment and model, in <deploy_dir>/<env>/<model>/: routing.json (what runs and
+what serves, routing.py), history.json (every release of that model and what became of it),
+router.json (the supervisor's pid), supervisor.json (what it runs), nginx/ (the router's prefix:
+nginx.conf, logs/access.log as JSON lines, temp/), logs/ (one log per release, the router's and
+the supervisor's), predictions.jsonl (the prediction log of every release).
 """
 
 from __future__ import annotations
@@ -31,19 +37,27 @@ from typing import Any
 
 import httpx
 
-from core.process import Server, ServerError, free_port
+from core.process import free_port
 from core.settings import ROOT
-from deploy import smoke
+from deploy import health, nginx, smoke, supervisor
+from deploy import routing as routing_file
 from deploy.config import Environment
+from deploy.routing import RoutedRelease, Routing
 
-LIVE, SUPERSEDED, FAILED, ROLLED_BACK, RESTORED, STOPPED = (
+LIVE, SUPERSEDED, FAILED, ROLLED_BACK, RESTORED, STOPPED, SHADOW = (
     "live",
     "superseded",
     "failed",
     "rolled_back",
     "restored",
     "stopped",
+    "shadow",
 )
+
+
+# Supervisors outlive the deploy that started them: keep their Popen objects, which would
+# otherwise be collected (and reported as leaked) while the supervisor runs on.
+_DETACHED: list[subprocess.Popen[bytes]] = []
 
 
 class DeployError(RuntimeError):
@@ -110,7 +124,9 @@ def _stop(pid: int | None, start: int | None, timeout: float = 20.0) -> None:
 
 
 def _port_free(host: str, port: int) -> bool:
+    """Free for a server: SO_REUSEADDR, as nginx sets it (connections in TIME_WAIT don't count)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -179,57 +195,82 @@ class LocalTarget:
                 fcntl.flock(fh, fcntl.LOCK_EX)
             yield
 
-    # -- router --
-    def _router(self) -> dict[str, Any] | None:
+    # -- the supervisor (router and releases) and the routing file --
+    def _supervisor(self) -> dict[str, Any] | None:
         path = self.dir / "router.json"
         info = json.loads(path.read_text()) if path.exists() else None
         return info if info and _alive(info["pid"], info["start"]) else None
 
-    def _ensure_router(self) -> None:
-        info = self._router()
+    def _supervised(self) -> dict[str, Any]:
+        path = self.dir / supervisor.STATE_FILE
+        with contextlib.suppress(OSError, ValueError):
+            return dict(json.loads(path.read_text()))
+        return {}
+
+    def routing(self) -> Routing | None:
+        return routing_file.load(self.dir)
+
+    def _ensure_supervisor(self) -> None:
+        """The supervisor runs on this target's port; or UsageError, having changed nothing."""
+        if nginx.binary() is None:
+            raise UsageError(f"{self.name}: {nginx.INSTALL_HINT}")
+        info = self._supervisor()
+        if info and info.get("kind") != "supervisor":  # the Python router nginx replaced
+            _stop(info["pid"], info["start"])
+            info = None
         if info and info["port"] == self.port:
             return
-        if info:  # the configured port changed
-            _stop(info["pid"], info["start"])
+        if not info:
+            supervisor.stop_orphans(self.dir)  # a supervisor killed alone leaves its children
         if not _port_free(self.cfg.host, self.port):
             raise UsageError(
                 f"{self.name}: port {self.port} on {self.cfg.host} is taken by another program;"
                 f" free it, or change the port of {self.env_name} in deploy/config.yaml or"
                 f" {self.model}'s deploy.port_offset in models/{self.model}/config.yaml"
             )
+        if info:  # the configured port changed, and the new one is free
+            _stop(info["pid"], info["start"], timeout=40)
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "logs" / "router.log", "ab") as log:
+        with open(self.dir / "logs" / "supervisor.log", "ab") as log:
             proc = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "deploy.router", "--host", self.cfg.host),
-                    *("--port", str(self.port), "--route", str(self.dir / "route.json")),
-                    *("--env-name", self.env_name, "--model", self.model),
-                ],
+                [sys.executable, "-m", "deploy.supervisor", str(self.dir)],
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        _DETACHED.append(proc)
         start = None
         while start is None and proc.poll() is None:
             start = _start_time(proc.pid)
-        _write_json(self.dir / "router.json", {"pid": proc.pid, "start": start, "port": self.port})
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise DeployError(f"{self.name}: the router exited; see {self.dir}/logs/router.log")
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(f"{self.url}/readyz", timeout=1)
-                return
-            time.sleep(0.05)
-        raise DeployError(f"{self.name}: the router did not start listening on {self.url}")
+        _write_json(
+            self.dir / "router.json",
+            {"kind": "supervisor", "pid": proc.pid, "start": start, "port": self.port},
+        )
 
-    def _route(self, release: Release | None) -> None:
-        path = self.dir / "route.json"
-        if release is None:
-            path.unlink(missing_ok=True)
-            return
-        _write_json(path, {"release": release.id, "url": release.url, "bento": release.bento})
+    def _apply(self, routing: Routing, timeout: float = 20.0) -> dict[str, Any]:
+        """Write the next generation of the routing file and wait until the supervisor applied
+        it (nginx reloaded, releases started or stopped); returns the supervisor's state."""
+        routing.generation += 1
+        routing_file.save(self.dir, routing)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self._supervised()
+            started = all(
+                (state.get("releases", {}).get(r.id) or {}).get("pid") for r in routing.releases
+            )
+            router = not routing.stable or (state.get("router") or {}).get("pid")
+            if state.get("generation", -1) >= routing.generation and started and router:
+                return state
+            if self._supervisor() is None:
+                raise DeployError(
+                    f"{self.name}: the supervisor exited; see {self.dir}/logs/supervisor.log"
+                )
+            time.sleep(0.05)
+        error = self._supervised().get("error") or "no answer"
+        raise DeployError(
+            f"{self.name}: the supervisor did not apply generation {routing.generation}: {error}"
+        )
 
     def _wait_switched(self, release_id: str, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -240,6 +281,53 @@ class LocalTarget:
                     return
             time.sleep(0.05)
         raise DeployError(f"{self.name}: the router did not switch to {release_id}")
+
+    def _wait_mirrored(self, release_id: str, timeout: float = 15.0) -> None:
+        """Until a request through the stable address shows in the shadow log: nginx's old
+        workers, still finishing after a reload, do not mirror."""
+        log = nginx.paths(self.dir / "nginx")["shadow_log"]
+        deadline, n = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline:
+            n += 1
+            marker = f"bentogate-shadow-check-{release_id}-{n}"
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"{self.url}/readyz", headers={"x-request-id": marker}, timeout=2)
+            time.sleep(0.1)
+            if log.is_file() and marker in log.read_text(errors="replace")[-65536:]:
+                return
+        raise DeployError(f"{self.name}: the router did not start mirroring to {release_id}")
+
+    def _wait_ready(self, release: Release) -> float:
+        """Poll the release's /readyz until 200; a crash while starting, an answer of 503 for
+        not_ready_grace_s (its model failed its golden check) or the timeout fail it."""
+        t0 = time.monotonic()
+        first_503: float | None = None
+        log = self.dir / "logs" / f"{release.id}.log"
+
+        def tail() -> str:
+            lines = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+            return "; last log lines:\n" + "\n".join(lines) if lines else ""
+
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() - t0 < self.cfg.ready_timeout_s:
+                info = self._supervised().get("releases", {}).get(release.id) or {}
+                if info.get("restarts"):
+                    raise DeployError(f"{release.bento} {info.get('last_exit')}{tail()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    status = client.get(f"{release.url}/readyz").status_code
+                    if status == 200:
+                        return time.monotonic() - t0
+                    first_503 = first_503 or time.monotonic()
+                    if time.monotonic() - first_503 > self.cfg.not_ready_grace_s:
+                        raise DeployError(
+                            f"{release.bento} is up but answers /readyz {status} (for"
+                            f" {self.cfg.not_ready_grace_s:g}s): its model failed the readiness"
+                            f" check{tail()}"
+                        )
+                time.sleep(0.05)
+        raise DeployError(
+            f"{release.bento} not ready within {self.cfg.ready_timeout_s:.0f}s{tail()}"
+        )
 
     # -- operations --
     def deploy(
@@ -271,25 +359,31 @@ class LocalTarget:
             approved_by=approved_by,
             rollback_of=rollback_of,
         )
+        before = self.routing() or Routing(
+            environment=self.env_name, model=self.model, host=self.cfg.host, port=self.port
+        )
+        starting = before.model_copy(deep=True)
+        starting.port, starting.limits = self.port, self.cfg.router
+        starting.releases.append(
+            RoutedRelease(id=release.id, bento=bento, model_tag=model_tag, port=release.port)
+        )
+        try:
+            nginx.check_rendered(starting, self.dir / "nginx")
+        except nginx.RouterConfigError as exc:
+            raise UsageError(f"{self.name}: {exc}") from None
+        self._ensure_supervisor()  # port taken or no nginx: refused here, nothing changed
         history.append(release)
         self._save(history)
-        self._ensure_router()
         beside = f" beside {previous.id}" if previous else ""
         self.log(f"[{self.name}] {release.id}: starting {bento}{beside}")
-        server = Server(
-            bento,
-            port=release.port,
-            host=self.cfg.host,
-            cwd=self.dir,
-            log_path=self.dir / "logs" / f"{release.id}.log",
-            env={"BENTOGATE_PREDICTION_LOG": str(self.dir / "predictions.jsonl")},
-        ).start()
-        assert server.proc is not None
-        release.pid, release.pid_start = server.proc.pid, _start_time(server.proc.pid)
-        self._save(history)
 
         def fail(reason: str) -> DeployError:
-            _stop(release.pid, release.pid_start)
+            back = self.routing() or starting
+            back.releases = [r for r in back.releases if r.id != release.id]
+            if back.stable == release.id:
+                back.stable, back.previous = before.stable, before.previous
+            with contextlib.suppress(DeployError):
+                self._apply(back)
             release.status, release.reason = FAILED, reason
             self._save(history)
             kept = (
@@ -298,35 +392,115 @@ class LocalTarget:
             return DeployError(f"{self.name}: {release.id} not released: {reason}; {kept}")
 
         try:
-            took = server.wait_ready(self.cfg.ready_timeout_s, self.cfg.not_ready_grace_s)
-        except ServerError as exc:
+            state = self._apply(starting)
+        except DeployError as exc:
+            raise fail(str(exc)) from None
+        release.pid = state["releases"][release.id]["pid"]
+        release.pid_start = _start_time(release.pid) if release.pid else None
+        self._save(history)
+        try:
+            took = self._wait_ready(release)
+        except DeployError as exc:
             raise fail(f"readiness: {exc}") from None
         self.log(f"[{self.name}] {release.id}: ready in {took:.1f}s at {release.url}")
         checks = smoke.smoke(release.url, model_tag)
         if not smoke.passed(checks):
             raise fail(f"smoke test on its own port: {smoke.describe(checks)}")
 
-        self._route(release)
+        # The switch: the new release is stable, the one it replaces answers when it is late or
+        # gone (and by version); any older one takes no new traffic and stops after the drain.
+        switched = starting.model_copy(deep=True)
+        switched.previous = starting.stable if starting.stable != release.id else None
+        switched.stable, switched.shadow = release.id, None
+        keep = {switched.stable, switched.previous}
+        for r in switched.releases:
+            r.routed = r.id in keep
         try:
+            self._apply(switched)
             self._wait_switched(release.id)
-            checks = smoke.smoke(self.url, model_tag)
+            # Pinned to the new release: a cold first predict over the time budget would be
+            # answered by the previous release, and the smoke test would see the old model.
+            checks = smoke.smoke(self.url, model_tag, headers={"x-model-version": release.id})
             if not smoke.passed(checks):
                 raise DeployError(f"smoke test through {self.url}: {smoke.describe(checks)}")
         except DeployError as exc:
-            self._route(previous)  # switch straight back: the old release is still running
-            if previous:
-                self._wait_switched(previous.id)
+            with contextlib.suppress(DeployError):
+                self._apply(starting)  # switch straight back: the old release is still running
+                if previous:
+                    self._wait_switched(previous.id)
             raise fail(f"{exc}; switched back") from None
 
         release.status = LIVE
-        self._save(history)
         if previous:
-            time.sleep(self.cfg.drain_s)  # requests in flight on the old release finish
-            _stop(previous.pid, previous.pid_start)
             previous.status = SUPERSEDED if rollback_of is None else ROLLED_BACK
-            self._save(history)
+        self._save(history)
+        drained = [r for r in switched.releases if not r.routed]
+        if drained:
+            time.sleep(self.cfg.drain_s)  # requests in flight on them finish
+            switched.releases = [r for r in switched.releases if r.routed]
+            self._apply(switched)
         self.log(f"[{self.name}] {release.id}: live at {self.url} ({bento})")
         return release
+
+    def shadow(self, bento: str, model_tag: str | None) -> Release:
+        """STRATEGY=shadow: start the candidate beside the stable release and mirror a share of
+        the stable route's traffic to it; its answers are discarded, its predictions logged
+        with the same request ids (`make shadow-report`). The next deploy ends it."""
+        with self._locked():
+            routing = self.routing()
+            if routing is None or routing.stable is None:
+                raise UsageError(f"{self.name}: nothing serves here to mirror: deploy first")
+            if model_tag is None or model_tag.split(":")[0] != self.model:
+                raise UsageError(f"{self.name}: {bento} serves {model_tag}, not {self.model!r}")
+            history = self.history()
+            release = Release(
+                id=f"r{len(history) + 1:04d}",
+                bento=bento,
+                model_tag=model_tag,
+                port=free_port(self.cfg.host),
+            )
+            starting = routing.model_copy(deep=True)
+            old = starting.shadow
+            starting.shadow, starting.limits = None, self.cfg.router
+            starting.releases = [r for r in starting.releases if r.id != old]
+            starting.releases.append(
+                RoutedRelease(id=release.id, bento=bento, model_tag=model_tag, port=release.port)
+            )
+            mirrored = starting.model_copy(deep=True)
+            mirrored.shadow = release.id
+            try:
+                nginx.check_rendered(mirrored, self.dir / "nginx")
+            except nginx.RouterConfigError as exc:
+                raise UsageError(f"{self.name}: {exc}") from None
+            self._ensure_supervisor()
+            for r in history:
+                if r.id == old:
+                    r.status = STOPPED
+            history.append(release)
+            self._save(history)
+            try:
+                state = self._apply(starting)
+                release.pid = state["releases"][release.id]["pid"]
+                release.pid_start = _start_time(release.pid) if release.pid else None
+                self._wait_ready(release)
+                checks = smoke.smoke(release.url, model_tag)
+                if not smoke.passed(checks):
+                    raise DeployError(f"smoke test on its own port: {smoke.describe(checks)}")
+                self._apply(mirrored)
+                self._wait_mirrored(release.id)
+            except DeployError as exc:
+                with contextlib.suppress(DeployError):
+                    self._apply(routing)
+                release.status, release.reason = FAILED, str(exc)
+                self._save(history)
+                raise DeployError(f"{self.name}: {release.id} not shadowing: {exc}") from None
+            release.status = SHADOW
+            self._save(history)
+            share = self.cfg.router.shadow_percent
+            self.log(
+                f"[{self.name}] {release.id}: shadowing {share}% of {routing.stable}'s traffic"
+            )
+            return release
 
     def rollback_target(self) -> tuple[Release, Release]:
         """(live release, the release before it that was live and is not already restored)."""
@@ -363,28 +537,37 @@ class LocalTarget:
         """Stop every process this target started for the environment."""
         stopped = []
         with self._locked():
-            self._route(None)
+            routing = self.routing()
+            if info := self._supervisor():
+                _stop(info["pid"], info["start"], timeout=40)
+                running = [f"{r.id} ({r.bento})" for r in routing.releases] if routing else []
+                stopped += [*running, f"router on port {info['port']}"]
+            supervisor.stop_orphans(self.dir)
+            (self.dir / routing_file.ROUTING_FILE).unlink(missing_ok=True)
+            (self.dir / "route.json").unlink(missing_ok=True)
             history = self.history()
             for r in history:
-                if _alive(r.pid, r.pid_start):
+                if _alive(r.pid, r.pid_start):  # started before the supervisor ran releases
                     _stop(r.pid, r.pid_start)
                     stopped.append(f"{r.id} ({r.bento})")
-                if r.status == LIVE:
+                if r.status in (LIVE, SHADOW):
                     r.status = STOPPED
             self._save(history)
-            if info := self._router():
-                _stop(info["pid"], info["start"])
-                stopped.append(f"router on port {info['port']}")
         return stopped
 
     def status(self) -> dict[str, Any]:
+        """The truth, from outside: the stable address and each release's /readyz, asked now."""
         live = self.live()
-        return {
+        routing = self.routing()
+        out: dict[str, Any] = {
             "environment": self.env_name,
             "model": self.model,
             "url": self.url,
-            "live": asdict(live) if live and _alive(live.pid, live.pid_start) else None,
+            "live": asdict(live) if live else None,
         }
+        supervised = self._supervised() if self._supervisor() is not None else None
+        out.update(health.check(self.url, routing, supervised))
+        return out
 
 
 def state_models(deploy_dir: Path, env_name: str) -> list[str]:

@@ -24,7 +24,12 @@ def example_request(openapi: dict[str, Any]) -> dict[str, Any]:
     return content["application/json"]["schema"]["example"]
 
 
-def smoke(url: str, model_tag: str | None = None, timeout: float = 10.0) -> list[SmokeCheck]:
+def smoke(
+    url: str,
+    model_tag: str | None = None,
+    timeout: float = 10.0,
+    headers: dict[str, str] | None = None,
+) -> list[SmokeCheck]:
     """Readiness, a valid prediction (from the model that should answer) and a clean 400."""
     checks: list[SmokeCheck] = []
 
@@ -33,7 +38,7 @@ def smoke(url: str, model_tag: str | None = None, timeout: float = 10.0) -> list
         return passed
 
     try:
-        with httpx.Client(base_url=url, timeout=timeout) as client:
+        with httpx.Client(base_url=url, timeout=timeout, headers=headers) as client:
             ready = client.get("/readyz")
             if not add("ready", ready.status_code == 200, f"/readyz -> {ready.status_code}"):
                 return checks

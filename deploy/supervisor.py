@@ -1,0 +1,360 @@
+"""The supervisor of one model in one environment: runs the router (nginx) and every release the
+routing file names as its children, and restarts any of them that exits, within a second.
+
+It watches routing.json: a new generation is rendered into nginx.conf, checked with `nginx -t`
+and applied with SIGHUP (nginx's graceful reload: requests in flight finish on the old workers);
+a release that appears is started, one that disappears is stopped. What it runs, and the
+generation it applied, are in supervisor.json for the deploy and `make status` to read.
+
+`python -m deploy.supervisor STATE_DIR` (started by the local target, in its own session).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.process import BENTOML
+from deploy import nginx, routing
+
+STATE_FILE = "supervisor.json"
+TICK_S = 0.2
+STOP_GRACE_S = 20.0
+RELOAD_WAIT_S = 15.0
+
+
+def _log(message: str) -> None:
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    print(f"{now} {message}", flush=True)
+
+
+def _become_subreaper() -> None:
+    """Orphans of our children (BentoML's workers run in sessions of their own and outlive an
+    arbiter killed alone, holding its port) become our children, so we can find and stop them."""
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _orphans(known: set[int]) -> list[int]:
+    """Our child processes that we did not start: the orphans of a crashed child."""
+    me, out = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            pid = int(stat.parent.name)
+            if int(fields[1]) == me and pid not in known:
+                out.append(pid)
+    return out
+
+
+def _children_of(parent: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                out.append(int(stat.parent.name))
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+@dataclass
+class Child:
+    name: str
+    cmd: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    last_exit: str = ""
+    last_restart: float | None = None  # epoch seconds
+
+    def start(self, cwd: Path) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.cmd,
+                cwd=cwd,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: its workers go with it
+            )
+
+    def exited(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_GRACE_S) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        _kill_group(self.proc.pid, signal.SIGKILL)  # workers that outlived their parent
+
+
+class Supervisor:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.prefix = directory / "nginx"
+        self.releases: dict[str, Child] = {}
+        self.router: Child | None = None
+        self.stamp: tuple[int, int] | None = None
+        self.routing: routing.Routing | None = None
+        self.applied = -1
+        self.error = ""
+        self.stopping = False
+        self.stopping_children: list[Child] = []
+
+    # -- the routing file --
+    def reload(self) -> None:
+        path = self.dir / routing.ROUTING_FILE
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return
+        if (st.st_mtime_ns, st.st_ino) == self.stamp:
+            return
+        self.stamp = (st.st_mtime_ns, st.st_ino)
+        try:
+            new = routing.load(self.dir)
+            assert new is not None
+            nginx.write_checked(new, self.prefix)
+        except Exception as exc:  # keep serving the last good configuration, and say why
+            self.error = f"generation not applied: {exc}"
+            _log(self.error)
+            return
+        self.routing, self.error = new, ""
+        if self.router and self.router.exited() is None and self.router.proc:
+            old_workers = _children_of(self.router.proc.pid)
+            self.router.proc.send_signal(signal.SIGHUP)
+            # Applied means every worker runs it: an old worker still accepts connections for a
+            # moment after the reload (worker_shutdown_timeout bounds its in-flight requests).
+            deadline = time.monotonic() + RELOAD_WAIT_S
+            while any(map(_running, old_workers)) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            _log(f"router reloaded: generation {new.generation}")
+        self.applied = new.generation
+
+    # -- children --
+    def _release_child(self, r: routing.RoutedRelease) -> Child:
+        host = self.routing.host if self.routing else "127.0.0.1"
+        return Child(
+            name=r.id,
+            cmd=[BENTOML, "serve", r.bento, "--host", host, "--port", str(r.port)],
+            log_path=self.dir / "logs" / f"{r.id}.log",
+            env={
+                "BENTOML_DO_NOT_TRACK": "true",
+                "BENTOGATE_PREDICTION_LOG": str(self.dir / "predictions.jsonl"),
+                "BENTOGATE_RELEASE": r.id,
+            },
+        )
+
+    def ensure(self) -> bool:
+        """Start what should run and is not; stop what should not run. True if anything changed."""
+        changed = False
+        wanted = {r.id: r for r in (self.routing.releases if self.routing else [])}
+        for rid in [rid for rid in self.releases if rid not in wanted]:
+            child = self.releases.pop(rid)
+            _log(f"{rid}: stopping (no longer in the routing file)")
+            if child.proc and child.exited() is None:
+                child.proc.send_signal(signal.SIGTERM)
+            self.stopping_children.append(child)
+            changed = True
+        for rid, r in wanted.items():
+            if rid not in self.releases:
+                self.releases[rid] = self._release_child(r)
+            changed |= self._keep_running(self.releases[rid])
+        if self.routing is not None and self.applied >= 0:
+            if self.router is None:
+                self.router = Child(
+                    "router",
+                    nginx.command(self.prefix, nginx.paths(self.prefix)["conf"]),
+                    self.dir / "logs" / "router.log",
+                )
+            changed |= self._keep_running(self.router)
+        self._reap_stopping()
+        return changed
+
+    def _keep_running(self, child: Child) -> bool:
+        code = child.exited()
+        if child.proc is not None and code is None:
+            return False
+        now = time.monotonic()
+        if child.proc is not None:  # it ran, and exited: a crash (we stop nothing we keep)
+            _kill_group(child.proc.pid, signal.SIGKILL)
+            self._stop_orphans()  # its workers hold the port
+            child.last_exit = f"exited with {code}"
+            child.restarts += 1
+            child.last_restart = time.time()
+            # Back at once the first time; a release that keeps crashing waits up to 4 s.
+            child.next_start = now + min(4.0, 0.25 * 2 ** (child.restarts - 1))
+            child.proc = None
+            _log(f"{child.name}: {child.last_exit}; restarting (restart {child.restarts})")
+        if now < child.next_start:
+            return False
+        child.start(self.dir)
+        _log(f"{child.name}: started, pid {child.proc.pid if child.proc else '?'}")
+        return True
+
+    def _stop_orphans(self, grace_s: float = 2.0) -> None:
+        """SIGTERM first: an orphaned worker finishes the responses it is sending (a client
+        mid-body would see a cut response), then SIGKILL whatever is left after `grace_s`."""
+        known = {c.proc.pid for c in self._children() if c.proc is not None}
+        orphans = _orphans(known)
+        for pid in orphans:
+            _log(f"stopping orphan {pid} of a child that exited")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        left = list(orphans)
+        while left and time.monotonic() < deadline:
+            for pid in list(left):
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                        left.remove(pid)
+            time.sleep(0.02)
+        for pid in left:
+            _kill_group(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+    def _children(self) -> list[Child]:
+        router = [self.router] if self.router else []
+        return [*router, *self.releases.values(), *self.stopping_children]
+
+    def _reap_stopping(self) -> None:
+        for child in list(self.stopping_children):
+            if child.exited() is not None:
+                assert child.proc is not None
+                _kill_group(child.proc.pid, signal.SIGKILL)
+                self.stopping_children.remove(child)
+                self._stop_orphans()
+
+    def state(self) -> dict[str, Any]:
+        def info(child: Child | None) -> dict[str, Any] | None:
+            if child is None:
+                return None
+            pid = child.proc.pid if child.proc and child.exited() is None else None
+            return {
+                "pid": pid,
+                "restarts": child.restarts,
+                "last_exit": child.last_exit,
+                "last_restart": child.last_restart,
+            }
+
+        return {
+            "pid": os.getpid(),
+            "generation": self.applied,
+            "error": self.error,
+            "router": info(self.router),
+            "releases": {rid: info(c) for rid, c in self.releases.items()},
+        }
+
+    def save(self) -> None:
+        tmp = self.dir / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(self.state(), indent=2) + "\n")
+        os.replace(tmp, self.dir / STATE_FILE)
+
+    def shutdown(self) -> None:
+        if self.router:
+            self.router.stop(signal.SIGQUIT, timeout=10)  # graceful: requests in flight finish
+        for child in [*self.releases.values(), *self.stopping_children]:
+            child.stop()
+        self._stop_orphans()
+        (self.dir / STATE_FILE).unlink(missing_ok=True)
+
+    def run(self) -> None:
+        def stop(signum: int, frame: object) -> None:
+            self.stopping = True
+
+        _become_subreaper()
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        _log(f"supervisor {os.getpid()} for {self.dir}")
+        stop_orphans(self.dir)
+        try:
+            last = ""
+            while not self.stopping:
+                self.reload()
+                self.ensure()
+                now = json.dumps(self.state())
+                if now != last:
+                    self.save()
+                    last = now
+                time.sleep(TICK_S)
+        finally:
+            _log("stopping every child")
+            self.shutdown()
+
+
+def stop_orphans(directory: Path) -> list[int]:
+    """Stop what a supervisor that was killed alone left running (its nginx and releases hold
+    the ports): the pids in its last state file that are still nginx or bentoml processes."""
+    try:
+        state = json.loads((directory / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    pids = [(state.get("router") or {}).get("pid")]
+    pids += [(info or {}).get("pid") for info in state.get("releases", {}).values()]
+    stopped = []
+    for pid in filter(None, pids):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"nginx" in cmdline or b"bentoml" in cmdline:
+            _kill_group(pid, signal.SIGTERM)
+            stopped.append(pid)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while (
+        stopped
+        and time.monotonic() < deadline
+        and any(Path(f"/proc/{pid}").exists() for pid in stopped)
+    ):
+        time.sleep(0.05)
+    for pid in stopped:
+        _kill_group(pid, signal.SIGKILL)
+    (directory / STATE_FILE).unlink(missing_ok=True)
+    return stopped
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m deploy.supervisor STATE_DIR", file=sys.stderr)
+        raise SystemExit(2)
+    Supervisor(Path(args[0]).resolve()).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""`make bench-router`: what the local target's router (nginx) costs. The last build is deployed
+in a scratch directory on free ports (router, supervisor and one release, as `make deploy` runs
+them), then wrk drives the release directly and through the stable address in turn, at 1 and 32
+clients, with the release pinned to core 0 and wrk and nginx to core 1. Targets (issue 12):
+through the router >= 0.9x the release's req/s at 32 clients with 0 errors; <= 0.5 ms added to
+P50 at 1 client. Report: reports/bench/router.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+from core.process import free_port
+from core.settings import ROOT, get_settings
+from deploy import config
+from deploy.__main__ import _bento
+from deploy.local import LocalTarget
+from loadtests.bench.wrk import run_wrk
+
+RELEASE_CPU, LOAD_CPU = 0, 1
+
+
+def _pin(pids: list[int], cpu: int) -> None:
+    if shutil.which("taskset"):
+        for pid in pids:
+            subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(pid)], capture_output=True)
+
+
+def _tree(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            kids.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(
+                int(stat.parent.name)
+            )
+        except (OSError, ValueError, IndexError):
+            continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def bench(bento: str | None, duration: float, rounds: int, out: Path) -> dict:
+    tag, model_tag = _bento(bento)
+    settings = get_settings()
+    env = config.load(settings.deploy_config).env("staging", "local")
+    with tempfile.TemporaryDirectory(prefix="bench-router-") as scratch:
+        target = LocalTarget(
+            "staging", env, Path(scratch), model_tag.split(":")[0], port=free_port()
+        )
+        try:
+            release = target.deploy(tag, model_tag)
+            state = json.loads((target.dir / "supervisor.json").read_text())
+            _pin(_tree(state["releases"][release.id]["pid"]), RELEASE_CPU)
+            _pin(_tree(state["router"]["pid"]), LOAD_CPU)
+            schema_body = out / "router_body.json"
+            spec = httpx.get(f"{release.url}/docs.json").json()
+            example = spec["paths"]["/predict"]["post"]["requestBody"]["content"][
+                "application/json"
+            ]["schema"]["example"]
+            schema_body.write_text(json.dumps(example))
+            urls = {"release": f"{release.url}/predict", "router": f"{target.url}/predict"}
+            results: dict = {"bento": tag, "duration_s": duration, "rounds": rounds}
+            for clients in (1, 32):
+                for url in urls.values():  # warm-up, not recorded
+                    run_wrk(url, schema_body, clients, 2, cpu=LOAD_CPU)
+                # Alternate: a change in the machine's background load falls on both alike.
+                runs: dict[str, list[dict]] = {"release": [], "router": []}
+                for _ in range(rounds):
+                    for name, url in urls.items():
+                        runs[name].append(
+                            run_wrk(url, schema_body, clients, duration, cpu=LOAD_CPU)
+                        )
+                for name, samples in runs.items():
+                    best = max(samples, key=lambda s: s["rps"])
+                    results.setdefault(name, {})[str(clients)] = {
+                        "rps": best["rps"],
+                        "p50": sorted(s["p50"] for s in samples)[len(samples) // 2],
+                        "p99": best["p99"],
+                        "errors": sum(s["errors"] for s in samples),
+                    }
+                    r = results[name][str(clients)]
+                    print(
+                        f"[bench-router] {name} c={clients}: {r['rps']:.0f} req/s, p50"
+                        f" {r['p50']:.2f} ms, p99 {r['p99']:.1f} ms, errors {r['errors']}",
+                        file=sys.stderr,
+                    )
+        finally:
+            target.down()
+    ratio = results["router"]["32"]["rps"] / results["release"]["32"]["rps"]
+    added = results["router"]["1"]["p50"] - results["release"]["1"]["p50"]
+    results["targets"] = {
+        "rps_ratio_32": {"value": ratio, "target": ">= 0.9", "met": ratio >= 0.9},
+        "errors_32": {
+            "value": results["router"]["32"]["errors"],
+            "target": "0",
+            "met": results["router"]["32"]["errors"] == 0,
+        },
+        "p50_added_ms_1": {"value": added, "target": "<= 0.5", "met": added <= 0.5},
+    }
+    return results
+
+
+def markdown(r: dict) -> str:
+    lines = [
+        f"# Router benchmark ({r['bento']})",
+        "",
+        f"wrk, keep-alive, {r['rounds']} alternating rounds of {r['duration_s']:g} s; release on"
+        " core 0, nginx and wrk on core 1. Best req/s, median P50.",
+        "",
+        "| path | clients | req/s | P50 ms | P99 ms | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for clients in ("1", "32"):
+        for name in ("release", "router"):
+            s = r[name][clients]
+            lines.append(
+                f"| {name} | {clients} | {s['rps']:.0f} | {s['p50']:.2f} | {s['p99']:.1f} |"
+                f" {s['errors']} |"
+            )
+    lines += ["", "| target | value | bound | met |", "|---|---|---|---|"]
+    for name, t in r["targets"].items():
+        value = t["value"] if isinstance(t["value"], int) else f"{t['value']:.3f}"
+        lines.append(f"| {name} | {value} | {t['target']} | {'yes' if t['met'] else 'NO'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtests.bench.router", description=__doc__)
+    p.add_argument("bento", nargs="?", help="default: the last build")
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = bench(args.bento, args.duration, args.rounds, args.out)
+    (args.out / "router.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = markdown(results)
+    (args.out / "router.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""The local target's router for real: nginx and two releases of a built Bento under the
+supervisor, on free loopback ports. Requests routed by x-model-version, an unknown version
+refused, a 200 MB body refused without the router growing, a late stable release answered for by
+the previous one, and the router and a release SIGKILLed and back within 5 s while `status`
+reports the outage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.process import free_port
+from core.settings import ROOT
+from deploy import config
+from deploy.local import LocalTarget
+from tests.conftest import copy_project, make
+
+pytestmark = pytest.mark.slow
+
+BUDGET_MS = 300
+
+
+@pytest.fixture(scope="module")
+def bento(production_tag, tmp_path_factory) -> str:
+    repo = copy_project(tmp_path_factory.mktemp("router") / "repo")
+    result = make(repo, "build", env={})
+    assert result.returncode == 0, result.stderr
+    return (repo / "build" / "bento-tag").read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def target(bento, production_tag, tmp_path_factory):
+    """Two deploys of the Bento: r0002 stable, r0001 previous."""
+    staging = config.load(ROOT / "deploy" / "config.yaml").environments["staging"]
+    env = config.Environment.model_validate(
+        {
+            **staging.model_dump(),
+            "local": {
+                **staging.local.model_dump(),  # type: ignore[union-attr]
+                "drain_s": 0.2,
+                "router": {"budget_ms": BUDGET_MS},
+            },
+        }
+    )
+    deploy_dir = tmp_path_factory.mktemp("deploy")
+    t = LocalTarget("staging", env, deploy_dir, "sales", port=free_port(), log=lambda _: None)
+    try:
+        for _ in range(2):
+            t.deploy(bento, production_tag)
+        yield t
+    finally:
+        t.down()
+
+
+@pytest.fixture(scope="module")
+def example(target) -> dict:
+    spec = httpx.get(f"{target.url}/docs.json").json()
+    return spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]["example"]
+
+
+def supervised(target: LocalTarget) -> dict:
+    return json.loads((target.dir / "supervisor.json").read_text())
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def rss_kb(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def access_log(target: LocalTarget) -> list[dict]:
+    lines = (target.dir / "nginx" / "logs" / "access.log").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_a_request_without_a_version_is_answered_by_the_stable_release_and_says_so(
+    target, example, production_tag
+):
+    r = httpx.post(f"{target.url}/predict", json=example)
+    assert r.status_code == 200
+    assert r.headers["x-bentogate-routed-to"] == "r0002"
+    assert r.headers["x-bentogate-release"] == "r0002"
+    assert r.headers["x-model-tag"] == production_tag
+
+
+def test_a_request_naming_a_version_goes_to_that_release(target, example, production_tag):
+    by_id = httpx.post(f"{target.url}/predict", json=example, headers={"x-model-version": "r0001"})
+    by_tag = httpx.post(
+        f"{target.url}/predict", json=example, headers={"x-model-version": production_tag}
+    )
+    assert by_id.status_code == 200 and by_tag.status_code == 200
+    assert by_id.headers["x-bentogate-release"] == "r0001"
+    # Both releases serve the same model tag: the tag names the newer release.
+    assert by_tag.headers["x-bentogate-release"] == "r0002"
+
+
+def test_an_unknown_version_gets_404_naming_the_live_versions(target, example, production_tag):
+    r = httpx.post(f"{target.url}/predict", json=example, headers={"x-model-version": "r9999"})
+    assert r.status_code == 404
+    assert r.json()["error"] == (
+        "x-model-version: no live release of sales in staging is that version"
+        f" (live: r0001, r0002, {production_tag})"
+    )
+    assert r.json()["errors"][0]["field"] is None
+
+
+def test_the_access_log_has_one_json_line_per_request_that_no_header_can_forge(target, example):
+    forged = 'x", "answered_by": "forged\\'
+    r = httpx.post(
+        f"{target.url}/predict",
+        json=example,
+        headers={"x-request-id": forged, "x-forwarded-for": "203.0.113.7"},
+    )
+    assert r.status_code == 200
+    time.sleep(0.1)
+    last = access_log(target)[-1]
+    assert last["request_id"] == forged
+    assert (last["routed_to"], last["answered_by"], last["status"]) == ("r0002", "r0002", 200)
+    assert last["forwarded_for"] == "203.0.113.7, 127.0.0.1"
+    assert float(last["upstream_time"]) >= 0
+
+
+def test_a_200_mb_body_is_refused_without_the_router_growing(target):
+    nginx_pid = supervised(target)["router"]["pid"]
+    before = rss_kb([nginx_pid, *children(nginx_pid)])
+    size = 200 << 20
+    with socket.create_connection(("127.0.0.1", target.port), timeout=10) as s:
+        s.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % size
+        )
+        chunk, sent = b"0" * (1 << 20), 0
+        try:
+            while sent < size:
+                s.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass  # the router closed the connection: it will not read the rest
+        head = s.recv(4096).decode(errors="replace")
+    after = rss_kb([nginx_pid, *children(nginx_pid)])
+    assert head.startswith("HTTP/1.1 413")
+    assert "over the router's limit of 8388608 bytes" in head
+    assert after - before < 100 * 1024
+
+
+def test_a_late_stable_release_is_answered_for_by_the_previous_one(target, example):
+    stable_worker = children(supervised(target)["releases"]["r0002"]["pid"])
+    assert stable_worker
+    for pid in stable_worker:
+        os.kill(pid, signal.SIGSTOP)  # accepts connections, never answers: late
+    try:
+        t0 = time.monotonic()
+        r = httpx.post(f"{target.url}/predict", json=example, timeout=10)
+        took = time.monotonic() - t0
+    finally:
+        for pid in stable_worker:
+            os.kill(pid, signal.SIGCONT)
+    assert r.status_code == 200
+    assert (r.headers["x-bentogate-routed-to"], r.headers["x-bentogate-release"]) == (
+        "r0002",
+        "r0001",
+    )
+    assert took < BUDGET_MS / 1000 + 1.0
+    time.sleep(0.1)
+    last = access_log(target)[-1]
+    assert (last["routed_to"], last["answered_by"]) == ("r0002", "r0001")
+
+
+def test_a_shadow_release_sees_every_request_and_never_answers_one(target, bento, example):
+    from deploy import shadow_report
+
+    shadow = target.shadow(bento, target.routing().release("r0002").model_tag)
+    assert shadow.id == "r0003"
+    ids = [f"shadow-{i}" for i in range(20)]
+    answers = [
+        httpx.post(f"{target.url}/predict", json=example, headers={"x-request-id": rid})
+        for rid in ids
+    ]
+    assert [r.status_code for r in answers] == [200] * 20
+    assert "r0003" not in {r.headers["x-bentogate-release"] for r in answers}
+    time.sleep(0.5)
+    mirrored = shadow_report.read_jsonl(target.dir / "nginx" / "logs" / "shadow.log")
+    assert {x["request_id"] for x in mirrored} >= set(ids)
+    assert {x["request_id"] for x in access_log(target)} >= set(ids)
+    report = shadow_report.compare(access_log(target), mirrored, [], "sales:a", "sales:b")
+    assert report["requests"] >= 20 and report["shadow_errors"] == 0
+
+
+def wait_for(check, timeout: float) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if check():
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout}s")
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_a_killed_router_is_back_within_5s_and_status_reports_the_crash(target):
+    before = supervised(target)["router"]["pid"]
+    t0 = time.monotonic()
+    os.kill(before, signal.SIGKILL)
+    wait_for(lambda: supervised(target)["router"]["pid"] not in (None, before), timeout=5)
+    wait_for(lambda: ready(target.url), timeout=5)
+    assert time.monotonic() - t0 < 5
+    status = target.status()
+    assert status["verdict"] == "degraded"
+    assert any(w.startswith("router crashed") for w in status["why"]), status["why"]
+
+
+class Poller(threading.Thread):
+    """A client calling the stable address every 20 ms; bounded in time."""
+
+    def __init__(self, url: str, example: dict) -> None:
+        super().__init__(daemon=True)
+        self.url, self.example = url, example
+        self.answered_by: list[str] = []
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 60
+        with httpx.Client(timeout=10) as client:
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                try:
+                    r = client.post(f"{self.url}/predict", json=self.example)
+                    if r.status_code == 200:
+                        self.answered_by.append(r.headers["x-bentogate-release"])
+                    else:
+                        self.failures.append(f"{r.status_code}: {r.text[:200]}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                time.sleep(0.02)
+
+
+def test_a_killed_release_is_restarted_within_5s_while_the_previous_one_answers(target, example):
+    before = supervised(target)["releases"]["r0002"]["pid"]
+    poller = Poller(target.url, example)
+    poller.start()
+    try:
+        time.sleep(0.2)
+        os.kill(before, signal.SIGKILL)
+        wait_for(lambda: supervised(target)["releases"]["r0002"]["pid"] not in (None, before), 5)
+        status = target.status()
+        time.sleep(0.5)
+    finally:
+        poller.stop.set()
+        poller.join(15)
+    assert status["verdict"] == "degraded"
+    assert any(w.startswith("r0002 crashed") for w in status["why"]), status["why"]
+    assert poller.failures == []
+    assert "r0001" in poller.answered_by  # the previous release answered during the outage
