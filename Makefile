@@ -290,7 +290,7 @@ format: $(STAMP) ## Format the code and apply safe lint fixes
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test
-test: lint $(STAMP) $(NGINX) ## Lint, then run the whole test suite (what CI runs; the router tests need nginx)
+test: lint $(STAMP) $(NGINX) java ## Lint, then run the whole test suite (what CI runs; the router tests need nginx, the batch tests Java)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 .PHONY: test-busy
