@@ -32,7 +32,7 @@ def _number_or_string(v: Any) -> float | str:
     ) or (isinstance(v, str) and 0 < len(v) <= MAX_ACTUAL_CHARS)
     if not ok:
         raise PydanticCustomError("actual_type", "expected a number or a string")
-    return v  # type: ignore[no-any-return]
+    return v
 
 
 # A number (regression target) or a string (class label). One validator, so an error names the
@@ -78,14 +78,14 @@ def feedback_request(max_items: int) -> type[RootModel[Any]]:
     body = Annotated[
         Annotated[Actual, Tag("one")] | Annotated[Actuals, Tag("many")], Discriminator(shape)
     ]
-    example = {
+    example: Any = {
         "actuals": [
             {"request_id": "3f2a9c", "actual": 21.5, "observed_at": "2026-12-04T15:00:00Z"},
             {"request_id": "77b0e1", "actual": 3.0},
         ]
     }
 
-    class FeedbackRequest(RootModel[body]):  # type: ignore[valid-type]
+    class FeedbackRequest(RootModel[body]):
         model_config = ConfigDict(json_schema_extra={"example": example})
 
     return FeedbackRequest
