@@ -124,9 +124,17 @@ class JsonLinesLog:
         self._fd = self._lock_fd = -1
 
 
+_second: list[Any] = [None, ""]  # the last second formatted, and its text
+
+
 def iso(at: float) -> str:
-    """ISO 8601 in UTC with milliseconds: 2026-12-04T14:34:48.123+00:00."""
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+    """ISO 8601 in UTC with milliseconds: 2026-12-04T14:34:48.123+00:00. The date and time of
+    the second are formatted once per second (datetime's isoformat costs ~3 us a call)."""
+    us = round(at * 1e6)
+    second, fraction = divmod(us, 1_000_000)
+    if _second[0] != second:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{fraction // 1000:03d}+00:00"
 
 
 def prediction_record(

@@ -139,11 +139,14 @@ def measure_point(
     rounds: int,
     script: Path = SCRIPT,
     wrk_env: dict[str, dict[str, str]] | None = None,
+    runs_out: dict[str, list[dict]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Each server's pooled figures at `clients` connections: a warm-up each, then `rounds`
     rounds in which the servers take turns (each leads once), each round once core 0 is idle.
-    `script`, `wrk_env`: another wrk script, and its variables per name (e.g. a load mix)."""
-    runs: dict[str, list[dict]] = {name: [] for name in urls}
+    `script`, `wrk_env`: another wrk script, and its variables per name (e.g. a load mix).
+    `runs_out`: filled with each name's wrk figures per round, in round order."""
+    runs: dict[str, list[dict]] = {name: [] for name in urls} if runs_out is None else runs_out
+    runs.update({name: [] for name in urls})
     envs = wrk_env or {}
     for name, url in urls.items():
         run_wrk(url, body, clients, warmup, cpu=LOAD_CPU, script=script, env=envs.get(name))
