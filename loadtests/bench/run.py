@@ -26,7 +26,7 @@ from pathlib import Path
 from core.process import Server
 from core.settings import ROOT, get_settings
 from loadtests import traffic
-from loadtests.bench.wrk import SCRIPT, WrkError, pool, run_wrk, wrk_path
+from loadtests.bench.wrk import WrkError, pool, run_wrk, wrk_path
 from loadtests.locust_run import Load, run_locust, summarize
 from serving.runtime import NoModelError, resolve_tag
 
@@ -131,42 +131,20 @@ def _settle(cpu: int, busy_below: float = 0.1, timeout_s: float = 10.0) -> None:
 
 
 def measure_point(
-    urls: dict[str, str],
-    body: Path,
-    clients: int,
-    duration: float,
-    warmup: float,
-    rounds: int,
-    script: Path = SCRIPT,
-    wrk_env: dict[str, dict[str, str]] | None = None,
-    runs_out: dict[str, list[dict]] | None = None,
+    urls: dict[str, str], body: Path, clients: int, duration: float, warmup: float, rounds: int
 ) -> dict[str, dict[str, float]]:
     """Each server's pooled figures at `clients` connections: a warm-up each, then `rounds`
-    rounds in which the servers take turns (each leads once), each round once core 0 is idle.
-    `script`, `wrk_env`: another wrk script, and its variables per name (e.g. a load mix).
-    `runs_out`: filled with each name's wrk figures per round, in round order."""
-    runs: dict[str, list[dict]] = {name: [] for name in urls} if runs_out is None else runs_out
-    runs.update({name: [] for name in urls})
-    envs = wrk_env or {}
-    for name, url in urls.items():
-        run_wrk(url, body, clients, warmup, cpu=LOAD_CPU, script=script, env=envs.get(name))
+    rounds in which the servers take turns (each leads once), each round once core 0 is idle."""
+    runs: dict[str, list[dict]] = {name: [] for name in urls}
+    for url in urls.values():
+        run_wrk(url, body, clients, warmup, cpu=LOAD_CPU)  # not recorded
     order = list(urls)
     for r in range(rounds):
         for name in order[r % len(order) :] + order[: r % len(order)]:
             # A server that shed or queued work (FastAPI's thread pool, the two services' batch
             # queue) keeps core 0 busy after wrk stops: wait until it is idle.
             _settle(SERVER_CPU)
-            runs[name].append(
-                run_wrk(
-                    urls[name],
-                    body,
-                    clients,
-                    duration / rounds,
-                    cpu=LOAD_CPU,
-                    script=script,
-                    env=envs.get(name),
-                )
-            )
+            runs[name].append(run_wrk(urls[name], body, clients, duration / rounds, cpu=LOAD_CPU))
     return {name: pool(r) for name, r in runs.items()}
 
 
