@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -35,6 +36,16 @@ def _number_or_string(v: Any) -> float | str:
     return v
 
 
+def _in_utc(v: dt.datetime | None) -> dt.datetime | None:
+    """The time in UTC (no offset given: UTC); one that UTC cannot represent is refused."""
+    if v is None:
+        return None
+    try:
+        return (v if v.tzinfo else v.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except OverflowError:
+        raise PydanticCustomError("datetime_range", "out of range in UTC") from None
+
+
 # A number (regression target) or a string (class label). One validator, so an error names the
 # field once (a union would report one error per member).
 ActualValue = Annotated[
@@ -57,7 +68,7 @@ class Actual(BaseModel):
         description="The x-request-id of the prediction this is the outcome of.",
     )
     actual: ActualValue
-    observed_at: dt.datetime | None = Field(
+    observed_at: Annotated[dt.datetime | None, AfterValidator(_in_utc)] = Field(
         default=None,
         description="When the outcome was observed (ISO 8601; no timezone: UTC). Default: now.",
     )

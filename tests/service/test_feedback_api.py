@@ -56,6 +56,11 @@ BAD = [
     ("a boolean actual", {**OK, "actual": True}, "actual"),
     ("a null actual in a batch", {"actuals": [OK, {**OK, "actual": None}]}, "actuals[1].actual"),
     ("an observed_at that is not a time", {**OK, "observed_at": "yesterday"}, "observed_at"),
+    (
+        "an observed_at before year 1 in UTC",
+        {**OK, "observed_at": "0001-01-01T00:00:00+01:00"},
+        "observed_at",
+    ),
     ("an empty batch", {"actuals": []}, "actuals"),
     ("a batch over the limit", {"actuals": [OK] * 1001}, "actuals"),
     ("an unknown field", {**OK, "user": "x"}, "user"),
