@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     prediction_log: Path | None = Field(
         default=None, description="Also append prediction records (JSON lines) to this file."
     )
+    monitor_dir: Path = Field(
+        default=ROOT / ".bentogate" / "monitor",
+        description="Monitoring store: one DuckDB database per environment and model.",
+    )
+    monitor_config: Path = Field(
+        default=ROOT / "monitoring" / "config.yaml", description="Monitoring checks and actions."
+    )
     batch_dir: Path = Field(
         default=ROOT / ".bentogate" / "batch",
         description="Batch scoring jobs: their store (jobs.sqlite) and logs.",
