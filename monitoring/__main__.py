@@ -28,7 +28,7 @@ from core.yamlconf import ConfigError
 from deploy import config as deploy_config
 from models import UnknownModelError, get_spec
 from models.config import package_config
-from monitoring import act, feedback, monitor, report, store
+from monitoring import act, drift, feedback, monitor, report, store
 from monitoring import config as monitor_config
 
 EXIT_DEGRADED, EXIT_USAGE, EXIT_BUG = 1, 2, 3
@@ -84,7 +84,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     out_dir = args.out or settings.reports_dir / "monitor" / f"{args.env}-{args.model}"
     out_dir.mkdir(parents=True, exist_ok=True)
     logs = _logs(settings, args)
-    with store.connect(store.database(settings.monitor_dir, args.env, args.model)) as con:
+    with (
+        drift.worker() as drifts,
+        store.connect(store.database(settings.monitor_dir, args.env, args.model)) as con,
+    ):
         preds = store.ingest_predictions(con, logs)
         actuals = store.ingest_actuals(con, logs)
         ingested = {
@@ -104,6 +107,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             state_dir=settings.deploy_dir / args.env / args.model,
             out_dir=out_dir,
             ingested=ingested,
+            drifts=drifts,
         )
     if result.verdict == monitor.DEGRADED and not args.no_act:
         what = cfg.action(args.env)

@@ -8,7 +8,6 @@ import io
 
 from core.settings import Settings
 from deploy import notify
-from deploy.__main__ import main as deploy_main
 
 
 def message(environment: str, model: str, why: list[str], action: str, link: str | None) -> str:
@@ -18,6 +17,8 @@ def message(environment: str, model: str, why: list[str], action: str, link: str
 
 def rollback(environment: str, model: str) -> tuple[bool, str]:
     """`python -m deploy rollback ENV --model MODEL`, in process: (done, what it said)."""
+    from deploy.__main__ import main as deploy_main  # the deploy CLI: loaded only to roll back
+
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = deploy_main(["rollback", environment, "--model", model])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -200,7 +201,10 @@ def run(
     state_dir: Path,
     out_dir: Path,
     ingested: dict[str, Any],
+    drifts: Executor | None = None,
 ) -> Result:
+    """`drifts` runs the drift comparisons (drift.worker(): a process that imported Evidently
+    while the logs were ingested); None: here."""
     end, start = now, now - timedelta(seconds=window_s)
     found = versions(con, start, end)
     history, stable = deploy_state(state_dir)
@@ -256,8 +260,12 @@ def run(
             )
         )
 
+    pending = []
+    references: dict[str, tuple[FeatureSchema, pd.DataFrame] | None] = {}
     for v in found:
-        ref = _reference(v.model)
+        if v.model not in references:
+            references[v.model] = _reference(v.model)
+        ref = references[v.model]
         sample = con.execute(
             SAMPLE.replace("{n}", str(int(cfg.drift.sample_rows))), [v.version, start, end]
         ).df()
@@ -272,13 +280,22 @@ def run(
         current = _records(sample)
         current["prediction"] = _values(sample["prediction"])
         html = out_dir / f"drift-{v.version.replace(':', '-')}.html" if v.live else None
-        result = drift.compare(
+        args = (
             schema,
             spec.task,
             reference.sample(min(len(reference), cfg.drift.sample_rows), random_state=0),
             current,
             html,
         )
+        pending.append(
+            (
+                v,
+                html,
+                drifts.submit(drift.compare, *args) if drifts else _done(drift.compare(*args)),
+            )
+        )
+    for v, html, future in pending:
+        result = future.result()
         v.drift = result.to_dict()
         v.drift_html = html.name if html is not None and html.exists() else None
         v.findings.append(
@@ -303,6 +320,12 @@ def run(
         versions=found,
         ingested=ingested,
     )
+
+
+def _done(result: drift.DriftResult) -> Future[drift.DriftResult]:
+    future: Future[drift.DriftResult] = Future()
+    future.set_result(result)
+    return future
 
 
 def judge(live: Version | None) -> tuple[str, list[str]]:
