@@ -210,12 +210,13 @@ def run(
     history, stable = deploy_state(state_dir)
     for v in found:
         v.deployed_at = _deployed_at(v, history)
-    live = next((v for v in found if v.release and v.release == stable), None)
-    if live is None and stable in history:
-        tag = history[stable].get("model_tag")
-        live = next((v for v in found if v.version == tag), None)
-    if live is None and found:
-        live = max(found, key=lambda v: v.last_seen)
+    if stable is not None:  # the local target says what serves: only it is judged
+        live = next((v for v in found if v.release and v.release == stable), None)
+        tag = history.get(stable, {}).get("model_tag")
+        if live is None and not any(v.release for v in found):  # a log without releases
+            live = next((v for v in found if v.version == tag), None)
+    else:  # no routing state here (another target): the version that served last
+        live = max(found, key=lambda v: v.last_seen) if found else None
     if live is not None:
         live.live = True
 
@@ -329,10 +330,10 @@ def _done(result: drift.DriftResult) -> Future[drift.DriftResult]:
 
 
 def judge(live: Version | None) -> tuple[str, list[str]]:
-    """HEALTHY, DEGRADED (the failed checks of the live version), or NO DATA (nothing served in
-    the window, or no check of the live version could conclude)."""
+    """HEALTHY, DEGRADED (the failed checks of the live version), or NO DATA (the live version
+    served nothing in the window, or none of its checks could conclude)."""
     if live is None:
-        return NO_DATA, ["no predictions in the window"]
+        return NO_DATA, ["the live version served no predictions in the window"]
     failed = [f.message for f in live.findings if f.status == "fail"]
     if failed:
         return DEGRADED, failed
