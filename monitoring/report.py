@@ -233,6 +233,28 @@ def prometheus(r: Result) -> str:
     for v in r.versions:
         labels = f'{base},model_tag="{_label(v.model)}",release="{_label(v.release or "")}"'
         out.append(f"bentogate_monitor_joined_actuals{{{labels}}} {v.joined}")
+    for name, what, value in (
+        ("requests", "Requests served in the window", lambda v: v.requests),
+        ("records", "Records predicted in the window", lambda v: v.records),
+        (
+            "fallbacks",
+            "Requests the previous release answered (router fallback)",
+            lambda v: v.fallbacks,
+        ),
+    ):
+        out += [f"# HELP bentogate_monitor_{name} {what}", f"# TYPE bentogate_monitor_{name} gauge"]
+        for v in r.versions:
+            labels = f'{base},model_tag="{_label(v.model)}",release="{_label(v.release or "")}"'
+            out.append(f"bentogate_monitor_{name}{{{labels}}} {value(v)}")
+    out += [
+        "# HELP bentogate_monitor_latency_ms Serving latency in the window, from the prediction log",
+        "# TYPE bentogate_monitor_latency_ms gauge",
+    ]
+    for v in r.versions:
+        labels = f'{base},model_tag="{_label(v.model)}",release="{_label(v.release or "")}"'
+        for stat, value in v.latency_ms.items():
+            if value is not None:
+                out.append(f'bentogate_monitor_latency_ms{{{labels},stat="{stat}"}} {value:.6g}')
     out += [
         "# HELP bentogate_monitor_live_metric The model's gate metrics on joined actuals",
         "# TYPE bentogate_monitor_live_metric gauge",
