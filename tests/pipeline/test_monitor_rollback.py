@@ -1,7 +1,7 @@
 """Monitoring acting for real, in a copy of the project: two releases of two sales models deployed
 to a local production environment (nginx and both releases on free loopback ports), predictions
-served through the stable address, actuals that make the live model look bad fed with
-`python -m monitoring feedback`, then `python -m monitoring run`: it exits 1, rolls production
+served through the stable address, actuals that make the live model look bad written beside the
+prediction log (as POST /feedback does), then `python -m monitoring run`: it exits 1, rolls production
 back to the previous release and tells a stand-in Slack (a loopback HTTP server: no Slack here).
 A second run judges the restored release, which has served nothing yet: no second rollback."""
 
@@ -12,6 +12,7 @@ import os
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -19,8 +20,10 @@ import httpx
 import pytest
 import yaml
 
+from core import registry
 from core.process import free_port
 from core.settings import ROOT
+from monitoring import synthetic
 from tests.conftest import copy_project, make
 
 pytestmark = pytest.mark.slow
@@ -79,10 +82,8 @@ def repo(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def env(repo, slack) -> dict[str, str]:
-    return {
-        "BENTOML_HOME": str(repo / ".bentogate" / "bentoml"),
-        "SLACK_WEBHOOK_URL": f"http://127.0.0.1:{slack.server_address[1]}/hook",
-    }
+    # The session's model store (tests/conftest.py): its production model is model A.
+    return {"SLACK_WEBHOOK_URL": f"http://127.0.0.1:{slack.server_address[1]}/hook"}
 
 
 def cli(repo: Path, *args: str, env: dict[str, str], timeout: float = 300):
@@ -100,31 +101,39 @@ def state(repo: Path, name: str):
     return json.loads((repo / ".bentogate" / "deploy" / "production" / "sales" / name).read_text())
 
 
+def second_version(tag: str) -> str:
+    """Model B: the production model's files registered again under a new tag (no training)."""
+    model = registry.get(tag)
+    meta = registry.metadata(model)
+    own = ("files", "sklearn_version", "python_version", "bentoml_version")
+    files = [Path(model.path_of(name)) for name in meta["files"]]
+    return registry.register(
+        "sales", metadata={k: v for k, v in meta.items() if k not in own}, git_commit="test",
+        files=files,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-def deployed(repo, env):
-    """Model A (bento A) deployed, then model B (bento B): B is live, A the previous release."""
-    tags = []
+def deployed(repo, env, production_tag):
+    """Bento A (model A) deployed, then bento B (model B): B is live, A the previous release."""
+    tags = [production_tag, second_version(production_tag)]
     try:
-        for build_args in ([], ["MODEL_TAG={tag}"]):
-            result = make(repo, "train", env=env)
-            assert result.returncode == 0, result.stderr
-            tag = cli(repo, "-m", "training", "candidate", env=env).stdout.strip()
-            if not tags:
-                assert make(repo, "promote", env=env).returncode == 0
-            result = make(repo, "build", *[a.format(tag=tag) for a in build_args], env=env)
+        for tag in tags:
+            result = make(repo, "build", f"MODEL_TAG={tag}", env=env)
             assert result.returncode == 0, result.stderr
             bento = (repo / "build" / "bento-tag").read_text().strip()
             result = cli(repo, "-m", "deploy", "deploy", "production", bento, env=env)
             assert result.returncode == 0, result.stderr
-            tags.append(tag)
         yield tags
     finally:
         make(repo, "down", env=env)
+        registry.promote(production_tag)  # whatever happened: model A is production again
 
 
 @pytest.fixture(scope="module")
 def served(repo, env, deployed) -> list[tuple[str, float]]:
-    """(request id, prediction) of requests answered through the stable address."""
+    """(request id, prediction) of requests answered through the stable address, once the
+    prediction log holds them all."""
     port = yaml.safe_load((repo / "deploy" / "config.yaml").read_text())["environments"][
         "production"
     ]["local"]["port"]
@@ -135,25 +144,31 @@ def served(repo, env, deployed) -> list[tuple[str, float]]:
     out = []
     with httpx.Client(timeout=30) as client:
         for i in range(REQUESTS):
-            r = client.post(f"{url}/predict", json=example, headers={"x-request-id": f"t{i:04d}"})
+            rid = f"t{i:04d}"
+            r = client.post(f"{url}/predict", json=example, headers={"x-request-id": rid})
             assert r.status_code == 200
-            out.append((r.headers["x-request-id"], r.json()["predictions"][0]))
+            out.append((rid, r.json()["predictions"][0]))
     log = repo / ".bentogate" / "deploy" / "production" / "sales" / "predictions.jsonl"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if log.is_file() and len(log.read_text().splitlines()) >= REQUESTS:
+        logged = log.read_text() if log.is_file() else ""
+        if all(f'"{rid}"' in logged for rid, _ in out):
             break
         time.sleep(0.1)
+    else:
+        raise AssertionError("the prediction log does not hold every answered request id")
     return out
 
 
 @pytest.fixture(scope="module")
 def first_run(repo, env, served):
-    lines = ["request_id,actual,observed_at"]
-    lines += [f"{rid},{p * 40 + 200:.3f},2026-12-04T12:00:00+00:00" for rid, p in served]
-    (repo / "actuals.csv").write_text("\n".join(lines) + "\n")
-    fed = cli(repo, "-m", "monitoring", "feedback", "production", "--file", "actuals.csv", env=env)
-    assert fed.returncode == 0, fed.stderr
+    """Actuals far from every prediction, in actuals.jsonl beside the prediction log (as the
+    service's POST /feedback writes them), then the monitor."""
+    now = datetime.now(UTC)
+    synthetic.write_lines(
+        repo / ".bentogate" / "deploy" / "production" / "sales" / "actuals.jsonl",
+        [synthetic.actual_line(rid, p * 40 + 200, now) for rid, p in served],
+    )
     return cli(repo, "-m", "monitoring", "run", "production", env=env)
 
 
