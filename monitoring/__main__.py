@@ -90,10 +90,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     ):
         preds = store.ingest_predictions(con, logs)
         actuals = store.ingest_actuals(con, logs)
+        access = store.ingest_access(con, logs / "nginx" / "logs")
         ingested = {
             "logs": str(logs),
             "predictions": preds.__dict__,
             "actuals": actuals.__dict__,
+            "router_access": access.__dict__,
             "ingest_s": round(time.monotonic() - t0, 2),
         }
         result = monitor.run(

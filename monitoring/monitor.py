@@ -50,6 +50,12 @@ FROM predictions p JOIN latest a USING (key)
 WHERE p.time >= ? AND p.time <= ?
 """
 
+ERRORS = """
+SELECT coalesce(answered_by, routed_to) AS release, count(*) FILTER (WHERE status >= 500),
+       count(*)
+FROM access WHERE time >= ? AND time <= ? GROUP BY 1
+"""
+
 SAMPLE = """
 SELECT input, prediction FROM (
     SELECT input, prediction FROM predictions
@@ -71,6 +77,7 @@ class Version:
     last_seen: str
     deployed_at: str | None = None
     live: bool = False
+    errors: int | None = None  # 5xx answers at the router (None: no access log read)
     joined: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     by_day: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -210,6 +217,19 @@ def run(
     history, stable = deploy_state(state_dir)
     for v in found:
         v.deployed_at = _deployed_at(v, history)
+    errors: dict[str, int] = {}
+    for release, failed, _total in con.execute(ERRORS, [start, end]).fetchall():
+        if release:  # a log without releases: the release's model tag is the version
+            key = (
+                release
+                if any(v.release for v in found)
+                else history.get(release, {}).get("model_tag")
+            )
+            if key:
+                errors[key] = errors.get(key, 0) + int(failed)
+    has_access = bool(con.execute("SELECT count(*) FROM access").fetchone()[0])  # type: ignore[index]
+    for v in found:
+        v.errors = errors.get(v.version, 0) if has_access else None
     if stable is not None:  # the local target says what serves: only it is judged
         live = next((v for v in found if v.release and v.release == stable), None)
         tag = history.get(stable, {}).get("model_tag")

@@ -48,8 +48,8 @@ def markdown(r: Result) -> str:
         f"Window {r.window}: {r.start} to {r.end}." + (f" Action: {r.action}." if r.action else ""),
         "",
         "| version | live | deployed | requests | records | latency avg / p50 / p90 / p99 / max ms "
-        "| fallbacks | joined actuals | live metrics | drifted features |",
-        "|---|---|---|---:|---:|---|---:|---:|---|---|",
+        "| errors (5xx) | fallbacks | joined actuals | live metrics | drifted features |",
+        "|---|---|---|---:|---:|---|---:|---:|---:|---|---|",
     ]
     for v in r.versions:
         lat = " / ".join(_num(v.latency_ms.get(k), 1) for k in ("avg", "p50", "p90", "p99", "max"))
@@ -57,7 +57,8 @@ def markdown(r: Result) -> str:
         drifted = f"{len(v.drift['drifted_features'])}/{v.drift['features']}" if v.drift else "-"
         lines.append(
             f"| {v.version} ({v.model}) | {'yes' if v.live else ''} | {v.deployed_at or '-'} "
-            f"| {v.requests} | {v.records} | {lat} | {v.fallbacks} | {v.joined} | {metrics} "
+            f"| {v.requests} | {v.records} | {lat} | {_num(v.errors)} | {v.fallbacks} | {v.joined} "
+            f"| {metrics} "
             f"| {drifted} |"
         )
     live = r.live
@@ -172,7 +173,7 @@ def page(r: Result, bounds: dict[str, float]) -> str:
             f"<td>{_num(v.latency_ms.get(k), 1)}</td>"
             for k in ("avg", "min", "p50", "p90", "p99", "max")
         )
-        + f"<td>{v.fallbacks}</td><td>{v.joined}</td>"
+        + f"<td>{_num(v.errors)}</td><td>{v.fallbacks}</td><td>{v.joined}</td>"
         f"<td>{html.escape(', '.join(f'{k} {_num(x)}' for k, x in v.metrics.items()) or '-')}</td></tr>"
         for v in r.versions
     )
@@ -210,7 +211,7 @@ verdict.</p>
 <h2>Serving, per version</h2>
 <table><tr><th>version</th><th>model</th><th></th><th>deployed</th><th>requests</th>
 <th>records</th><th>avg ms</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>max</th>
-<th>fallbacks</th><th>joined actuals</th><th>live metrics</th></tr>{rows}</table>
+<th>errors (5xx)</th><th>fallbacks</th><th>joined actuals</th><th>live metrics</th></tr>{rows}</table>
 </body></html>
 """
 
@@ -233,7 +234,7 @@ def prometheus(r: Result) -> str:
     for v in r.versions:
         labels = f'{base},model_tag="{_label(v.model)}",release="{_label(v.release or "")}"'
         out.append(f"bentogate_monitor_joined_actuals{{{labels}}} {v.joined}")
-    for name, what, value in (
+    for name, what, figure in (
         ("requests", "Requests served in the window", lambda v: v.requests),
         ("records", "Records predicted in the window", lambda v: v.records),
         (
@@ -245,7 +246,7 @@ def prometheus(r: Result) -> str:
         out += [f"# HELP bentogate_monitor_{name} {what}", f"# TYPE bentogate_monitor_{name} gauge"]
         for v in r.versions:
             labels = f'{base},model_tag="{_label(v.model)}",release="{_label(v.release or "")}"'
-            out.append(f"bentogate_monitor_{name}{{{labels}}} {value(v)}")
+            out.append(f"bentogate_monitor_{name}{{{labels}}} {figure(v)}")
     out += [
         "# HELP bentogate_monitor_latency_ms Serving latency in the window, from the prediction log",
         "# TYPE bentogate_monitor_latency_ms gauge",

@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE TABLE IF NOT EXISTS actuals (
     key VARCHAR, actual JSON, observed_at TIMESTAMPTZ, received_at TIMESTAMPTZ, model VARCHAR,
     release VARCHAR, source VARCHAR);
+CREATE TABLE IF NOT EXISTS access (
+    time TIMESTAMPTZ, request_id VARCHAR, uri VARCHAR, status INTEGER, routed_to VARCHAR,
+    answered_by VARCHAR);
 CREATE TABLE IF NOT EXISTS unreadable (kind VARCHAR, path VARCHAR, lines UBIGINT, seen TIMESTAMPTZ);
 """
 
@@ -80,6 +83,24 @@ FROM (
                    columns = {columns})
     WHERE event = 'prediction' AND request_id IS NOT NULL AND len(inputs) > 0
 )
+"""
+
+# The router's access log (deploy/nginx.py, one JSON line per request): the errors the
+# prediction log cannot hold, since it logs answered predictions only.
+ACCESS_COLUMNS = {
+    "time": "VARCHAR",
+    "request_id": "VARCHAR",
+    "uri": "VARCHAR",
+    "status": "INTEGER",
+    "routed_to": "VARCHAR",
+    "answered_by": "VARCHAR",
+}
+INSERT_ACCESS = """
+INSERT INTO access
+SELECT TRY_CAST(time AS TIMESTAMPTZ), request_id, uri, status, nullif(routed_to, ''),
+       nullif(answered_by, '')
+FROM read_json(?, format = 'newline_delimited', ignore_errors = true, columns = {columns})
+WHERE status IS NOT NULL AND uri LIKE '/predict%'
 """
 
 INSERT_ACTUALS = """
@@ -223,6 +244,13 @@ def ingest_actuals(con: duckdb.DuckDBPyConnection, log_dir: Path) -> Ingested:
     insert = INSERT_ACTUALS.replace("{columns}", _columns(ACTUAL_COLUMNS))
     counting = "SELECT count(*), count(*) FROM actuals"
     return _ingest(con, rotated(log_dir, ACTUALS), "actuals", insert, counting)
+
+
+def ingest_access(con: duckdb.DuckDBPyConnection, router_logs: Path) -> Ingested:
+    """The router's access log and its rotations: only /predict lines are kept."""
+    insert = INSERT_ACCESS.replace("{columns}", _columns(ACCESS_COLUMNS))
+    counting = "SELECT count(*), count(*) FROM access"
+    return _ingest(con, rotated(router_logs, "access.log"), "access", insert, counting)
 
 
 def add_actuals(

@@ -186,3 +186,37 @@ def test_the_feedback_command_exits_2_on_a_bad_file_and_stores_nothing(tmp_path)
     )
     assert len(result.stderr.strip().splitlines()) == 1
     assert stored(tmp_path) == 0
+
+
+def test_router_errors_are_read_from_its_access_log_predict_lines_only(con, tmp_path):
+    line = (
+        '{{"time":"2026-12-04T14:00:0{i}+00:00","request_id":"x{i}","method":"POST",'
+        '"uri":"{uri}","status":{status},"routed_to":"r0002","answered_by":"{by}"}}'
+    )
+    synthetic.write_lines(
+        tmp_path / "access.log",
+        [
+            line.format(i=0, uri="/predict", status=200, by="r0002"),
+            line.format(i=1, uri="/predict", status=503, by=""),
+            line.format(i=2, uri="/readyz", status=200, by="r0002"),
+        ],
+    )
+    assert store.ingest_access(con, tmp_path).rows == 2
+    got = con.execute("SELECT status, coalesce(answered_by, routed_to) FROM access ORDER BY status")
+    assert got.fetchall() == [(200, "r0002"), (503, "r0002")]
+
+
+def test_the_monitor_exits_2_naming_a_bad_window_and_writes_no_report(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "monitoring", "run", "production", "--window", "24 hours"],
+        cwd=ROOT,
+        env={**os.environ, "BENTOGATE_REPORTS_DIR": str(tmp_path / "reports")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: window '24 hours': expected a positive number and m, h, d or w, e.g. 24h"
+    )
+    assert not (tmp_path / "reports").exists()
