@@ -14,6 +14,7 @@ arguments, config or input file (the message names the file, line and field); 3 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -84,9 +85,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     out_dir = args.out or settings.reports_dir / "monitor" / f"{args.env}-{args.model}"
     out_dir.mkdir(parents=True, exist_ok=True)
     logs = _logs(settings, args)
+    database = store.database(settings.monitor_dir, args.env, args.model)
+    # Evidently is imported in a worker process while the logs are ingested; with no logs and no
+    # store there is nothing to compare, and no worker to wait for.
+    work = database.exists() or bool(store.rotated(logs, store.PREDICTIONS))
     with (
-        drift.worker() as drifts,
-        store.connect(store.database(settings.monitor_dir, args.env, args.model)) as con,
+        drift.worker() if work else contextlib.nullcontext() as drifts,
+        store.connect(database) as con,
     ):
         preds = store.ingest_predictions(con, logs)
         actuals = store.ingest_actuals(con, logs)
