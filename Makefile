@@ -221,6 +221,20 @@ bench-models: $(STAMP) $(WRK) ## The brought-in models part of make bench alone 
 bench-router: $(STAMP) $(WRK) $(NGINX) ## The router's cost: the last build directly vs through nginx at 1 and 32 clients (reports/bench/router.md)
 	WRK=$(WRK) $(PY) -m loadtests.bench.router
 
+WINDOW ?=
+.PHONY: monitor
+monitor: $(STAMP) ## Monitor MODEL=sales in ENV: serving figures, live quality on actuals, drift; acts on a breach (reports/monitor/; WINDOW=24h)
+	$(PY) -m monitoring run $(ENV) --model $(MODEL) $(if $(WINDOW),--window $(WINDOW)) $(if $(LOGS),--logs "$(LOGS)") $(if $(LINK),--link "$(LINK)") $(if $(NO_ACT),--no-act)
+
+.PHONY: feedback
+feedback: $(STAMP) ## Store actuals for MODEL=sales in ENV from FILE=actuals.csv (request_id,actual,observed_at)
+	@test -n "$(FILE)" || { echo "usage: make feedback ENV=production [MODEL=sales] FILE=actuals.csv"; exit 2; }
+	$(PY) -m monitoring feedback $(ENV) --model $(MODEL) --file "$(FILE)"
+
+.PHONY: bench-monitor
+bench-monitor: ensure-model ## Benchmark make monitor on 1M logged predictions and 100k actuals: first and incremental run (reports/bench-monitor/)
+	$(PY) -m monitoring.bench
+
 # Batch scoring runs on Spark 4, which needs Java 17 or later. A fresh Debian/Ubuntu machine gets a
 # headless JRE from apt-get (as root); elsewhere the message says what to install.
 .PHONY: java

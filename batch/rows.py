@@ -89,7 +89,7 @@ def json_values(frame: pd.DataFrame, schema: FeatureSchema) -> list[dict[str, An
         if col.kind == "date" and pd.api.types.is_datetime64_any_dtype(s):
             values = s.dt.strftime("%Y-%m-%d").astype(object).where(s.notna(), None).tolist()
         else:
-            values = s.astype(object).where(s.notna(), None).tolist()
+            values = s.astype(object).where(s.notna(), None).tolist()  # type: ignore[call-overload]
             if s.dtype == object or pd.api.types.is_string_dtype(s):
                 values = [_from_text(v, col) for v in values]
             if col.kind == "date":

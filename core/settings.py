@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     release: str | None = Field(
         default=None, description="The release id this process serves (set by a deploy)."
     )
+    monitor_dir: Path = Field(
+        default=ROOT / ".bentogate" / "monitor",
+        description="Monitoring store: one DuckDB database per environment and model.",
+    )
+    monitor_config: Path = Field(
+        default=ROOT / "monitoring" / "config.yaml", description="Monitoring checks and actions."
+    )
     batch_dir: Path = Field(
         default=ROOT / ".bentogate" / "batch",
         description="Batch scoring jobs: their store (jobs.sqlite) and logs.",

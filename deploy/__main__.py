@@ -116,9 +116,17 @@ def _manifests(
 ) -> list[dict[str, Any]]:
     repo = os.environ.get("BENTOGATE_IMAGE_REPOSITORY") or cfg.image_repository
     image = kubernetes.image_of(bento, repo)
-    return kubernetes.render(
+    rendered = kubernetes.render(
         cfg, environment=name, bento_tag=bento, model_tag=model_tag, image=image
     )
+    # The scheduled monitor (monitoring/) runs this repository's image, tagged like the Bento's.
+    monitor = kubernetes.monitor_cronjob(
+        cfg,
+        environment=name,
+        model=model_tag.split(":")[0],
+        image=kubernetes.image_of(bento, f"{repo}-monitor"),
+    )
+    return [*rendered, monitor]
 
 
 def _promote(model_tag: str) -> None:

@@ -148,6 +148,110 @@ def render(
     return [deployment, service, hpa, pdb]
 
 
+MONITOR_SCHEDULE = "17 * * * *"  # hourly, off the hour
+MONITOR_VOLUME = (
+    "bentogate-monitor"  # PVC: the prediction logs and actuals, and the monitor's store
+)
+
+
+def monitor_cronjob(
+    cfg: KubernetesConfig,
+    *,
+    environment: str,
+    model: str,
+    image: str,
+    schedule: str = MONITOR_SCHEDULE,
+) -> dict[str, Any]:
+    """`make monitor` on a schedule (monitoring/): reads the logs the model's pods write to the
+    shared volume, keeps its store there, notifies Slack (secret `bentogate-slack`, key `url`,
+    optional) and may roll the Deployment back. `image` is this repository's image (the Bento's
+    image carries no monitoring code); the job needs a service account allowed to roll back."""
+    name = f"{app_name(model)[: -len('-api')]}-monitor"
+    root = "/var/lib/bentogate"
+    logs = f"{root}/logs/{environment}/{model}"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {
+            "name": name,
+            "namespace": cfg.namespace,
+            "labels": {
+                "app.kubernetes.io/name": name,
+                "app.kubernetes.io/part-of": "bentogate",
+                "bentogate/environment": environment,
+            },
+        },
+        "spec": {
+            "schedule": schedule,
+            "concurrencyPolicy": "Forbid",  # one run at a time: the store has one writer
+            "startingDeadlineSeconds": 600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 5,
+            "jobTemplate": {
+                "spec": {
+                    "backoffLimit": 0,  # exit 1 is a finding, not a crash to retry
+                    "activeDeadlineSeconds": 900,
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "securityContext": {
+                                "runAsNonRoot": True,
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                            "containers": [
+                                {
+                                    "name": "monitor",
+                                    "image": image,
+                                    "imagePullPolicy": "IfNotPresent",
+                                    "command": ["python", "-m", "monitoring", "run"],
+                                    "args": [environment, "--model", model, "--logs", logs],
+                                    "env": [
+                                        {"name": "DO_NOT_TRACK", "value": "1"},
+                                        {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
+                                        {
+                                            "name": "BENTOGATE_MONITOR_DIR",
+                                            "value": f"{root}/monitor",
+                                        },
+                                        {
+                                            "name": "BENTOGATE_REPORTS_DIR",
+                                            "value": f"{root}/reports",
+                                        },
+                                        {
+                                            "name": "SLACK_WEBHOOK_URL",
+                                            "valueFrom": {
+                                                "secretKeyRef": {
+                                                    "name": "bentogate-slack",
+                                                    "key": "url",
+                                                    "optional": True,
+                                                }
+                                            },
+                                        },
+                                    ],
+                                    "resources": {
+                                        "requests": {"cpu": "1", "memory": "1Gi"},
+                                        "limits": {"memory": "2Gi"},
+                                    },
+                                    "volumeMounts": [{"name": "state", "mountPath": root}],
+                                    "securityContext": {
+                                        "allowPrivilegeEscalation": False,
+                                        "capabilities": {"drop": ["ALL"]},
+                                    },
+                                }
+                            ],
+                            "volumes": [
+                                {
+                                    "name": "state",
+                                    "persistentVolumeClaim": {"claimName": MONITOR_VOLUME},
+                                }
+                            ],
+                        }
+                    },
+                }
+            },
+        },
+    }
+
+
 def to_yaml(manifests: Sequence[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(manifests, sort_keys=False)
 

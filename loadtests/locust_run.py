@@ -7,8 +7,10 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -157,7 +159,7 @@ def run_locust(
         raise LoadRunError(
             f"locust ({name}) wrote no samples; see {out_dir / f'{name}_locust.log'}"
         )
-    types = {"t_start": float, "latency_ms": float, "ok": int, "status": int}
+    types: dict[Hashable, Any] = {"t_start": float, "latency_ms": float, "ok": int, "status": int}
     return pd.concat([pd.read_csv(f, dtype=types) for f in files], ignore_index=True)
 
 

@@ -6,44 +6,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 from models import predict as path_
 from models.contract import ModelSpec
+from models.metrics import LOWER_IS_BETTER, classification_metrics, regression_metrics
 
-# Which way is better, for the gate's ratchet.
-LOWER_IS_BETTER = {"nwrmsle", "rmse", "mae", "log_loss"}
-
-
-def regression_metrics(
-    spec: ModelSpec, y: np.ndarray, y_pred: np.ndarray, weights: np.ndarray | None
-) -> dict[str, float]:
-    out = {
-        "rmse": float(np.sqrt(skm.mean_squared_error(y, y_pred))),
-        "mae": float(skm.mean_absolute_error(y, y_pred)),
-        "r2": float(skm.r2_score(y, y_pred)) if len(y) > 1 else float("nan"),
-    }
-    for name, fn in spec.extra_metrics.items():
-        out[name] = float(fn(y, y_pred, weights))
-    return out
-
-
-def classification_metrics(
-    y: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray
-) -> dict[str, float]:
-    out = {
-        "accuracy": float(skm.accuracy_score(y, y_pred)),
-        "f1_macro": float(skm.f1_score(y, y_pred, average="macro")),
-    }
-    if proba is not None:
-        out["log_loss"] = float(skm.log_loss(y, proba, labels=classes))
-        if len(np.unique(y)) == len(classes):
-            out["roc_auc"] = float(
-                skm.roc_auc_score(y, proba[:, 1])
-                if len(classes) == 2
-                else skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes)
-            )
-    return out
+__all__ = ["LOWER_IS_BETTER", "classification_metrics", "evaluate", "regression_metrics"]
 
 
 def evaluate(spec: ModelSpec, model: Any, df: pd.DataFrame) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from core.settings import ROOT
 
 LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
-PACKAGES = ("core", "models", "serving", "training", "loadtests", "deploy", "batch")
+PACKAGES = ("core", "models", "serving", "training", "loadtests", "deploy", "batch", "monitoring")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -59,6 +59,28 @@ def test_deploy_importing_training_breaks_a_contract(tmp_path):
 
     assert result.returncode == 1
     assert "load tests and deploy never import training BROKEN" in result.stdout
+
+
+def test_monitoring_importing_training_breaks_a_contract(tmp_path):
+    root = copy_sources(tmp_path)
+    store = root / "monitoring" / "store.py"
+    store.write_text(store.read_text() + "\nimport training.evaluate  # noqa\n")
+
+    result = lint_imports(root)
+
+    assert result.returncode == 1
+    assert "never imports training BROKEN" in " ".join(result.stdout.split())
+
+
+def test_live_quality_importing_deploy_breaks_a_contract(tmp_path):
+    root = copy_sources(tmp_path)
+    quality = root / "monitoring" / "quality.py"
+    quality.write_text(quality.read_text() + "\nimport deploy.routing  # noqa\n")
+
+    result = lint_imports(root)
+
+    assert result.returncode == 1
+    assert "so it never imports deploy BROKEN" in " ".join(result.stdout.split())
 
 
 def imported_packages(path: Path) -> set[str]:

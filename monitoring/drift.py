@@ -1,0 +1,172 @@
+"""Drift of every feature and of the predictions: a bounded sample of live records against the
+reference saved with the model at registration (validation rows with their predictions), with
+Evidently's DataDriftPreset and its default method per column type and size.
+
+Date columns are left out: live dates are later than the reference's by definition.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from models.contract import FeatureSchema
+
+PREDICTION = "prediction"
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    column: str
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    rows: int  # live records compared
+    reference_rows: int
+    columns: list[ColumnDrift] = field(default_factory=list)
+
+    @property
+    def features(self) -> list[ColumnDrift]:
+        return [c for c in self.columns if c.column != PREDICTION]
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [c.column for c in self.features if c.drifted]
+
+    @property
+    def prediction(self) -> ColumnDrift | None:
+        return next((c for c in self.columns if c.column == PREDICTION), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "reference_rows": self.reference_rows,
+            "drifted_features": self.drifted_features,
+            "features": len(self.features),
+            "columns": [c.__dict__ for c in self.columns],
+        }
+
+
+def _warm() -> None:
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        importlib.import_module("evidently.presets")
+
+
+def _ready() -> bool:
+    return True
+
+
+def worker() -> ProcessPoolExecutor:
+    """A process that imports Evidently (~10 s) now, on the other core, while this one ingests
+    the logs; `compare` runs there. Spawned, not forked: the parent holds a database."""
+    executor = ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_warm
+    )
+    executor.submit(_ready)
+    return executor
+
+
+def _frame(
+    schema: FeatureSchema, df: pd.DataFrame, task: str
+) -> tuple[pd.DataFrame, list[str], list[str]]:
+    numerical: list[str] = []
+    categorical: list[str] = []
+    out: dict[str, pd.Series] = {}
+    for c in schema.feature_columns:
+        if c.kind == "date" or c.name not in df:
+            continue
+        if c.kind in ("int", "float"):
+            out[c.name] = pd.to_numeric(df[c.name], errors="coerce").astype(float)
+            numerical.append(c.name)
+        else:
+            out[c.name] = df[c.name].astype(str)
+            categorical.append(c.name)
+    if PREDICTION in df:
+        if task == "regression":
+            out[PREDICTION] = pd.to_numeric(df[PREDICTION], errors="coerce").astype(float)
+            numerical.append(PREDICTION)
+        else:
+            out[PREDICTION] = df[PREDICTION].astype(str)
+            categorical.append(PREDICTION)
+    return pd.DataFrame(out), numerical, categorical
+
+
+def _is_drift(method: str, score: float, threshold: float) -> bool:
+    # Evidently's tests give p-values (drift below the threshold) or distances (at or above it).
+    return score < threshold if "p_value" in method else score >= threshold
+
+
+def compare(
+    schema: FeatureSchema,
+    task: str,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    html: Path | None = None,
+) -> DriftResult:
+    """Drift per column of `current` (live records with a `prediction` column) against
+    `reference`; Evidently's own HTML report saved to `html` when given."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's telemetry: off
+    with warnings.catch_warnings():
+        # Evidently 0.7 warns about its own use of deprecated numpy, litestar and regex syntax:
+        # nothing this code can act on (and errors under pytest's strict filters).
+        warnings.simplefilter("ignore")
+        return _compare(schema, task, reference, current, html)
+
+
+def _compare(
+    schema: FeatureSchema,
+    task: str,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    html: Path | None,
+) -> DriftResult:
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    ref, numerical, categorical = _frame(schema, reference, task)
+    cur, _, _ = _frame(schema, current, task)
+    cur = cur[[c for c in ref.columns if c in cur.columns]]
+    ref = ref[list(cur.columns)]
+    numerical = [c for c in numerical if c in cur.columns]
+    categorical = [c for c in categorical if c in cur.columns]
+    if cur.empty or ref.empty:
+        return DriftResult(rows=len(cur), reference_rows=len(ref))
+    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
+    snapshot = Report([DataDriftPreset()]).run(
+        Dataset.from_pandas(cur, data_definition=definition),
+        Dataset.from_pandas(ref, data_definition=definition),
+    )
+    if html is not None:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        snapshot.save_html(str(html))
+    columns = []
+    for metric in snapshot.dict()["metrics"]:
+        config = metric.get("config", {})
+        if not config.get("type", "").endswith("ValueDrift"):
+            continue
+        method, threshold, score = (
+            str(config.get("method")),
+            float(config.get("threshold")),
+            float(metric["value"]),
+        )
+        columns.append(
+            ColumnDrift(
+                config["column"], method, score, threshold, _is_drift(method, score, threshold)
+            )
+        )
+    return DriftResult(rows=len(cur), reference_rows=len(ref), columns=columns)
