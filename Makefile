@@ -132,7 +132,7 @@ $(NGINX):
 router-deps: $(NGINX) ## Install the local target's router (nginx, with apt-get where missing)
 
 .PHONY: deploy
-deploy: $(STAMP) $(NGINX) ## Release a Bento (BENTO=tag, default the last build) to ENV=staging|production, at its model's address (STRATEGY=bluegreen|shadow)
+deploy: $(STAMP) $(NGINX) ## Release a Bento (BENTO=tag, default the last build) to ENV=staging|production, at its model's address (STRATEGY=bluegreen|canary|shadow)
 	$(PY) -m deploy deploy $(ENV) $(BENTO) $(MODEL_CHECK) $(if $(TARGET),--target $(TARGET)) $(if $(APPROVED_BY),--approved-by "$(APPROVED_BY)") $(if $(STRATEGY),--strategy $(STRATEGY))
 
 .PHONY: shadow-report

@@ -92,23 +92,63 @@ def render(routing: Routing, prefix: Path, user: str | None = None) -> str:
     )
     budget = f"{lim.budget_ms}ms" if lim.budget_ms is not None else f"{lim.read_timeout_s:g}s"
 
+    canary = routing.release(routing.canary.release) if routing.canary else None
+    canary_http = ""
     if stable is None:
         default_route = f"return 503 {_error(f'no release of {where} is serving')};"
     else:
         # The stable release, then the previous one as a backup: late (the budget), refused,
         # 502/503/504, and nginx asks the previous release; a failure also takes the stable one
         # out of the default route for fail_timeout (passive health; needs the second server).
-        backup = f"\n        server {host}:{previous.port} backup;" if previous is not None else ""
-        health = " max_fails=1 fail_timeout=2s" if previous is not None else ""
+        # Pinned to the previous release (a sustained budget miss): it alone answers.
+        first, second = stable, previous
+        if routing.fallback is not None and previous is not None:
+            first, second = previous, None
+        backup = f"\n        server {host}:{second.port} backup;" if second is not None else ""
+        health = " max_fails=1 fail_timeout=2s" if second is not None else ""
         upstreams.append(
-            f"    upstream bg_default {{\n        server {host}:{stable.port}{health};{backup}"
+            f"    upstream bg_default {{\n        server {host}:{first.port}{health};{backup}"
             "\n        keepalive 32;\n    }"
         )
-        default_route = f"""set $bg_routed {stable.id};
-            proxy_pass http://bg_default;
+        upstream, routed_id, retry = "bg_default", first.id, ""
+        if canary is not None and routing.canary is not None and routing.canary.weight > 0:
+            # STRATEGY=canary: a share of these requests to the canary, the stable release its
+            # backup (late, refused, or any 5xx: the client never sees the canary fail).
+            upstreams.append(
+                f"    upstream bg_canary {{\n        server {host}:{canary.port}"
+                f" max_fails=1 fail_timeout=2s;\n        server {host}:{stable.port} backup;"
+                "\n        keepalive 32;\n    }"
+            )
+            sticky = routing.canary.sticky_header
+            key = "$request_id"
+            if sticky:
+                var = "$http_" + sticky.lower().replace("-", "_")
+                key = "$bg_canary_key"
+                canary_http += f"""
+    map {var} $bg_canary_key {{
+        "" $request_id;
+        default {var};
+    }}"""
+            weight = routing.canary.weight
+            split = '* "1";' if weight == 100 else f'{weight}% "1";\n        * "";'
+            canary_http += f"""
+    split_clients "{key}" $bg_canary_pick {{
+        {split}
+    }}
+    map $bg_canary_pick $bg_default_up {{
+        "1" bg_canary;
+        default bg_default;
+    }}
+    map $bg_canary_pick $bg_default_id {{
+        "1" {canary.id};
+        default {first.id};
+    }}"""
+            upstream, routed_id, retry = "$bg_default_up", "$bg_default_id", " http_500"
+        default_route = f"""set $bg_routed {routed_id};
+            proxy_pass http://{upstream};
             proxy_read_timeout {budget};
             proxy_send_timeout {budget};
-            proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;MIRROR"""
+            proxy_next_upstream error timeout http_502 http_503 http_504{retry} non_idempotent;MIRROR"""
     shadow = routing.release(routing.shadow) if stable is not None else None
     mirror, shadow_location, shadow_http = "", "", ""
     if shadow is not None:
@@ -194,7 +234,7 @@ http {{
 {answered}
         default "";
     }}
-{shadow_http}
+{shadow_http}{canary_http}
     map $http_x_request_id $bg_request_id {{
         "" $request_id;
         default $http_x_request_id;
