@@ -147,6 +147,10 @@ smoke: $(STAMP) ## Smoke-test MODEL=sales in ENV (or URL=...) through its stable
 rollback: $(STAMP) $(NGINX) ## Go back one release of MODEL=sales in ENV; other models are not touched
 	$(PY) -m deploy rollback $(ENV) --model $(MODEL) $(if $(TARGET),--target $(TARGET))
 
+.PHONY: unpin
+unpin: $(STAMP) ## After a sustained budget miss sent MODEL's traffic to the previous release: let the stable one answer again
+	$(PY) -m deploy unpin $(ENV) --model $(MODEL)
+
 .PHONY: status
 status: $(STAMP) ## Each model in each local environment, checked now: serving, degraded (why) or down
 	$(PY) -m deploy status

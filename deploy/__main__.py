@@ -203,6 +203,13 @@ def cmd_rollback(
     return 0
 
 
+def cmd_unpin(args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig) -> int:
+    target = _local(settings, cfg, args.env, args.model or settings.model)
+    stable = target.unpin()
+    print(f"{target.name}: {stable} answers at {target.url} again")
+    return 0
+
+
 def cmd_down(args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig) -> int:
     names = args.env or sorted(
         {n for n, e in cfg.environments.items() if e.local}
@@ -419,6 +426,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("env")
     r.add_argument("--target", choices=["local", "kubernetes"])
     r.add_argument("--model", help="the model to roll back (default: BENTOGATE_MODEL)")
+    u = sub.add_parser("unpin", help="let a stable release pinned to the previous one answer again")
+    u.add_argument("env")
+    u.add_argument("--model", help="default: BENTOGATE_MODEL")
     dn = sub.add_parser("down", help="stop every service the local target started")
     dn.add_argument("env", nargs="*")
     sub.add_parser("status", help="what each model serves in each local environment, and where")
@@ -461,6 +471,7 @@ def parser() -> argparse.ArgumentParser:
 COMMANDS = {
     "deploy": cmd_deploy,
     "rollback": cmd_rollback,
+    "unpin": cmd_unpin,
     "down": cmd_down,
     "status": cmd_status,
     "smoke": cmd_smoke,

@@ -674,6 +674,20 @@ class LocalTarget:
         self.log(f"[{self.name}] {release.id}: promoted, live at {self.url} ({bento})")
         return release
 
+    def unpin(self) -> str:
+        """The operator says the stable release may answer again after a sustained budget miss
+        sent its traffic to the previous release (supervisor.py). Returns the stable id."""
+        with self._locked():
+            routing = self.routing()
+            if routing is None or routing.fallback is None:
+                raise UsageError(f"{self.name}: nothing is pinned to the previous release")
+            routing.fallback, routing.fallback_reason = None, ""
+            self._apply(routing)
+            assert routing.stable is not None
+            self._wait_switched(routing.stable)
+            self.log(f"[{self.name}] {routing.stable} answers its own traffic again")
+            return routing.stable
+
     def rollback_target(self) -> tuple[Release, Release]:
         """(live release, the release before it that was live and is not already restored)."""
         history = self.history()

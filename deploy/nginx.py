@@ -24,7 +24,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from deploy.routing import Routing
+from deploy.routing import RoutedRelease, Routing
 
 NGINX = "nginx"
 TEMP_DIRS = ("body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -65,11 +65,25 @@ def paths(prefix: Path) -> dict[str, Path]:
     }
 
 
-def render(routing: Routing, prefix: Path, user: str | None = None) -> str:
-    """nginx.conf for `routing`, all files under `prefix`. Pure."""
+def render(
+    routing: Routing,
+    prefix: Path,
+    user: str | None = None,
+    addresses: dict[str, str] | None = None,
+    listen: str | None = None,
+) -> str:
+    """nginx.conf for `routing`, all files under `prefix`. Pure. `addresses`: release id ->
+    "host:port" where nginx reaches it (default: the routing file's host and the release's
+    port; Kubernetes: its Service's DNS name, on the release's port); `listen`: the router's
+    own address (default: the routing file's host and port)."""
     lim = routing.limits
     p = paths(prefix)
     host = routing.host
+    where_is = addresses or {}
+
+    def at(r: RoutedRelease) -> str:
+        return where_is.get(r.id, f"{host}:{r.port}")
+
     routed = routing.routed()
     versions = routing.versions()
     live = ", ".join(sorted({r.id for r in routed} | {r.model_tag for r in routed})) or "none"
@@ -81,11 +95,12 @@ def render(routing: Routing, prefix: Path, user: str | None = None) -> str:
     for r in routed:
         # One per release, for requests pinned to it by x-model-version.
         upstreams.append(
-            f"    upstream bg_{r.id} {{\n        server {host}:{r.port};\n        keepalive 32;\n    }}"
+            f"    upstream bg_{r.id} {{\n        server {at(r)};\n        keepalive 32;\n    }}"
         )
     version_map = "\n".join(f"        {_quote(k)} bg_{v};" for k, v in sorted(versions.items()))
     version_ids = "\n".join(f"        {_quote(k)} {v};" for k, v in sorted(versions.items()))
-    answered = "\n".join(f'        "~(^|[ ,:]){host}:{r.port}$" {r.id};' for r in routed)
+    # By port, the last in the list: nginx logs the address it resolved (an IP in Kubernetes).
+    answered = "\n".join(f'        "~:{r.port}$" {r.id};' for r in routed)
     temp = "\n".join(
         f"    {name}_temp_path {prefix / 'temp' / name};"
         for name in ("client_body", *TEMP_DIRS[1:])
@@ -104,10 +119,10 @@ def render(routing: Routing, prefix: Path, user: str | None = None) -> str:
         first, second = stable, previous
         if routing.fallback is not None and previous is not None:
             first, second = previous, None
-        backup = f"\n        server {host}:{second.port} backup;" if second is not None else ""
+        backup = f"\n        server {at(second)} backup;" if second is not None else ""
         health = " max_fails=1 fail_timeout=2s" if second is not None else ""
         upstreams.append(
-            f"    upstream bg_default {{\n        server {host}:{first.port}{health};{backup}"
+            f"    upstream bg_default {{\n        server {at(first)}{health};{backup}"
             "\n        keepalive 32;\n    }"
         )
         upstream, routed_id, retry = "bg_default", first.id, ""
@@ -115,8 +130,8 @@ def render(routing: Routing, prefix: Path, user: str | None = None) -> str:
             # STRATEGY=canary: a share of these requests to the canary, the stable release its
             # backup (late, refused, or any 5xx: the client never sees the canary fail).
             upstreams.append(
-                f"    upstream bg_canary {{\n        server {host}:{canary.port}"
-                f" max_fails=1 fail_timeout=2s;\n        server {host}:{stable.port} backup;"
+                f"    upstream bg_canary {{\n        server {at(canary)}"
+                f" max_fails=1 fail_timeout=2s;\n        server {at(stable)} backup;"
                 "\n        keepalive 32;\n    }"
             )
             sticky = routing.canary.sticky_header
@@ -158,7 +173,7 @@ def render(routing: Routing, prefix: Path, user: str | None = None) -> str:
         split = '* "1";' if share == 100 else f'{share}% "1";\n        * "";'
         shadow_http = f"""
     upstream bg_shadow {{
-        server {host}:{shadow.port};
+        server {at(shadow)};
         keepalive 8;
     }}
     split_clients "${{request_id}}" $bg_shadow_on {{
@@ -256,7 +271,7 @@ http {{
         '"upstream_time":"$upstream_response_time"}}';
 
     server {{
-        listen {host}:{routing.port} reuseport backlog=4096;
+        listen {listen or f"{host}:{routing.port}"} reuseport backlog=4096;
         access_log {p["access_log"]} bg_json;
         limit_conn bg_conns {lim.max_connections};
         set $bg_routed "";

@@ -52,6 +52,14 @@ def trusting(tmp_path_factory) -> Iterator[None]:
 def bentos(production_tag, tmp_path_factory, trusting) -> dict[str, tuple[str, str]]:
     """name -> (Bento tag, model tag): the default model, and the same model SLOW_S slower."""
     repo = copy_project(tmp_path_factory.mktemp("canary") / "repo")
+    # This copy's Bentos also ship the variant's module (the project's never ship tests/).
+    spec = (repo / "bentofile.yaml").read_text()
+    spec = spec.replace('  - "tests/"\n', "").replace(
+        "include:\n",
+        'include:\n  - "tests/__init__.py"\n  - "tests/fixtures/__init__.py"\n'
+        '  - "tests/fixtures/variants.py"\n',
+    )
+    (repo / "bentofile.yaml").write_text(spec)
     slow_tag = register_like(
         production_tag, Slow(runtimes.load_registered(production_tag), SLOW_S), git_commit="test"
     )
