@@ -708,8 +708,27 @@ class LocalTarget:
         return live, candidates[-1]
 
     def rollback(self) -> Release:
+        """Instant when the release to go back to still runs as the previous one: stable and
+        previous swap in the routing file (a reload, no restart; a second rollback finds nothing
+        earlier). Otherwise the earlier Bento is released again (readiness, smoke test)."""
         with self._locked():
             live, target = self.rollback_target()
+            routing = self.routing()
+            if routing is not None and routing.stable == live.id and routing.previous == target.id:
+                swapped = routing.model_copy(deep=True)
+                swapped.stable, swapped.previous = target.id, live.id
+                swapped.canary, swapped.fallback, swapped.fallback_reason = None, None, ""
+                self._apply(swapped)
+                self._wait_switched(target.id)
+                history = self.history()
+                for r in history:
+                    if r.id == live.id:
+                        r.status, r.reason = ROLLED_BACK, f"rolled back to {target.id}"
+                    if r.id == target.id:
+                        r.status, r.reason = LIVE, f"restored: rollback of {live.id}"
+                self._save(history)
+                self.log(f"[{self.name}] rolled back {live.id} to {target.id} (swap, no restart)")
+                return next(r for r in history if r.id == target.id)
             self.log(f"[{self.name}] rolling back {live.id} ({live.bento}) to {target.bento}")
             release = self._deploy(target.bento, target.model_tag, None, rollback_of=live.id)
             history = self.history()

@@ -212,3 +212,24 @@ def test_a_release_that_keeps_missing_its_budget_loses_its_traffic_to_the_previo
     assert status["verdict"] == "degraded"
     assert any("pinned to the previous release r0002" in w for w in status["why"])
     assert os.environ.get("BENTOGATE_CONFIG")  # the variant ran trusted, as configured
+
+
+def test_an_operator_unpins_the_release_and_it_answers_its_own_traffic_again(target):
+    pinned = target.routing().fallback
+    assert pinned is not None
+    assert target.unpin() == pinned
+    assert target.routing().fallback is None
+    r = httpx.get(f"{target.url}/readyz")
+    assert r.headers["x-bentogate-release"] == pinned
+
+
+def test_a_rollback_swaps_stable_and_previous_without_restarting_either(target):
+    before = target.routing()
+    pids = json.loads((target.dir / "supervisor.json").read_text())["releases"]
+    restored = target.rollback()
+    after = target.routing()
+    assert restored.id == before.previous
+    assert (after.stable, after.previous) == (before.previous, before.stable)
+    now = json.loads((target.dir / "supervisor.json").read_text())["releases"]
+    assert {rid: now[rid]["pid"] for rid in pids} == {rid: p["pid"] for rid, p in pids.items()}
+    assert httpx.get(f"{target.url}/readyz").headers["x-bentogate-release"] == restored.id
