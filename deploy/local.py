@@ -620,13 +620,15 @@ class LocalTarget:
             raise back(f"not started: {exc}") from None
 
         access = nginx.paths(self.dir / "nginx")["access_log"]
-        step, failed, holds = 0, 0, 0
+        step, failed, holds, applied = 0, 0, 0, 0
         while cfg.steps[step] < 100:
             weight = cfg.steps[step]
-            try:
-                self._apply(weighted(weight))
-            except DeployError as exc:
-                raise back(str(exc)) from None
+            if weight != applied:  # a hold analyses the same weight again: no reload
+                try:
+                    self._apply(weighted(weight))
+                except DeployError as exc:
+                    raise back(str(exc)) from None
+                applied = weight
             offset = access.stat().st_size if access.is_file() else 0
             time.sleep(cfg.interval_s)
             result = analysis.analyse(read_from(access, offset), release.id, stable_id, cfg)
