@@ -119,7 +119,9 @@ def render(
         first, second = stable, previous
         if routing.fallback is not None and previous is not None:
             first, second = previous, None
-        backup = f"\n        server {at(second)} backup;" if second is not None else ""
+        # The backup is the last resort: never marked down (max_fails=0), so a slow answer of
+        # its own does not leave the route with no server at all (502).
+        backup = f"\n        server {at(second)} max_fails=0 backup;" if second is not None else ""
         health = " max_fails=1 fail_timeout=2s" if second is not None else ""
         upstreams.append(
             f"    upstream bg_default {{\n        server {at(first)}{health};{backup}"
@@ -131,7 +133,7 @@ def render(
             # backup (late, refused, or any 5xx: the client never sees the canary fail).
             upstreams.append(
                 f"    upstream bg_canary {{\n        server {at(canary)}"
-                f" max_fails=1 fail_timeout=2s;\n        server {at(stable)} backup;"
+                f" max_fails=1 fail_timeout=2s;\n        server {at(stable)} max_fails=0 backup;"
                 "\n        keepalive 32;\n    }"
             )
             sticky = routing.canary.sticky_header

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -42,13 +43,18 @@ def run_wrk(url: str, body: Path, clients: int, duration: float, cpu: int | None
 
 def fallback(target: LocalTarget, bento: str, model_tag: str, body: Path, duration: float) -> dict:
     """Better wrong than late, measured: a second release of the Bento becomes stable with a
-    budget of FALLBACK_BUDGET_MS, then is made slow on purpose (its workers stopped with
+    budget of FALLBACK_BUDGET_MS (the sustained-miss pin off), then is made slow on purpose (its workers stopped with
     SIGSTOP: it accepts connections and never answers), and wrk drives the stable address. The
     previous release answers; what clients see is bounded by the budget (target: P99 <= budget
     + 20 ms, 0 errors)."""
     env = config.load(get_settings().deploy_config).env("staging", "local")
     assert env.local is not None
-    router = env.local.router.model_copy(update={"budget_ms": FALLBACK_BUDGET_MS})
+    # The request-by-request fallback alone: the supervisor's sustained-miss pin (which would
+    # send everything to the previous release after a few seconds) is off here.
+    never = env.local.router.sustained_miss.model_copy(update={"max_share": None})
+    router = env.local.router.model_copy(
+        update={"budget_ms": FALLBACK_BUDGET_MS, "sustained_miss": never}
+    )
     env = env.model_copy(update={"local": env.local.model_copy(update={"router": router})})
     budgeted = LocalTarget(
         target.env_name,
@@ -74,7 +80,17 @@ def fallback(target: LocalTarget, bento: str, model_tag: str, body: Path, durati
         for x in map(json.loads, lines)
         if x.get("routed_to") == stable.id and x.get("answered_by") != stable.id
     ]
+    failed = Counter(
+        str(x.get("status"))
+        for x in map(json.loads, lines)
+        if x.get("routed_to") == stable.id and int(x.get("status", 0)) != 200
+    )
+    answered = Counter(
+        x.get("answered_by") for x in map(json.loads, lines) if x.get("routed_to") == stable.id
+    )
     figures.update(
+        answered_by=dict(answered),
+        failed_statuses=dict(failed),
         budget_ms=FALLBACK_BUDGET_MS,
         clients=FALLBACK_CLIENTS,
         answered_by_previous=len(late),
@@ -208,11 +224,13 @@ def markdown(r: dict) -> str:
     fb = r["fallback"]
     lines += [
         "",
-        f"Fallback: a second release made stable with a {fb['budget_ms']} ms budget, then slow on"
+        f"Fallback: a second release made stable with a {fb['budget_ms']} ms budget (the"
+        " sustained-miss pin off: each request on its own), then slow on"
         " purpose (its workers SIGSTOPped: connections accepted, never answered); wrk at"
         f" {fb['clients']} clients through the stable address: {fb['rps']:.0f} req/s, P50"
         f" {fb['p50']:.2f} ms, P99 {fb['p99']:.1f} ms, max {fb['max']:.1f} ms, errors"
-        f" {int(fb['errors'])}; {fb['answered_by_previous']} requests answered by the previous"
+        f" {int(fb['errors'])} (router statuses {fb.get('failed_statuses') or 'none'});"
+        f" {fb['answered_by_previous']} requests answered by the previous"
         f" release, {fb['waited_the_budget']} of them after waiting the budget (nginx then takes"
         " the late release out of the route for 2 s).",
     ]

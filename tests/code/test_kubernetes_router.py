@@ -60,7 +60,7 @@ def test_the_router_configuration_is_the_local_one_with_service_dns_names_as_ups
     conf = named(rendered())["ConfigMap/sales-api-router"]["data"]["nginx.conf"]
     dns = "sales-api-r0002.bentogate.svc.cluster.local:3202"
     assert f"server {dns} max_fails=1 fail_timeout=2s;" in conf
-    assert "server sales-api-r0001.bentogate.svc.cluster.local:3201 backup;" in conf
+    assert "server sales-api-r0001.bentogate.svc.cluster.local:3201 max_fails=0 backup;" in conf
     assert 'split_clients "$request_id" $bg_canary_pick {\n        25% "1";' in conf
     assert "listen 0.0.0.0:8080" in conf
     assert "127.0.0.1" not in conf

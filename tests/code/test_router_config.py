@@ -91,7 +91,7 @@ def test_the_rendered_configuration_routes_versions_and_falls_back_to_the_previo
 ):
     text = nginx.render(routing(release(1), release(2), stable="r0002", previous="r0001"), tmp_path)
     assert '"sales:v1" bg_r0001;' in text and '"r0002" bg_r0002;' in text
-    assert "server 127.0.0.1:41001 backup;" in text
+    assert "server 127.0.0.1:41001 max_fails=0 backup;" in text
     assert "proxy_read_timeout 1000ms;" in text  # the stable release's time budget
     assert "escape=json" in text
     assert "x-model-version: no live release of sales in staging is that version" in text

@@ -107,8 +107,8 @@ def example(target) -> dict:
 
 @contextmanager
 def polling(url: str, example: dict, clients: int = 4, max_s: float = 120) -> Iterator[Counter]:
-    """Clients posting to the stable address until the block ends (or max_s): a Counter of
-    (status, answered by); transport errors count as status 0."""
+    """Clients posting to the stable address every 20 ms until the block ends (or max_s): a
+    Counter of (status, answered by); a transport error counts as (0, the error)."""
     seen: Counter = Counter()
     stop = threading.Event()
     lock = threading.Lock()
@@ -122,10 +122,11 @@ def polling(url: str, example: dict, clients: int = 4, max_s: float = 120) -> It
                 try:
                     r = client.post(f"{url}/predict", json=example)
                     key = (r.status_code, r.headers.get("x-bentogate-release", ""))
-                except httpx.HTTPError:
-                    key = (0, "")
+                except httpx.HTTPError as exc:
+                    key = (0, repr(exc))
                 with lock:
                     seen[key] += 1
+                time.sleep(0.02)  # a client polling, as in tests/pipeline/test_router.py
 
     threads = [threading.Thread(target=poll) for _ in range(clients)]
     for t in threads:
