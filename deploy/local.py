@@ -510,7 +510,13 @@ class LocalTarget:
             )
             return release
 
-    def canary(self, bento: str, model_tag: str | None, report: Path | None = None) -> Release:
+    def canary(
+        self,
+        bento: str,
+        model_tag: str | None,
+        report: Path | None = None,
+        extra_checks: tuple[analysis.Check, ...] = (),
+    ) -> Release:
         """STRATEGY=canary: start the release beside the stable one and move the requests that
         name no version to it in steps (deploy/config.yaml `canary`), analysing both releases
         over each interval from the router's access log (canary.py) before the next step.
@@ -519,11 +525,18 @@ class LocalTarget:
         roll back. Rolled back: 0%, the canary stopped after a drain, the stable release
         untouched, a notification, DeployError. The last step (100%) promotes: the canary is
         stable, the stable one previous, the one before stops after a drain. The step report
-        goes to `report` (Markdown, and JSON beside it)."""
+        goes to `report` (Markdown, and JSON beside it). `extra_checks` join the built-in ones
+        (an accuracy check on joined actuals, once monitoring provides one)."""
         with self._locked():
-            return self._canary(bento, model_tag, report)
+            return self._canary(bento, model_tag, report, extra_checks)
 
-    def _canary(self, bento: str, model_tag: str | None, report: Path | None) -> Release:
+    def _canary(
+        self,
+        bento: str,
+        model_tag: str | None,
+        report: Path | None,
+        extra_checks: tuple[analysis.Check, ...],
+    ) -> Release:
         cfg = self.canary_cfg
         before = self.routing()
         if before is None or before.stable is None:
@@ -631,7 +644,8 @@ class LocalTarget:
                 applied = weight
             offset = access.stat().st_size if access.is_file() else 0
             time.sleep(cfg.interval_s)
-            result = analysis.analyse(read_from(access, offset), release.id, stable_id, cfg)
+            records = read_from(access, offset)
+            result = analysis.analyse(records, release.id, stable_id, cfg, extra_checks)
             if result.verdict == analysis.PASS:
                 action, step, holds = "advance", step + 1, 0
             elif result.verdict == analysis.INCONCLUSIVE:
