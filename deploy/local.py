@@ -725,8 +725,8 @@ class LocalTarget:
 
     def rollback(self) -> Release:
         """Instant when the release to go back to still runs as the previous one: stable and
-        previous swap in the routing file (a reload, no restart; a second rollback finds nothing
-        earlier). Otherwise the earlier Bento is released again (readiness, smoke test)."""
+        previous swap in the routing file (a reload, no restart). Otherwise (going further
+        back) the earlier Bento is released again (readiness, smoke test)."""
         with self._locked():
             live, target = self.rollback_target()
             routing = self.routing()
