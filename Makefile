@@ -132,7 +132,7 @@ $(NGINX):
 router-deps: $(NGINX) ## Install the local target's router (nginx, with apt-get where missing)
 
 .PHONY: deploy
-deploy: $(STAMP) $(NGINX) ## Release a Bento (BENTO=tag, default the last build) to ENV=staging|production, at its model's address (STRATEGY=bluegreen|shadow)
+deploy: $(STAMP) $(NGINX) ## Release a Bento (BENTO=tag, default the last build) to ENV=staging|production, at its model's address (STRATEGY=bluegreen|canary|shadow)
 	$(PY) -m deploy deploy $(ENV) $(BENTO) $(MODEL_CHECK) $(if $(TARGET),--target $(TARGET)) $(if $(APPROVED_BY),--approved-by "$(APPROVED_BY)") $(if $(STRATEGY),--strategy $(STRATEGY))
 
 .PHONY: shadow-report
@@ -146,6 +146,10 @@ smoke: $(STAMP) ## Smoke-test MODEL=sales in ENV (or URL=...) through its stable
 .PHONY: rollback
 rollback: $(STAMP) $(NGINX) ## Go back one release of MODEL=sales in ENV; other models are not touched
 	$(PY) -m deploy rollback $(ENV) --model $(MODEL) $(if $(TARGET),--target $(TARGET))
+
+.PHONY: unpin
+unpin: $(STAMP) ## After a sustained budget miss sent MODEL's traffic to the previous release: let the stable one answer again
+	$(PY) -m deploy unpin $(ENV) --model $(MODEL)
 
 .PHONY: status
 status: $(STAMP) ## Each model in each local environment, checked now: serving, degraded (why) or down

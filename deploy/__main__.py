@@ -129,6 +129,20 @@ def _manifests(
     return [*rendered, monitor]
 
 
+def _notifier(settings: Settings):
+    """Post a line to Slack when a webhook is configured; print it in any case."""
+
+    def send(text: str) -> None:
+        print(f"notify: {text}", file=sys.stderr)
+        if settings.slack_webhook_url is not None:
+            try:
+                notify.slack(settings.slack_webhook_url.get_secret_value(), f":warning: {text}")
+            except notify.NotifyError as exc:
+                print(f"notify: {exc}", file=sys.stderr)
+
+    return send
+
+
 def _promote(model_tag: str) -> None:
     promoted, previous = registry.promote(model_tag)
     print(f"model {promoted} is now production" + (f"; {previous} archived" if previous else ""))
@@ -140,8 +154,8 @@ def cmd_deploy(
     env = cfg.env(args.env, args.target)
     bento, model_tag = _bento(args.bento)
     _check_model(args, model_tag)
-    if args.strategy == "shadow" and env.target != "local":
-        raise UsageError("STRATEGY=shadow runs on the local target only (for now)")
+    if args.strategy in ("shadow", "canary") and env.target != "local":
+        raise UsageError(f"STRATEGY={args.strategy} runs on the local target only (for now)")
     if env.target == "kubernetes":
         assert env.kubernetes is not None
         k8s = env.kubernetes.model_copy(
@@ -158,14 +172,19 @@ def cmd_deploy(
     else:
         model = model_tag.split(":")[0]
         target = _local(settings, cfg, args.env, model, _model_deploy(model_tag))
-        if args.strategy == "shadow":
+        if args.strategy == "canary":
+            target.notify = _notifier(settings)
+            target.canary(bento, model_tag, report=settings.reports_dir / "canary.md")
+            print((settings.reports_dir / "canary.md").read_text())
+        elif args.strategy == "shadow":
             release = target.shadow(bento, model_tag)
             print(
                 f"{args.env}: {model_tag} ({bento}) shadowing at {release.url}; compare with"
                 f" `make shadow-report ENV={args.env} MODEL={model}`"
             )
             return 0
-        target.deploy(bento, model_tag, approved_by=args.approved_by)
+        else:
+            target.deploy(bento, model_tag, approved_by=args.approved_by)
         url = target.url
     if env.promotes_model:
         _promote(model_tag)
@@ -189,6 +208,13 @@ def cmd_rollback(
     if env.promotes_model and release.model_tag:
         _promote(release.model_tag)
     print(f"{target.name}: rolled back to {release.bento} ({release.id}) at {target.url}")
+    return 0
+
+
+def cmd_unpin(args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig) -> int:
+    target = _local(settings, cfg, args.env, args.model or settings.model)
+    stable = target.unpin()
+    print(f"{target.name}: {stable} answers at {target.url} again")
     return 0
 
 
@@ -399,14 +425,18 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--model", help="refuse a Bento that serves another model (name)")
     d.add_argument(
         "--strategy",
-        choices=["bluegreen", "shadow"],
+        choices=["bluegreen", "canary", "shadow"],
         default="bluegreen",
-        help="bluegreen: switch once ready (default); shadow: mirror traffic to it, never answer",
+        help="bluegreen: switch once ready (default); canary: move traffic in analysed steps"
+        " (deploy/config.yaml canary); shadow: mirror traffic to it, never answer",
     )
     r = sub.add_parser("rollback", help="go back one release of one model")
     r.add_argument("env")
     r.add_argument("--target", choices=["local", "kubernetes"])
     r.add_argument("--model", help="the model to roll back (default: BENTOGATE_MODEL)")
+    u = sub.add_parser("unpin", help="let a stable release pinned to the previous one answer again")
+    u.add_argument("env")
+    u.add_argument("--model", help="default: BENTOGATE_MODEL")
     dn = sub.add_parser("down", help="stop every service the local target started")
     dn.add_argument("env", nargs="*")
     sub.add_parser("status", help="what each model serves in each local environment, and where")
@@ -449,6 +479,7 @@ def parser() -> argparse.ArgumentParser:
 COMMANDS = {
     "deploy": cmd_deploy,
     "rollback": cmd_rollback,
+    "unpin": cmd_unpin,
     "down": cmd_down,
     "status": cmd_status,
     "smoke": cmd_smoke,

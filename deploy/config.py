@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from core.yamlconf import ConfigError, load_yaml
+from deploy.canary import CanaryConfig
 from deploy.routing import RouterLimits
 
 __all__ = ["ConfigError", "DeployConfig", "Environment", "load"]
@@ -71,6 +72,7 @@ class Environment(_Strict):
     promotes_model: bool = False
     local: LocalConfig | None = None
     kubernetes: KubernetesConfig | None = None
+    canary: CanaryConfig = CanaryConfig()  # STRATEGY=canary: steps, interval, checks
 
     @model_validator(mode="after")
     def _has_target_section(self) -> Environment:

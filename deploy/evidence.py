@@ -1,4 +1,5 @@
-"""The reviewer's evidence for a release, as Markdown: provenance, quality gate, load-test gate.
+"""The reviewer's evidence for a release, as Markdown: provenance, quality gate, load-test gate,
+and, when the release went out as a canary or a shadow, its step report or shadow comparison.
 
 Everything comes from the model's own record in the store and the load-test report of this very
 Bento, so what the reviewer reads is what would be deployed. Missing evidence is said, not hidden.
@@ -78,6 +79,20 @@ def loadtest(bento: str, reports_dir: Path) -> list[str]:
     ]
 
 
+def strategy(bento: str, model_tag: str, reports_dir: Path) -> list[str]:
+    """The canary's step report (STRATEGY=canary) and the shadow comparison (`make shadow-report`
+    after STRATEGY=shadow), when they are about this release; nothing otherwise."""
+    lines: list[str] = []
+    canary = reports_dir / "canary.json"
+    if canary.is_file() and json.loads(canary.read_text()).get("bento") == bento:
+        lines += ["", (reports_dir / "canary.md").read_text().strip()]
+    shadow = reports_dir / "shadow.json"
+    if shadow.is_file() and json.loads(shadow.read_text()).get("shadow") == model_tag:
+        text = (reports_dir / "shadow.md").read_text().strip()
+        lines += ["", text.replace("## ", "### ", 1)]
+    return lines
+
+
 def markdown(bento: str, model_tag: str, reports_dir: Path, links: list[str] | None = None) -> str:
     prov, meta = provenance(model_tag)
     lines = [
@@ -90,6 +105,7 @@ def markdown(bento: str, model_tag: str, reports_dir: Path, links: list[str] | N
         *quality(meta),
         "",
         *loadtest(bento, reports_dir),
+        *strategy(bento, model_tag, reports_dir),
     ]
     if links:
         lines += [

@@ -68,6 +68,12 @@ def check(
     if not ok:
         return {"verdict": "down", "why": [f"{url} {detail}", *why], "releases": releases}
     answered = response.headers.get("x-bentogate-release") if response else None
-    if answered != routing.stable:
+    expected = {routing.stable} | ({routing.canary.release} if routing.canary else set())
+    if routing.fallback is not None:
+        why.append(
+            f"stable {routing.stable} is pinned to the previous release {routing.previous}:"
+            f" {routing.fallback_reason or 'sustained budget miss'} (`make unpin` or deploy)"
+        )
+    elif answered not in expected:
         why.append(f"stable {routing.stable} is not answering: {answered or 'nothing'} answers")
     return {"verdict": "degraded" if why else "serving", "why": why, "releases": releases}

@@ -18,6 +18,7 @@ import yaml
 
 from deploy import smoke
 from deploy.config import KubernetesConfig
+from deploy.routing import Routing
 
 PORT = 3000  # `bentoml serve` in the image listens here
 KUBERNETES_VERSION = "1.31.0"  # schemas the manifests are validated against in tests
@@ -250,6 +251,172 @@ def monitor_cronjob(
             },
         },
     }
+
+
+ROUTER_IMAGE = "nginx:1.27.5-alpine"  # the router: the same nginx.conf as the local target
+ROUTER_PORT = 8080
+ROUTER_PREFIX = "/tmp/bentogate"  # an emptyDir: nginx's pid, temp files and logs
+ROUTER_CONF_DIR = "/etc/bentogate"
+
+
+def _release_name(app: str, rid: str) -> str:
+    return f"{app}-{rid}"[:63]
+
+
+def render_routed(
+    cfg: KubernetesConfig,
+    routing: Routing,
+    images: dict[str, str],
+    *,
+    environment: str,
+) -> list[dict[str, Any]]:
+    """The routing file (routing.py) on Kubernetes: a Deployment and a Service per live release
+    (each Service on the release's port in the routing file, so the router's access log says
+    which release answered), the router (nginx) as its own Deployment with nginx.conf from
+    nginx.py in a ConfigMap, upstreams at the Services' DNS names, a Service at the model's
+    stable name in front of the router, and a NetworkPolicy that lets only the router reach the
+    releases. `images`: release id -> image. Pure."""
+    from pathlib import Path
+
+    from deploy import nginx
+
+    app = app_name(routing.model)
+    base = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "bentogate"}
+    env_label = {"bentogate/environment": environment}
+    live = [r for r in routing.releases if r.routed or r.id == routing.shadow]
+    out: list[dict[str, Any]] = []
+    addresses = {}
+    for r in live:
+        name = _release_name(app, r.id)
+        labels = {**base, "bentogate/role": "release", "bentogate/release": r.id}
+        addresses[r.id] = f"{name}.{cfg.namespace}.svc.cluster.local:{r.port}"
+        (deployment,) = [
+            m
+            for m in render(
+                cfg,
+                environment=environment,
+                bento_tag=r.bento,
+                model_tag=r.model_tag,
+                image=images[r.id],
+            )
+            if m["kind"] == "Deployment"
+        ]
+        deployment["metadata"]["name"] = name
+        deployment["metadata"]["labels"] = {**labels, **env_label}
+        deployment["spec"]["selector"] = {"matchLabels": labels}
+        deployment["spec"]["template"]["metadata"]["labels"] = labels
+        deployment["spec"]["template"]["spec"]["containers"][0]["env"].append(
+            {"name": "BENTOGATE_RELEASE", "value": r.id}
+        )
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": cfg.namespace, "labels": labels},
+            "spec": {
+                "selector": labels,
+                "ports": [{"name": "http", "port": r.port, "targetPort": "http"}],
+            },
+        }
+        out += [deployment, service]
+    router_labels = {**base, "bentogate/role": "router"}
+    conf = nginx.render(
+        routing,
+        Path(ROUTER_PREFIX),
+        addresses=addresses,
+        listen=f"0.0.0.0:{ROUTER_PORT}",
+    )
+    router = f"{app}-router"
+    meta = {"namespace": cfg.namespace, "labels": {**router_labels, **env_label}}
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": router, **meta},
+        "data": {"nginx.conf": conf, "generation": str(routing.generation)},
+    }
+    probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 5}
+    router_deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": router, **meta},
+        "spec": {
+            "replicas": cfg.replicas,
+            "selector": {"matchLabels": router_labels},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {
+                    # A new configuration rolls the router (nginx reads it at start).
+                    "labels": router_labels,
+                    "annotations": {"bentogate/routing-generation": str(routing.generation)},
+                },
+                "spec": {
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 101,  # the image's nginx user
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "router",
+                            "image": ROUTER_IMAGE,
+                            "command": ["/bin/sh", "-c"],
+                            "args": [
+                                f"mkdir -p {ROUTER_PREFIX}/logs && exec nginx -p {ROUTER_PREFIX}"
+                                f" -c {ROUTER_CONF_DIR}/nginx.conf -e /dev/stderr"
+                            ],
+                            "ports": [{"name": "http", "containerPort": ROUTER_PORT}],
+                            "readinessProbe": probe,
+                            "livenessProbe": {**probe, "periodSeconds": 10},
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "64Mi"},
+                                "limits": {"memory": "256Mi"},
+                            },
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                            "volumeMounts": [
+                                {"name": "conf", "mountPath": ROUTER_CONF_DIR, "readOnly": True},
+                                {"name": "run", "mountPath": ROUTER_PREFIX},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "conf", "configMap": {"name": router}},
+                        {"name": "run", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+    stable_service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": app, **meta},
+        "spec": {
+            "selector": router_labels,
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"{app}-releases-from-router-only", **meta},
+        "spec": {
+            "podSelector": {"matchLabels": {**base, "bentogate/role": "release"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": router_labels}}],
+                    "ports": [{"protocol": "TCP", "port": PORT}],
+                }
+            ],
+        },
+    }
+    return [*out, configmap, router_deployment, stable_service, policy]
 
 
 def to_yaml(manifests: Sequence[dict[str, Any]]) -> str:

@@ -39,10 +39,11 @@ import httpx
 
 from core.process import free_port
 from core.settings import ROOT
+from deploy import canary as analysis
 from deploy import health, nginx, smoke, supervisor
 from deploy import routing as routing_file
 from deploy.config import Environment
-from deploy.routing import RoutedRelease, Routing
+from deploy.routing import CanaryRoute, RoutedRelease, Routing
 
 LIVE, SUPERSEDED, FAILED, ROLLED_BACK, RESTORED, STOPPED, SHADOW = (
     "live",
@@ -159,6 +160,7 @@ class LocalTarget:
         port: int | None = None,
         log=print,
         state_dir: Path | None = None,
+        notify=None,
     ) -> None:
         assert env.local is not None
         self.env_name, self.model = env_name, model
@@ -167,6 +169,10 @@ class LocalTarget:
         self.port = port if port is not None else env.local.port
         self.dir = state_dir or deploy_dir / env_name / model
         self.log = log
+        self.canary_cfg = env.canary
+        # Told when something happens that nobody asked for (a canary rolled back): a callable
+        # taking one line of text (the CLI posts it to Slack when a webhook is configured).
+        self.notify = notify or (lambda text: None)
 
     @property
     def url(self) -> str:
@@ -364,6 +370,8 @@ class LocalTarget:
         )
         starting = before.model_copy(deep=True)
         starting.port, starting.limits = self.port, self.cfg.router
+        # A deploy says otherwise: no canary left half-way, no pin to the previous release.
+        starting.canary, starting.fallback, starting.fallback_reason = None, None, ""
         starting.releases.append(
             RoutedRelease(id=release.id, bento=bento, model_tag=model_tag, port=release.port)
         )
@@ -502,6 +510,200 @@ class LocalTarget:
             )
             return release
 
+    def canary(
+        self,
+        bento: str,
+        model_tag: str | None,
+        report: Path | None = None,
+        extra_checks: tuple[analysis.Check, ...] = (),
+    ) -> Release:
+        """STRATEGY=canary: start the release beside the stable one and move the requests that
+        name no version to it in steps (deploy/config.yaml `canary`), analysing both releases
+        over each interval from the router's access log (canary.py) before the next step.
+        pass: next step; inconclusive (too few requests): hold, and after `max_holds` holds in
+        a row roll back (never promote on no data); fail: counted, and at `max_failed_checks`
+        roll back. Rolled back: 0%, the canary stopped after a drain, the stable release
+        untouched, a notification, DeployError. The last step (100%) promotes: the canary is
+        stable, the stable one previous, the one before stops after a drain. The step report
+        goes to `report` (Markdown, and JSON beside it). `extra_checks` join the built-in ones
+        (an accuracy check on joined actuals, once monitoring provides one)."""
+        with self._locked():
+            return self._canary(bento, model_tag, report, extra_checks)
+
+    def _canary(
+        self,
+        bento: str,
+        model_tag: str | None,
+        report: Path | None,
+        extra_checks: tuple[analysis.Check, ...],
+    ) -> Release:
+        cfg = self.canary_cfg
+        before = self.routing()
+        if before is None or before.stable is None:
+            raise UsageError(
+                f"{self.name}: nothing serves here to compare a canary with: deploy first"
+            )
+        if model_tag is None or model_tag.split(":")[0] != self.model:
+            raise UsageError(f"{self.name}: {bento} serves {model_tag}, not {self.model!r}")
+        history = self.history()
+        stable_id = before.stable
+        release = Release(
+            id=f"r{len(history) + 1:04d}",
+            bento=bento,
+            model_tag=model_tag,
+            port=free_port(self.cfg.host),
+        )
+        starting = before.model_copy(deep=True)
+        starting.port, starting.limits = self.port, self.cfg.router
+        starting.shadow, starting.fallback, starting.fallback_reason = None, None, ""
+        starting.canary = None
+        starting.releases = [r for r in starting.releases if r.routed]  # a shadow ends
+        starting.releases.append(
+            RoutedRelease(id=release.id, bento=bento, model_tag=model_tag, port=release.port)
+        )
+
+        def weighted(weight: int) -> Routing:
+            out = starting.model_copy(deep=True)
+            for r in out.releases:
+                r.routed = r.routed or r.id == release.id
+            out.canary = CanaryRoute(
+                release=release.id, weight=weight, sticky_header=cfg.sticky_header
+            )
+            return out
+
+        try:
+            nginx.check_rendered(weighted(cfg.steps[0]), self.dir / "nginx")
+        except nginx.RouterConfigError as exc:
+            raise UsageError(f"{self.name}: {exc}") from None
+        self._ensure_supervisor()
+        for r in history:
+            if r.id == before.shadow:
+                r.status = STOPPED
+        history.append(release)
+        self._save(history)
+        self.log(f"[{self.name}] {release.id}: canary {bento} beside {stable_id}")
+        steps: list[analysis.Step] = []
+
+        def write_report(outcome: str) -> None:
+            if report is None:
+                return
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(analysis.markdown(release.id, stable_id, steps, outcome))
+            data = {
+                "environment": self.env_name,
+                "model": self.model,
+                "bento": bento,
+                "model_tag": model_tag,
+                "canary": release.id,
+                "stable": stable_id,
+                "outcome": outcome,
+                "config": cfg.model_dump(),
+                "steps": [
+                    {"weight": s.weight, "action": s.action, **s.analysis.to_dict()} for s in steps
+                ],
+            }
+            _write_json(report.with_suffix(".json"), data)
+
+        def back(reason: str, status: str = FAILED) -> DeployError:
+            """To 0%: the stable route as it was, the canary stopped after a drain."""
+            with contextlib.suppress(DeployError):
+                self._apply(starting.model_copy(deep=True))
+                time.sleep(self.cfg.drain_s)
+                gone = starting.model_copy(deep=True)
+                gone.releases = [r for r in gone.releases if r.id != release.id]
+                self._apply(gone)
+            release.status, release.reason = status, reason
+            self._save(history)
+            text = f"{self.name}: canary {release.id} ({bento}) rolled back: {reason}; {stable_id} keeps serving"
+            write_report(f"rolled back ({reason})")
+            self.notify(text)
+            return DeployError(text)
+
+        try:
+            state = self._apply(starting)
+            release.pid = state["releases"][release.id]["pid"]
+            release.pid_start = _start_time(release.pid) if release.pid else None
+            self._save(history)
+            took = self._wait_ready(release)
+            self.log(f"[{self.name}] {release.id}: ready in {took:.1f}s at {release.url}")
+            checks = smoke.smoke(release.url, model_tag)
+            if not smoke.passed(checks):
+                raise DeployError(f"smoke test on its own port: {smoke.describe(checks)}")
+        except DeployError as exc:
+            raise back(f"not started: {exc}") from None
+
+        access = nginx.paths(self.dir / "nginx")["access_log"]
+        step, failed, holds, applied = 0, 0, 0, 0
+        while cfg.steps[step] < 100:
+            weight = cfg.steps[step]
+            if weight != applied:  # a hold analyses the same weight again: no reload
+                try:
+                    self._apply(weighted(weight))
+                except DeployError as exc:
+                    raise back(str(exc)) from None
+                applied = weight
+            offset = access.stat().st_size if access.is_file() else 0
+            time.sleep(cfg.interval_s)
+            records = read_from(access, offset)
+            result = analysis.analyse(records, release.id, stable_id, cfg, extra_checks)
+            if result.verdict == analysis.PASS:
+                action, step, holds = "advance", step + 1, 0
+            elif result.verdict == analysis.INCONCLUSIVE:
+                holds += 1
+                action = f"hold ({holds}/{cfg.max_holds})"
+            else:
+                failed += 1
+                action = f"failed check ({failed}/{cfg.max_failed_checks})"
+            steps.append(analysis.Step(weight, result, action))
+            self.log(f"[{self.name}] {release.id} at {weight}%: {result.verdict}: {action}")
+            if result.verdict == analysis.FAIL and failed >= cfg.max_failed_checks:
+                steps[-1].action = "roll back"
+                raise back(f"failed its checks {failed} times at {weight}%: {result.describe()}")
+            if holds > cfg.max_holds:
+                steps[-1].action = "roll back"
+                raise back(
+                    f"inconclusive {holds} times in a row at {weight}% (too little traffic to"
+                    " judge; a canary is never promoted on no data)"
+                )
+
+        # The last step: the canary is stable, the stable one previous, any older one drains.
+        promoted = starting.model_copy(deep=True)
+        promoted.previous, promoted.stable = stable_id, release.id
+        for routed in promoted.releases:
+            routed.routed = routed.id in (release.id, stable_id)
+        try:
+            self._apply(promoted)
+            self._wait_switched(release.id)
+        except DeployError as exc:
+            raise back(f"promotion: {exc}") from None
+        release.status = LIVE
+        for r in history:
+            if r.id == stable_id:
+                r.status = SUPERSEDED
+        self._save(history)
+        steps.append(analysis.Step(100, steps[-1].analysis, "promote"))
+        write_report("promoted")
+        if any(not r.routed for r in promoted.releases):
+            time.sleep(self.cfg.drain_s)
+            promoted.releases = [r for r in promoted.releases if r.routed]
+            self._apply(promoted)
+        self.log(f"[{self.name}] {release.id}: promoted, live at {self.url} ({bento})")
+        return release
+
+    def unpin(self) -> str:
+        """The operator says the stable release may answer again after a sustained budget miss
+        sent its traffic to the previous release (supervisor.py). Returns the stable id."""
+        with self._locked():
+            routing = self.routing()
+            if routing is None or routing.fallback is None:
+                raise UsageError(f"{self.name}: nothing is pinned to the previous release")
+            routing.fallback, routing.fallback_reason = None, ""
+            self._apply(routing)
+            assert routing.stable is not None
+            self._wait_switched(routing.stable)
+            self.log(f"[{self.name}] {routing.stable} answers its own traffic again")
+            return routing.stable
+
     def rollback_target(self) -> tuple[Release, Release]:
         """(live release, the release before it that was live and is not already restored)."""
         history = self.history()
@@ -522,8 +724,27 @@ class LocalTarget:
         return live, candidates[-1]
 
     def rollback(self) -> Release:
+        """Instant when the release to go back to still runs as the previous one: stable and
+        previous swap in the routing file (a reload, no restart). Otherwise (going further
+        back) the earlier Bento is released again (readiness, smoke test)."""
         with self._locked():
             live, target = self.rollback_target()
+            routing = self.routing()
+            if routing is not None and routing.stable == live.id and routing.previous == target.id:
+                swapped = routing.model_copy(deep=True)
+                swapped.stable, swapped.previous = target.id, live.id
+                swapped.canary, swapped.fallback, swapped.fallback_reason = None, None, ""
+                self._apply(swapped)
+                self._wait_switched(target.id)
+                history = self.history()
+                for r in history:
+                    if r.id == live.id:
+                        r.status, r.reason = ROLLED_BACK, f"rolled back to {target.id}"
+                    if r.id == target.id:
+                        r.status, r.reason = LIVE, f"restored: rollback of {live.id}"
+                self._save(history)
+                self.log(f"[{self.name}] rolled back {live.id} to {target.id} (swap, no restart)")
+                return next(r for r in history if r.id == target.id)
             self.log(f"[{self.name}] rolling back {live.id} ({live.bento}) to {target.bento}")
             release = self._deploy(target.bento, target.model_tag, None, rollback_of=live.id)
             history = self.history()
@@ -568,6 +789,20 @@ class LocalTarget:
         supervised = self._supervised() if self._supervisor() is not None else None
         out.update(health.check(self.url, routing, supervised))
         return out
+
+
+def read_from(path: Path, offset: int) -> list[dict[str, Any]]:
+    """The JSON lines appended to `path` since byte `offset` (a torn last line is skipped)."""
+    if not path.is_file():
+        return []
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        data = fh.read()
+    out = []
+    for line in data.splitlines():
+        with contextlib.suppress(ValueError):
+            out.append(json.loads(line))
+    return out
 
 
 def state_models(deploy_dir: Path, env_name: str) -> list[str]:

@@ -27,7 +27,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from deploy.routing import Routing
+from deploy.routing import RoutedRelease, Routing
 
 NGINX = "nginx"
 TEMP_DIRS = ("body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -68,11 +68,25 @@ def paths(prefix: Path) -> dict[str, Path]:
     }
 
 
-def render(routing: Routing, prefix: Path, user: str | None = None) -> str:
-    """nginx.conf for `routing`, all files under `prefix`. Pure."""
+def render(
+    routing: Routing,
+    prefix: Path,
+    user: str | None = None,
+    addresses: dict[str, str] | None = None,
+    listen: str | None = None,
+) -> str:
+    """nginx.conf for `routing`, all files under `prefix`. Pure. `addresses`: release id ->
+    "host:port" where nginx reaches it (default: the routing file's host and the release's
+    port; Kubernetes: its Service's DNS name, on the release's port); `listen`: the router's
+    own address (default: the routing file's host and port)."""
     lim = routing.limits
     p = paths(prefix)
     host = routing.host
+    where_is = addresses or {}
+
+    def at(r: RoutedRelease) -> str:
+        return where_is.get(r.id, f"{host}:{r.port}")
+
     routed = routing.routed()
     versions = routing.versions()
     live = ", ".join(sorted({r.id for r in routed} | {r.model_tag for r in routed})) or "none"
@@ -84,34 +98,77 @@ def render(routing: Routing, prefix: Path, user: str | None = None) -> str:
     for r in routed:
         # One per release, for requests pinned to it by x-model-version.
         upstreams.append(
-            f"    upstream bg_{r.id} {{\n        server {host}:{r.port};\n        keepalive 32;\n    }}"
+            f"    upstream bg_{r.id} {{\n        server {at(r)};\n        keepalive 32;\n    }}"
         )
     version_map = "\n".join(f"        {_quote(k)} bg_{v};" for k, v in sorted(versions.items()))
     version_ids = "\n".join(f"        {_quote(k)} {v};" for k, v in sorted(versions.items()))
-    answered = "\n".join(f'        "~(^|[ ,:]){host}:{r.port}$" {r.id};' for r in routed)
+    # By port, the last in the list: nginx logs the address it resolved (an IP in Kubernetes).
+    answered = "\n".join(f'        "~:{r.port}$" {r.id};' for r in routed)
     temp = "\n".join(
         f"    {name}_temp_path {prefix / 'temp' / name};"
         for name in ("client_body", *TEMP_DIRS[1:])
     )
     budget = f"{lim.budget_ms}ms" if lim.budget_ms is not None else f"{lim.read_timeout_s:g}s"
 
+    canary = routing.release(routing.canary.release) if routing.canary else None
+    canary_http = ""
     if stable is None:
         default_route = f"return 503 {_error(f'no release of {where} is serving')};"
     else:
         # The stable release, then the previous one as a backup: late (the budget), refused,
         # 502/503/504, and nginx asks the previous release; a failure also takes the stable one
         # out of the default route for fail_timeout (passive health; needs the second server).
-        backup = f"\n        server {host}:{previous.port} backup;" if previous is not None else ""
-        health = " max_fails=1 fail_timeout=2s" if previous is not None else ""
+        # Pinned to the previous release (a sustained budget miss): it alone answers.
+        first, second = stable, previous
+        if routing.fallback is not None and previous is not None:
+            first, second = previous, None
+        # The backup is the last resort: never marked down (max_fails=0), so a slow answer of
+        # its own does not leave the route with no server at all (502).
+        backup = f"\n        server {at(second)} max_fails=0 backup;" if second is not None else ""
+        health = " max_fails=1 fail_timeout=2s" if second is not None else ""
         upstreams.append(
-            f"    upstream bg_default {{\n        server {host}:{stable.port}{health};{backup}"
+            f"    upstream bg_default {{\n        server {at(first)}{health};{backup}"
             "\n        keepalive 32;\n    }"
         )
-        default_route = f"""set $bg_routed {stable.id};
-            proxy_pass http://bg_default;
+        upstream, routed_id, retry = "bg_default", first.id, ""
+        if canary is not None and routing.canary is not None and routing.canary.weight > 0:
+            # STRATEGY=canary: a share of these requests to the canary, the stable release its
+            # backup (late, refused, or any 5xx: the client never sees the canary fail).
+            upstreams.append(
+                f"    upstream bg_canary {{\n        server {at(canary)}"
+                f" max_fails=1 fail_timeout=2s;\n        server {at(stable)} max_fails=0 backup;"
+                "\n        keepalive 32;\n    }"
+            )
+            sticky = routing.canary.sticky_header
+            key = "$request_id"
+            if sticky:
+                var = "$http_" + sticky.lower().replace("-", "_")
+                key = "$bg_canary_key"
+                canary_http += f"""
+    map {var} $bg_canary_key {{
+        "" $request_id;
+        default {var};
+    }}"""
+            weight = routing.canary.weight
+            split = '* "1";' if weight == 100 else f'{weight}% "1";\n        * "";'
+            canary_http += f"""
+    split_clients "{key}" $bg_canary_pick {{
+        {split}
+    }}
+    map $bg_canary_pick $bg_default_up {{
+        "1" bg_canary;
+        default bg_default;
+    }}
+    map $bg_canary_pick $bg_default_id {{
+        "1" {canary.id};
+        default {first.id};
+    }}"""
+            upstream, routed_id, retry = "$bg_default_up", "$bg_default_id", " http_500"
+        default_route = f"""set $bg_routed {routed_id};
+            proxy_pass http://{upstream};
             proxy_read_timeout {budget};
             proxy_send_timeout {budget};
-            proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;MIRROR"""
+            proxy_next_upstream error timeout http_502 http_503 http_504{retry} non_idempotent;MIRROR"""
     shadow = routing.release(routing.shadow) if stable is not None else None
     mirror, shadow_location, shadow_http = "", "", ""
     if shadow is not None:
@@ -121,7 +178,7 @@ def render(routing: Routing, prefix: Path, user: str | None = None) -> str:
         split = '* "1";' if share == 100 else f'{share}% "1";\n        * "";'
         shadow_http = f"""
     upstream bg_shadow {{
-        server {host}:{shadow.port};
+        server {at(shadow)};
         keepalive 8;
     }}
     split_clients "${{request_id}}" $bg_shadow_on {{
@@ -197,7 +254,7 @@ http {{
 {answered}
         default "";
     }}
-{shadow_http}
+{shadow_http}{canary_http}
     map $http_x_request_id $bg_request_id {{
         "" $request_id;
         default $http_x_request_id;
@@ -219,7 +276,7 @@ http {{
         '"upstream_time":"$upstream_response_time"}}';
 
     server {{
-        listen {host}:{routing.port} reuseport backlog=4096;
+        listen {listen or f"{host}:{routing.port}"} reuseport backlog=4096;
         access_log {p["access_log"]} bg_json;
         limit_conn bg_conns {lim.max_connections};
         set $bg_routed "";

@@ -19,6 +19,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SustainedMiss(_Strict):
+    """Better wrong than late, sustained: when more than `max_share` of the stable release's
+    requests over `window_s` were answered by the previous release (it missed its budget or
+    failed), the supervisor sends all its traffic to the previous release (`fallback` in the
+    routing file) and notifies, until an operator (`make rollback`, `make unpin`) or the next
+    deploy says otherwise. max_share null: never."""
+
+    max_share: float | None = Field(default=0.5, gt=0, le=1)
+    window_s: float = Field(default=30, gt=0, le=3600)
+    min_requests: int = Field(default=20, ge=1)
+    every_s: float = Field(default=2, gt=0, le=60)  # how often the supervisor reads the log
+
+
 class RouterLimits(_Strict):
     """Enforced by nginx before a body is buffered or a release sees the request."""
 
@@ -34,6 +47,17 @@ class RouterLimits(_Strict):
     retry_after_s: int = Field(default=1, ge=1, le=3600)
     # STRATEGY=shadow: the share of the stable route's requests mirrored to the candidate.
     shadow_percent: int = Field(default=100, ge=1, le=100)
+    sustained_miss: SustainedMiss = SustainedMiss()
+
+
+class CanaryRoute(_Strict):
+    """STRATEGY=canary: `weight` percent of the requests without a version go to `release`
+    (split by the `sticky_header`'s value when configured and sent, else by request id); late,
+    refused or failing, and the stable release answers them."""
+
+    release: str
+    weight: int = Field(ge=0, le=100)
+    sticky_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
 
 
 class RoutedRelease(_Strict):
@@ -53,6 +77,11 @@ class Routing(_Strict):
     stable: str | None = None
     previous: str | None = None
     shadow: str | None = None  # sees a copy of the stable route's traffic, never answers
+    canary: CanaryRoute | None = None  # takes a share of the stable route's traffic
+    # The stable release missed its budget too often: its traffic goes to the previous release
+    # (set by the supervisor; cleared by the next deploy, `make rollback` or `make unpin`).
+    fallback: str | None = None
+    fallback_reason: str = ""
     releases: list[RoutedRelease] = []
     limits: RouterLimits = RouterLimits()
 
@@ -76,6 +105,18 @@ class Routing(_Strict):
         if self.shadow is not None and (self.shadow in routed or self.shadow not in ids):
             raise ValueError(
                 f"shadow {self.shadow!r} must be a running release that takes no traffic"
+            )
+        if self.canary is not None and (
+            self.canary.release not in routed
+            or self.canary.release in (self.stable, None)
+            or self.stable is None
+        ):
+            raise ValueError(
+                f"canary {self.canary.release!r} must be a routed release beside a stable one"
+            )
+        if self.fallback is not None and (self.fallback != self.stable or self.previous is None):
+            raise ValueError(
+                f"fallback {self.fallback!r}: only the stable release, when a previous one runs"
             )
         return self
 

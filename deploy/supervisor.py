@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from core.process import BENTOML
-from deploy import nginx, routing
+from core.settings import get_settings
+from deploy import canary, nginx, notify, routing
 
 STATE_FILE = "supervisor.json"
 TICK_S = 0.2
@@ -132,6 +133,7 @@ class Supervisor:
         self.error = ""
         self.stopping = False
         self.stopping_children: list[Child] = []
+        self.misses = MissWatch(directory)
 
     # -- the routing file --
     def reload(self) -> None:
@@ -308,6 +310,7 @@ class Supervisor:
             while not self.stopping:
                 self.reload()
                 self.ensure()
+                self.misses.tick(self.routing)
                 now = json.dumps(self.state())
                 if now != last:
                     self.save()
@@ -316,6 +319,109 @@ class Supervisor:
         finally:
             _log("stopping every child")
             self.shutdown()
+
+
+class MissWatch:
+    """Better wrong than late, sustained: reads the router's access log every few seconds and,
+    when more than `sustained_miss.max_share` of the stable release's requests over the window
+    were answered by the previous release (late, refused or failing), pins the stable route to
+    the previous release in the routing file (`fallback`), records an event in events.jsonl and
+    notifies (Slack, when a webhook is configured). Skipped while a deploy holds the lock: a
+    canary's own analysis judges its traffic."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.log = nginx.paths(directory / "nginx")["access_log"]
+        # From the end: what was logged before this supervisor started is not recent.
+        self.offset = self.log.stat().st_size if self.log.is_file() else 0
+        self.next = 0.0
+        self.window: list[tuple[float, str, bool]] = []  # (when, routed to, missed)
+
+    def _read(self) -> list[dict[str, Any]]:
+        try:
+            size = self.log.stat().st_size
+        except FileNotFoundError:
+            return []
+        if size < self.offset:  # truncated or replaced
+            self.offset = 0
+        with open(self.log, "rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read(size - self.offset)
+        end = data.rfind(b"\n") + 1  # a line still being written waits for the next tick
+        self.offset += end
+        out = []
+        for line in data[:end].splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+    def tick(self, current: routing.Routing | None, now: float | None = None) -> str | None:
+        now = time.monotonic() if now is None else now
+        if current is None or now < self.next:
+            return None
+        rule = current.limits.sustained_miss
+        self.next = now + rule.every_s
+        for r in canary.split_records(self._read()):
+            answered = r.get("answered_by")
+            self.window.append(
+                (now, r.get("routed_to", ""), bool(answered) and answered != r.get("routed_to"))
+            )
+        self.window = [w for w in self.window if now - w[0] <= rule.window_s]
+        stable, previous = current.stable, current.previous
+        if rule.max_share is None or stable is None or previous is None or current.fallback:
+            return None
+        if current.canary is not None:
+            return None
+        mine = [missed for _, rid, missed in self.window if rid == stable]
+        if len(mine) < rule.min_requests or sum(mine) / len(mine) <= rule.max_share:
+            return None
+        share = sum(mine) / len(mine)
+        reason = (
+            f"{sum(mine)}/{len(mine)} ({share:.0%}) of its requests in the last"
+            f" {rule.window_s:g}s were answered by the previous release {previous}"
+            f" (max {rule.max_share:.0%})"
+        )
+        if not self._pin(stable, reason):
+            return None
+        self.window = []
+        text = (
+            f"{current.environment}/{current.model}: all traffic of {stable} now goes to"
+            f" {previous}: {reason}; `make unpin` or a deploy ends it"
+        )
+        _log(text)
+        event = {
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "event": "fallback",
+            "release": stable,
+            "previous": previous,
+            "text": text,
+        }
+        with open(self.dir / "events.jsonl", "a") as fh:
+            fh.write(json.dumps(event) + "\n")
+        webhook = get_settings().slack_webhook_url
+        if webhook is not None:
+            try:
+                notify.slack(webhook.get_secret_value(), f":warning: {text}")
+            except notify.NotifyError as exc:
+                _log(f"notify: {exc}")
+        return text
+
+    def _pin(self, stable: str, reason: str) -> bool:
+        """Write the pin unless a deploy runs (it holds the lock, and decides)."""
+        import fcntl
+
+        with open(self.dir / ".lock", "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            current = routing.load(self.dir)
+            if current is None or current.stable != stable or current.fallback is not None:
+                return False
+            current.fallback, current.fallback_reason = stable, reason
+            current.generation += 1
+            routing.save(self.dir, current)
+        return True
 
 
 def stop_orphans(directory: Path) -> list[int]:

@@ -10,9 +10,12 @@ const dir = path.join(__dirname, "..", "workflows");
 const stale = (e) =>
   (e.kind === "expression" && /^undefined variable "vars"/.test(e.message)) ||
   (e.kind === "permissions" && /^unknown permission scope "attestations"/.test(e.message));
-createLinter().then((lint) => {
+// One linter instance per file: the WebAssembly build runs out of its memory ("unreachable")
+// when one instance lints a third workflow.
+(async () => {
   let problems = 0;
   for (const name of fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f))) {
+    const lint = await createLinter();
     const file = path.join(dir, name);
     for (const e of lint(fs.readFileSync(file, "utf8"), file).filter((e) => !stale(e))) {
       console.log(`${path.relative(process.cwd(), e.file)}:${e.line}:${e.column}: ${e.message} [${e.kind}]`);
@@ -20,4 +23,4 @@ createLinter().then((lint) => {
     }
   }
   process.exit(problems ? 1 : 0);
-});
+})();

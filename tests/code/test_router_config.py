@@ -12,7 +12,7 @@ from core.process import free_port
 from core.settings import ROOT
 from deploy import config, health, nginx, shadow_report
 from deploy.local import LocalTarget, UsageError
-from deploy.routing import RoutedRelease, Routing
+from deploy.routing import CanaryRoute, RoutedRelease, Routing
 
 STAGING = config.load(ROOT / "deploy" / "config.yaml").env("staging", "local")
 
@@ -27,8 +27,9 @@ def release(n: int, routed: bool = True) -> RoutedRelease:
     )
 
 
-def routing(*releases: RoutedRelease, stable=None, previous=None, shadow=None) -> Routing:
+def routing(*releases: RoutedRelease, stable=None, previous=None, shadow=None, **kw) -> Routing:
     return Routing(
+        **kw,
         environment="staging",
         model="sales",
         port=41000,
@@ -47,8 +48,32 @@ def routing(*releases: RoutedRelease, stable=None, previous=None, shadow=None) -
         routing(release(1), stable="r0001"),
         routing(release(1), release(2), release(3, routed=False), stable="r0002", previous="r0001"),
         routing(release(1), release(2, routed=False), stable="r0001", shadow="r0002"),
+        routing(
+            release(1),
+            release(2),
+            release(3),
+            stable="r0002",
+            previous="r0001",
+            canary=CanaryRoute(release="r0003", weight=10),
+        ),
+        routing(
+            release(2),
+            release(3),
+            stable="r0002",
+            canary=CanaryRoute(release="r0003", weight=100, sticky_header="x-client-id"),
+        ),
+        routing(release(1), release(2), stable="r0002", previous="r0001", fallback="r0002"),
     ],
-    ids=["nothing", "starting", "stable", "stable-previous-starting", "shadow"],
+    ids=[
+        "nothing",
+        "starting",
+        "stable",
+        "stable-previous-starting",
+        "shadow",
+        "canary",
+        "canary-sticky-100",
+        "pinned-to-previous",
+    ],
 )
 def test_every_routing_state_renders_a_configuration_nginx_accepts(state, tmp_path):
     nginx.check_rendered(state, tmp_path / "nginx")
@@ -66,7 +91,7 @@ def test_the_rendered_configuration_routes_versions_and_falls_back_to_the_previo
 ):
     text = nginx.render(routing(release(1), release(2), stable="r0002", previous="r0001"), tmp_path)
     assert '"sales:v1" bg_r0001;' in text and '"r0002" bg_r0002;' in text
-    assert "server 127.0.0.1:41001 backup;" in text
+    assert "server 127.0.0.1:41001 max_fails=0 backup;" in text
     assert "proxy_read_timeout 1000ms;" in text  # the stable release's time budget
     assert "escape=json" in text
     assert "x-model-version: no live release of sales in staging is that version" in text
@@ -131,3 +156,29 @@ def test_the_shadow_report_compares_the_same_requests_and_counts_shadow_errors()
     assert (r["compared_predictions"], r["differing_predictions"], r["max_abs_diff"]) == (2, 1, 0.5)
     assert r["latency_ms"]["shadow"]["p99"] == pytest.approx(300.0)
     assert "2 predictions compared, 1 differ" in shadow_report.markdown(r)
+
+
+def test_a_sticky_canary_splits_on_the_client_key_and_falls_back_to_the_request_id(tmp_path):
+    state = routing(
+        release(2),
+        release(3),
+        stable="r0002",
+        canary=CanaryRoute(release="r0003", weight=25, sticky_header="X-Client-Id"),
+    )
+    conf = nginx.render(state, tmp_path)
+    assert 'map $http_x_client_id $bg_canary_key {\n        "" $request_id;' in conf
+    assert 'split_clients "$bg_canary_key" $bg_canary_pick {\n        25% "1";' in conf
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"canary": CanaryRoute(release="r0002", weight=10)}, "canary 'r0002' must be"),
+        ({"canary": CanaryRoute(release="r0009", weight=10)}, "canary 'r0009' must be"),
+        ({"fallback": "r0002"}, "fallback 'r0002': only the stable release, when a previous"),
+    ],
+    ids=["canary-is-stable", "canary-unknown", "fallback-without-previous"],
+)
+def test_a_routing_file_with_an_impossible_canary_or_fallback_is_refused(kw, match):
+    with pytest.raises(ValidationError, match=match):
+        routing(release(2), stable="r0002", **kw)

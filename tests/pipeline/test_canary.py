@@ -1,0 +1,236 @@
+"""Canary releases and the sustained budget miss for real: nginx, the supervisor and Bentos of
+the default model and of a slow-on-purpose variant, on free loopback ports, with clients polling
+the stable address throughout. Slack cannot run here: notifications go to a list (the CLI posts
+them to Slack's webhook, tested in tests/code/test_notify_and_smoke.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from core.process import free_port
+from core.settings import ROOT
+from deploy import config
+from deploy.local import DeployError, LocalTarget
+from models import runtimes
+from tests.conftest import copy_project, make
+from tests.fixtures.variants import Slow, register_like, trusting_config
+
+pytestmark = pytest.mark.slow
+
+BUDGET_MS = 400
+SLOW_S = 0.5  # the slow variant: over the budget and over the canary's P90 bound
+CANARY = {
+    "steps": [25, 50, 100],
+    "interval_s": 2.0,
+    "min_requests": 8,
+    "max_failed_checks": 2,
+    "max_holds": 2,
+    "checks": {"error_rate_max": 0.05, "p90_ratio_max": 10, "p90_max_ms": 300},
+}
+SUSTAINED = {"max_share": 0.5, "window_s": 4, "min_requests": 10, "every_s": 0.5}
+
+
+@pytest.fixture(scope="module")
+def trusting(tmp_path_factory) -> Iterator[None]:
+    """Releases trust the slow variant's wrapper type (the sales config never does)."""
+    path = trusting_config(tmp_path_factory.mktemp("trust") / "trusting.yaml")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENTOGATE_CONFIG", str(path))
+        yield
+
+
+@pytest.fixture(scope="module")
+def bentos(production_tag, tmp_path_factory, trusting) -> dict[str, tuple[str, str]]:
+    """name -> (Bento tag, model tag): the default model, and the same model SLOW_S slower."""
+    repo = copy_project(tmp_path_factory.mktemp("canary") / "repo")
+    # This copy's Bentos also ship the variant's module (the project's never ship tests/).
+    spec = (repo / "bentofile.yaml").read_text()
+    spec = spec.replace('  - "tests/"\n', "").replace(
+        "include:\n",
+        'include:\n  - "tests/__init__.py"\n  - "tests/fixtures/__init__.py"\n'
+        '  - "tests/fixtures/variants.py"\n',
+    )
+    (repo / "bentofile.yaml").write_text(spec)
+    slow_tag = register_like(
+        production_tag, Slow(runtimes.load_registered(production_tag), SLOW_S), git_commit="test"
+    )
+    out = {}
+    for name, tag in (("good", production_tag), ("slow", slow_tag)):
+        result = make(repo, "build", f"MODEL_TAG={tag}", env={})
+        assert result.returncode == 0, result.stderr
+        out[name] = ((repo / "build" / "bento-tag").read_text().strip(), tag)
+    return out
+
+
+@pytest.fixture(scope="module")
+def target(bentos, tmp_path_factory):
+    """r0001: the default model, stable; notifications in target.notes."""
+    staging = config.load(ROOT / "deploy" / "config.yaml").environments["staging"]
+    env = config.Environment.model_validate(
+        {
+            **staging.model_dump(),
+            "canary": CANARY,
+            "local": {
+                **staging.local.model_dump(),  # type: ignore[union-attr]
+                "drain_s": 0.2,
+                "router": {"budget_ms": BUDGET_MS, "sustained_miss": SUSTAINED},
+            },
+        }
+    )
+    deploy_dir = tmp_path_factory.mktemp("deploy")
+    t = LocalTarget("staging", env, deploy_dir, "sales", port=free_port(), log=lambda _: None)
+    t.notes = []  # type: ignore[attr-defined]
+    t.notify = t.notes.append  # type: ignore[attr-defined]
+    try:
+        t.deploy(*bentos["good"])
+        yield t
+    finally:
+        t.down()
+
+
+@pytest.fixture(scope="module")
+def example(target) -> dict:
+    spec = httpx.get(f"{target.url}/docs.json").json()
+    return spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]["example"]
+
+
+@contextmanager
+def polling(url: str, example: dict, clients: int = 4, max_s: float = 120) -> Iterator[Counter]:
+    """Clients posting to the stable address every 20 ms until the block ends (or max_s): a
+    Counter of (status, answered by); a transport error counts as (0, the error)."""
+    seen: Counter = Counter()
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def poll() -> None:
+        deadline = time.monotonic() + max_s
+        with httpx.Client(timeout=10) as client:
+            for _ in range(100_000):
+                if stop.is_set() or time.monotonic() > deadline:
+                    return
+                try:
+                    r = client.post(f"{url}/predict", json=example)
+                    key = (r.status_code, r.headers.get("x-bentogate-release", ""))
+                except httpx.HTTPError as exc:
+                    key = (0, repr(exc))
+                with lock:
+                    seen[key] += 1
+                time.sleep(0.02)  # a client polling, as in tests/pipeline/test_router.py
+
+    threads = [threading.Thread(target=poll) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=20)
+
+
+def failures(seen: Counter) -> int:
+    return sum(n for (status, _), n in seen.items() if status != 200)
+
+
+def actions(report) -> list[str]:
+    return [s["action"] for s in json.loads(report.with_suffix(".json").read_text())["steps"]]
+
+
+def test_a_canary_that_meets_its_checks_is_promoted_step_by_step(target, bentos, example, tmp_path):
+    report = tmp_path / "canary.md"
+    with polling(target.url, example) as seen:
+        release = target.canary(*bentos["good"], report=report)
+    routing = target.routing()
+    assert (release.id, routing.stable, routing.previous, routing.canary) == (
+        "r0002",
+        "r0002",
+        "r0001",
+        None,
+    )
+    assert failures(seen) == 0, seen
+    assert seen[(200, "r0002")] > 0 and seen[(200, "r0001")] > 0
+    steps = [a for a in actions(report) if not a.startswith("hold")]
+    assert steps == ["advance", "advance", "promote"]
+    assert report.read_text().startswith("### Canary r0002 vs stable r0001: promoted")
+
+
+def test_a_slow_canary_is_rolled_back_automatically_and_stable_never_stops(
+    target, bentos, example, tmp_path
+):
+    report = tmp_path / "canary.md"
+    rolled_back = pytest.raises(DeployError, match=r"canary r0003 .* failed its checks 2")
+    with polling(target.url, example) as seen, rolled_back:
+        target.canary(*bentos["slow"], report=report)
+    routing = target.routing()
+    assert (routing.stable, routing.previous, routing.canary) == ("r0002", "r0001", None)
+    assert "r0003" not in [r.id for r in routing.releases]
+    assert failures(seen) == 0, seen
+    assert actions(report)[-1] == "roll back"
+    assert "failed check (1/2)" in actions(report)
+    assert target.notes[-1].startswith("staging/sales: canary r0003")
+    assert target.history()[-1].status == "failed"
+
+
+def test_a_canary_without_traffic_is_held_then_rolled_back_never_promoted(target, bentos, tmp_path):
+    report = tmp_path / "canary.md"
+    with pytest.raises(DeployError, match=r"inconclusive 3 times in a row at 25%"):
+        target.canary(*bentos["good"], report=report)
+    assert actions(report) == ["hold (1/2)", "hold (2/2)", "roll back"]
+    assert target.routing().stable == "r0002"
+    assert "too few requests (r0004 0 < 8" in report.read_text()
+
+
+def test_a_release_that_keeps_missing_its_budget_loses_its_traffic_to_the_previous_one(
+    target, bentos, example
+):
+    slow = target.deploy(*bentos["slow"])  # r0005, stable; r0002 previous
+    with polling(target.url, example, max_s=30) as seen:
+        deadline = time.monotonic() + 20
+        while target.routing().fallback is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert target.routing().fallback == slow.id
+        time.sleep(1.0)  # the router reloaded: the previous release alone answers now
+        before = dict(seen)
+        time.sleep(1.0)
+    assert failures(seen) == 0, seen
+    after = {k: n - before.get(k, 0) for k, n in seen.items()}
+    assert after.get((200, "r0002"), 0) > 0 and after.get((200, slow.id), 0) == 0
+    events = [json.loads(x) for x in (target.dir / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "fallback" and events[-1]["release"] == slow.id
+    assert "answered by the previous release r0002" in events[-1]["text"]
+    status = target.status()
+    assert status["verdict"] == "degraded"
+    assert any("pinned to the previous release r0002" in w for w in status["why"])
+    assert os.environ.get("BENTOGATE_CONFIG")  # the variant ran trusted, as configured
+
+
+def test_an_operator_unpins_the_release_and_it_answers_its_own_traffic_again(target):
+    pinned = target.routing().fallback
+    assert pinned is not None
+    assert target.unpin() == pinned
+    assert target.routing().fallback is None
+    r = httpx.get(f"{target.url}/readyz")
+    assert r.headers["x-bentogate-release"] == pinned
+
+
+def test_a_rollback_swaps_stable_and_previous_without_restarting_either(target):
+    before = target.routing()
+    pids = json.loads((target.dir / "supervisor.json").read_text())["releases"]
+    restored = target.rollback()
+    after = target.routing()
+    assert restored.id == before.previous
+    assert (after.stable, after.previous) == (before.previous, before.stable)
+    now = json.loads((target.dir / "supervisor.json").read_text())["releases"]
+    assert {rid: now[rid]["pid"] for rid in pids} == {rid: p["pid"] for rid, p in pids.items()}
+    assert httpx.get(f"{target.url}/readyz").headers["x-bentogate-release"] == restored.id
