@@ -116,8 +116,10 @@ def run(request: Request, settings: Settings) -> dict[str, Any]:
         spark = spark_.session(request.master)
         timings["spark_start_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        counts, jvm_peak = _score(spark, request, model, folder, data, fmt, staging)
+        counts, jvm_peak, python_s = _score(spark, request, model, folder, data, fmt, staging)
         timings["score_and_write_s"] = time.perf_counter() - t
+        # Summed over the Python workers (cores): the rest of the stage is Spark's own work.
+        timings["python_scoring_s"] = python_s
         manifest = {
             "job": request.job_id,
             "model": model.tag,
@@ -162,7 +164,7 @@ def _score(
     data: Path,
     fmt: str,
     staging: Path,
-) -> tuple[dict[str, int], float | None]:
+) -> tuple[dict[str, int], float | None, float]:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -184,8 +186,9 @@ def _score(
     if df.rdd.getNumPartitions() < 2 * cores:
         df = df.repartition(2 * cores)
     archive = spark_.ship_model(spark, folder, staging)
+    python_s = spark.sparkContext.accumulator(0.0)
     scored = df.mapInPandas(
-        spark_.scorer(model, archive, key), spark_.output_schema(model, id_type)
+        spark_.scorer(model, archive, key, python_s), spark_.output_schema(model, id_type)
     ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         tag = F.lit(model.tag).alias(MODEL)
@@ -201,4 +204,4 @@ def _score(
     (staging / archive).unlink(missing_ok=True)
     jvm = getattr(getattr(spark.sparkContext, "_gateway", None), "proc", None)
     counts = {"in": sum(by.values()), "scored": by.get(True, 0), "rejected": by.get(False, 0)}
-    return counts, _peak_rss_mb(jvm.pid) if jvm is not None else None
+    return counts, _peak_rss_mb(jvm.pid) if jvm is not None else None, float(python_s.value)

@@ -11,13 +11,22 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batch import rows
-from batch.score import FIELD, ID, PREDICTION, REASON, prediction_kind, probability_columns
+from batch.score import (
+    BATCH_ROWS,
+    FIELD,
+    ID,
+    PREDICTION,
+    REASON,
+    prediction_kind,
+    probability_columns,
+)
 from batch.score import score_frame as _score
 from core.settings import ROOT
 from serving.runtime import LoadedRuntime, ServedModel, serve_runtime
@@ -50,6 +59,7 @@ def session(master: str, app: str = "bentogate-score") -> SparkSession:
         SparkSession.builder.master(master)
         .appName(app)
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
         .config("spark.driver.extraJavaOptions", java_options)
         .config("spark.executor.extraJavaOptions", java_options)
         .config("spark.ui.enabled", "false")
@@ -98,18 +108,26 @@ def output_schema(model: ServedModel, id_type: str) -> str:
     )
 
 
-def scorer(model: ServedModel, archive: str, key: str) -> Any:
-    """The mapInPandas function: Arrow batches of input rows -> batches of output rows."""
+def scorer(model: ServedModel, archive: str, key: str, python_s: Any = None) -> Any:
+    """The mapInPandas function: Arrow batches of input rows -> batches of output rows.
+    `python_s`, a Spark accumulator, adds up the seconds the workers spend loading and scoring
+    (the rest of a stage is Spark's: reading, Arrow transfer, shuffle, writing)."""
     kind = prediction_kind(model)
 
     def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        t = time.perf_counter()
         runtime = _runtime(model, archive)
         validator = rows.batch_model(model.schema)
+        spent = time.perf_counter() - t
         for frame in batches:
+            t = time.perf_counter()
             out = _score(frame, frame[key], model, runtime, validator)
             if kind == "string":
                 out[PREDICTION] = [None if p is None else str(p) for p in out[PREDICTION]]
+            spent += time.perf_counter() - t
             yield out
+        if python_s is not None:
+            python_s.add(spent)
 
     return score_partition
 
