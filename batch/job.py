@@ -181,10 +181,14 @@ def _score(
         raise UsageError(f"KEY={request.key}: not a column of DATA ({', '.join(df.columns)})")
     id_type = df.schema[key].dataType.simpleString()
     df = df.select(key, *[c for c in model.schema.features if c != key])
-    # A small file is one split (one Parquet row group): spread it so every core scores.
+    # A small file is one split (one Parquet row group): spread it so every core scores, two
+    # partitions a core so that one slow partition does not leave a core idle. By the id's hash:
+    # a round-robin repartition first sorts every row to stay deterministic on a retry, which
+    # cost 3x the whole shuffle on 1M rows (make bench-batch, README). Ids are meant unique; a
+    # KEY with few distinct values would put its rows in few partitions.
     cores = spark.sparkContext.defaultParallelism
     if df.rdd.getNumPartitions() < 2 * cores:
-        df = df.repartition(2 * cores)
+        df = df.repartition(2 * cores, key)
     archive = spark_.ship_model(spark, folder, staging)
     python_s = spark.sparkContext.accumulator(0.0)
     scored = df.mapInPandas(

@@ -133,17 +133,26 @@ def scorer(model: ServedModel, archive: str, key: str, python_s: Any = None) -> 
 
 
 def with_row_numbers(df: DataFrame, column: str) -> DataFrame:
-    """Add `column`: each row's number in the input, from 1, in the order Spark reads it."""
+    """Add `column`: each row's number in the input, from 1: files in path order, rows in file
+    order. Spark packs file splits into partitions largest first, so numbering by partition
+    alone would follow file sizes; here each split (file, byte offset) gets its place instead.
+    One pass to count the rows of each split; no shuffle, no window."""
     from pyspark.sql import functions as F
 
-    part = df.withColumn("__part", F.spark_partition_id())
-    counts: dict[int, int] = dict(part.groupBy("__part").count().collect())
-    offsets, total = {}, 0
-    for p in sorted(counts):
-        offsets[p], total = total, total + counts[p]
-    if not offsets:
+    part = F.spark_partition_id()
+    inside = F.monotonically_increasing_id() - F.shiftleft(part.cast("long"), 33)  # in partition
+    path, start = F.col("_metadata.file_path"), F.col("_metadata.file_block_start")
+    split = F.concat_ws("|", part.cast("string"), path, start.cast("string"))
+    stats = (
+        df.select(path.alias("path"), start.alias("start"), split.alias("split"), inside.alias("i"))
+        .groupBy("path", "start", "split")
+        .agg(F.count(F.lit(1)).alias("n"), F.min("i").alias("first"))
+        .collect()
+    )
+    if not stats:
         return df.withColumn(column, F.lit(None).cast("long"))
-    # Position inside the partition plus the partition's offset: no shuffle, no window.
-    start = F.create_map(*[x for p, o in offsets.items() for x in (F.lit(p), F.lit(o))])
-    inside = F.monotonically_increasing_id() - F.shiftleft(F.spark_partition_id().cast("long"), 33)
-    return df.withColumn(column, start[F.spark_partition_id()] + inside + 1).drop("__part")
+    shift, total = {}, 0
+    for row in sorted(stats, key=lambda r: (r["path"], r["start"])):
+        shift[row["split"]], total = total - row["first"], total + row["n"]
+    by_split = F.create_map(*[x for k, v in shift.items() for x in (F.lit(k), F.lit(v))])
+    return df.withColumn(column, by_split[split] + inside + 1)
