@@ -116,8 +116,10 @@ def run(request: Request, settings: Settings) -> dict[str, Any]:
         spark = spark_.session(request.master)
         timings["spark_start_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        counts, jvm_peak = _score(spark, request, model, folder, data, fmt, staging)
+        counts, jvm_peak, python_s = _score(spark, request, model, folder, data, fmt, staging)
         timings["score_and_write_s"] = time.perf_counter() - t
+        # Summed over the Python workers (cores): the rest of the stage is Spark's own work.
+        timings["python_scoring_s"] = python_s
         manifest = {
             "job": request.job_id,
             "model": model.tag,
@@ -162,8 +164,7 @@ def _score(
     data: Path,
     fmt: str,
     staging: Path,
-) -> tuple[dict[str, int], float | None]:
-    from pyspark import StorageLevel
+) -> tuple[dict[str, int], float | None, float]:
     from pyspark.sql import functions as F
 
     reader = spark.read
@@ -179,26 +180,34 @@ def _score(
         raise UsageError(f"KEY={request.key}: not a column of DATA ({', '.join(df.columns)})")
     id_type = df.schema[key].dataType.simpleString()
     df = df.select(key, *[c for c in model.schema.features if c != key])
-    # A small file is one split (one Parquet row group): spread it so every core scores.
+    # A small file is one split (one Parquet row group): spread it so every core scores, two
+    # partitions a core so that one slow partition does not leave a core idle. By the id's hash:
+    # a round-robin repartition first sorts every row to stay deterministic on a retry, which
+    # cost 3x the whole shuffle on 1M rows (make bench-batch, README). Ids are meant unique; a
+    # KEY with few distinct values would put its rows in few partitions.
     cores = spark.sparkContext.defaultParallelism
     if df.rdd.getNumPartitions() < 2 * cores:
-        df = df.repartition(2 * cores)
+        df = df.repartition(2 * cores, key)
     archive = spark_.ship_model(spark, folder, staging)
-    scored = df.mapInPandas(
-        spark_.scorer(model, archive, key), spark_.output_schema(model, id_type)
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        tag = F.lit(model.tag).alias(MODEL)
-        ok = F.col(REASON).isNull()
-        scored.where(ok).drop(FIELD, REASON).select("*", tag).write.parquet(
-            str(staging / "predictions")
-        )
-        scored.where(~ok).select(ID, FIELD, REASON, tag).write.parquet(str(staging / "rejects"))
-        by = dict(scored.groupBy(ok.alias("ok")).count().collect())
-    finally:
-        scored.unpersist()
+    python_s = spark.sparkContext.accumulator(0.0)
+    # Scored once into one Parquet folder (the only pass through Python), then split by Spark
+    # alone. Caching the scored rows instead (persist) took ~2x as long as writing them on
+    # 1M rows (make bench-batch, README).
+    every = staging / "all-rows"
+    df.mapInPandas(
+        spark_.scorer(model, archive, key, python_s), spark_.output_schema(model, id_type)
+    ).write.parquet(str(every))
+    scored = spark.read.parquet(str(every))
+    tag = F.lit(model.tag).alias(MODEL)
+    ok = F.col(REASON).isNull()
+    scored.where(ok).drop(FIELD, REASON).select("*", tag).write.parquet(
+        str(staging / "predictions")
+    )
+    scored.where(~ok).select(ID, FIELD, REASON, tag).write.parquet(str(staging / "rejects"))
+    by = dict(scored.groupBy(ok.alias("ok")).count().collect())
+    shutil.rmtree(every)
     Path(archive).unlink(missing_ok=True)
     (staging / archive).unlink(missing_ok=True)
     jvm = getattr(getattr(spark.sparkContext, "_gateway", None), "proc", None)
     counts = {"in": sum(by.values()), "scored": by.get(True, 0), "rejected": by.get(False, 0)}
-    return counts, _peak_rss_mb(jvm.pid) if jvm is not None else None
+    return counts, _peak_rss_mb(jvm.pid) if jvm is not None else None, float(python_s.value)

@@ -79,6 +79,14 @@ def _from_text(v: Any, col: Column) -> Any:
     return v
 
 
+def json_value(v: Any, col: Column) -> Any:
+    """One non-null cell of a text (or mixed) column as the JSON value a client would send."""
+    v = _from_text(v, col)
+    if col.kind == "date":
+        return v.isoformat()[:10] if hasattr(v, "isoformat") else v
+    return v if col.kind == "float" else _integral(v)
+
+
 def json_values(frame: pd.DataFrame, schema: FeatureSchema) -> list[dict[str, Any]]:
     """The feature columns of `frame` as JSON-typed records (see the module docstring)."""
     import pandas as pd

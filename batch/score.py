@@ -10,14 +10,23 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from batch import rows
+from batch import columnar, rows
 from serving.runtime import LoadedRuntime, ServedModel
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     from pydantic import BaseModel
 
+    from models.contract import Outputs
+
 ID, PREDICTION, FIELD, REASON, MODEL = "id", "prediction", "field", "reason", "model"
+# Rows per call of score_frame: Spark's Arrow batches (spark.sql.execution.arrow.
+# maxRecordsPerBatch) and the one-process baseline's chunks alike. Large enough that numpy's
+# per-call costs vanish and repeated rows meet in one batch (each distinct row is walked through
+# the trees once a batch: on the bench file, 1M rows in batches of 50k/100k/250k took 30/15/7 s
+# in one process, same run), small enough that a batch stays ~150 MB in a Python worker.
+BATCH_ROWS = 250_000
 
 
 def probability_column(label: Any) -> str:
@@ -43,34 +52,63 @@ def score_frame(
     runtime: LoadedRuntime,
     validator: type[BaseModel],
 ) -> pd.DataFrame:
-    """One output row per input row: id, prediction, probabilities, field, reason."""
+    """One output row per input row: id, prediction, probabilities, field, reason.
+
+    The bulk path: the rows that pass the column-wise check (batch/columnar.py) are predicted by
+    one call of the runtime on the whole typed frame; only the rows it flags go through the
+    per-row check (batch/rows.py), which words the API's reasons, and the records it accepts
+    through the service's own per-record call."""
     import numpy as np
     import pandas as pd
 
-    checked = rows.check(frame, model.schema, validator)
     n = len(frame)
-    out: dict[str, Any] = {ID: ids.to_numpy()}
+    passed = columnar.check(frame, model.schema)
     prediction = np.full(n, np.nan) if model.task == "regression" else np.full(n, None, object)
     probabilities = {c: np.full(n, np.nan) for c in probability_columns(model)}
     field, reason = np.full(n, None, object), np.full(n, None, object)
-    if checked.records:
-        # The service's own call: LoadedRuntime.predict, one output per record.
-        outputs = runtime.predict(checked.records)
-        valid = np.asarray(checked.valid)
-        if model.task == "regression":
-            prediction[valid] = outputs
-        else:
-            prediction[valid] = [label for label, _ in outputs]
-            for name, cls in zip(probability_columns(model), runtime.classes or [], strict=True):
-                probabilities[name][valid] = [p.get(cls, np.nan) for _, p in outputs]
-    for position, first, why in checked.rejected:
-        field[position], reason[position] = first, why
+    if passed.passed.any():
+        _put(runtime.predict_frame(passed.frame), passed.passed, prediction, probabilities, model)
+    flagged = np.flatnonzero(~passed.passed)
+    if len(flagged):
+        checked = rows.check(frame.iloc[flagged], model.schema, validator)
+        if checked.records:
+            # The service's own call: LoadedRuntime.predict, one output per record.
+            outputs = runtime.predict(checked.records)
+            at = flagged[checked.valid]
+            if model.task == "regression":
+                prediction[at] = outputs
+            else:
+                prediction[at] = [label for label, _ in outputs]
+                names = zip(probability_columns(model), runtime.classes or [], strict=True)
+                for name, cls in names:
+                    probabilities[name][at] = [p.get(cls, np.nan) for _, p in outputs]
+        for position, first, why in checked.rejected:
+            field[flagged[position]], reason[flagged[position]] = first, why
     if model.task == "regression":
-        bad = ~np.isfinite(prediction)
-        bad[[p for p, _, _ in checked.rejected]] = False
+        bad = ~np.isfinite(prediction) & pd.isna(reason)
         # The API answers 500 for a non-finite prediction: here the row is refused, with why.
         field[bad], reason[bad] = PREDICTION, "the model returned a non-finite value"
-    out[PREDICTION] = prediction
+    out: dict[str, Any] = {ID: ids.to_numpy(), PREDICTION: prediction}
     out.update(probabilities)
     out[FIELD], out[REASON] = field, reason
     return pd.DataFrame(out)
+
+
+def _put(
+    outputs: Outputs,
+    at: np.ndarray,
+    prediction: np.ndarray,
+    probabilities: dict[str, np.ndarray],
+    model: ServedModel,
+) -> None:
+    """Write one runtime call's outputs into the rows `at` (a mask), as the API shows them:
+    floats for a regressor; labels and a probability per class for a classifier."""
+    import numpy as np
+
+    if model.task == "regression":
+        prediction[at] = np.asarray(outputs.predictions, dtype=float)
+        return
+    prediction[at] = np.asarray(outputs.predictions, dtype=object)
+    if outputs.probabilities is not None:
+        for j, name in enumerate(probability_columns(model)):
+            probabilities[name][at] = outputs.probabilities[:, j]

@@ -11,13 +11,22 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batch import rows
-from batch.score import FIELD, ID, PREDICTION, REASON, prediction_kind, probability_columns
+from batch.score import (
+    BATCH_ROWS,
+    FIELD,
+    ID,
+    PREDICTION,
+    REASON,
+    prediction_kind,
+    probability_columns,
+)
 from batch.score import score_frame as _score
 from core.settings import ROOT
 from serving.runtime import LoadedRuntime, ServedModel, serve_runtime
@@ -50,6 +59,7 @@ def session(master: str, app: str = "bentogate-score") -> SparkSession:
         SparkSession.builder.master(master)
         .appName(app)
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
         .config("spark.driver.extraJavaOptions", java_options)
         .config("spark.executor.extraJavaOptions", java_options)
         .config("spark.ui.enabled", "false")
@@ -98,34 +108,51 @@ def output_schema(model: ServedModel, id_type: str) -> str:
     )
 
 
-def scorer(model: ServedModel, archive: str, key: str) -> Any:
-    """The mapInPandas function: Arrow batches of input rows -> batches of output rows."""
+def scorer(model: ServedModel, archive: str, key: str, python_s: Any = None) -> Any:
+    """The mapInPandas function: Arrow batches of input rows -> batches of output rows.
+    `python_s`, a Spark accumulator, adds up the seconds the workers spend loading and scoring
+    (the rest of a stage is Spark's: reading, Arrow transfer, shuffle, writing)."""
     kind = prediction_kind(model)
 
     def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        t = time.perf_counter()
         runtime = _runtime(model, archive)
         validator = rows.batch_model(model.schema)
+        spent = time.perf_counter() - t
         for frame in batches:
+            t = time.perf_counter()
             out = _score(frame, frame[key], model, runtime, validator)
             if kind == "string":
                 out[PREDICTION] = [None if p is None else str(p) for p in out[PREDICTION]]
+            spent += time.perf_counter() - t
             yield out
+        if python_s is not None:
+            python_s.add(spent)
 
     return score_partition
 
 
 def with_row_numbers(df: DataFrame, column: str) -> DataFrame:
-    """Add `column`: each row's number in the input, from 1, in the order Spark reads it."""
+    """Add `column`: each row's number in the input, from 1: files in path order, rows in file
+    order. Spark packs file splits into partitions largest first, so numbering by partition
+    alone would follow file sizes; here each split (file, byte offset) gets its place instead.
+    One pass to count the rows of each split; no shuffle, no window."""
     from pyspark.sql import functions as F
 
-    part = df.withColumn("__part", F.spark_partition_id())
-    counts: dict[int, int] = dict(part.groupBy("__part").count().collect())
-    offsets, total = {}, 0
-    for p in sorted(counts):
-        offsets[p], total = total, total + counts[p]
-    if not offsets:
+    part = F.spark_partition_id()
+    inside = F.monotonically_increasing_id() - F.shiftleft(part.cast("long"), 33)  # in partition
+    path, start = F.col("_metadata.file_path"), F.col("_metadata.file_block_start")
+    split = F.concat_ws("|", part.cast("string"), path, start.cast("string"))
+    stats = (
+        df.select(path.alias("path"), start.alias("start"), split.alias("split"), inside.alias("i"))
+        .groupBy("path", "start", "split")
+        .agg(F.count(F.lit(1)).alias("n"), F.min("i").alias("first"))
+        .collect()
+    )
+    if not stats:
         return df.withColumn(column, F.lit(None).cast("long"))
-    # Position inside the partition plus the partition's offset: no shuffle, no window.
-    start = F.create_map(*[x for p, o in offsets.items() for x in (F.lit(p), F.lit(o))])
-    inside = F.monotonically_increasing_id() - F.shiftleft(F.spark_partition_id().cast("long"), 33)
-    return df.withColumn(column, start[F.spark_partition_id()] + inside + 1).drop("__part")
+    shift, total = {}, 0
+    for row in sorted(stats, key=lambda r: (r["path"], r["start"])):
+        shift[row["split"]], total = total - row["first"], total + row["n"]
+    by_split = F.create_map(*[x for k, v in shift.items() for x in (F.lit(k), F.lit(v))])
+    return df.withColumn(column, by_split[split] + inside + 1)

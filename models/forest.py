@@ -195,6 +195,24 @@ class Forest:
         leaf[walker] = node
         return self.baseline + self.value[leaf].reshape(n, -1).sum(axis=1)
 
+    def predict_distinct(self, codes: np.ndarray, chunk: int) -> np.ndarray:
+        """`predict_codes` for many rows, walking each distinct row of codes once.
+
+        A row's prediction depends on its codes alone, and bulk inputs repeat them (a forecast
+        file holds the same item, day and flags once per store). Finding the distinct rows costs
+        two sorts of one int64 key per row: ~0.1 s for 1M rows, ~1% of walking 1M rows.
+        Each row's sum runs over the same trees in the same order: bit-identical results."""
+        key = np.zeros(len(codes), dtype=np.int64)
+        limit = np.iinfo(np.int64).max // (self.MISSING + 1)
+        for j in range(codes.shape[1]):
+            if len(key) and int(key.max()) >= limit:  # renumber before the key would overflow
+                key = np.unique(key, return_inverse=True)[1].astype(np.int64)
+            key = key * (self.MISSING + 1) + codes[:, j]
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        distinct = codes[first]
+        raw = [self.predict_codes(distinct[i : i + chunk]) for i in range(0, len(distinct), chunk)]
+        return np.concatenate(raw)[inverse] if raw else np.empty(0)
+
     def raw_predict(self, X: np.ndarray) -> np.ndarray:
         """Raw predictions for X as the estimator sees it, i.e. after its own `_preprocessor`
         (categories as the model's internal codes)."""
@@ -219,6 +237,23 @@ class Feature:
         if self.kind == "float":
             return float(v)
         return _calendar(str(v)[:10])[self.kind]
+
+    def column(self, frame: Any) -> np.ndarray:
+        """`value` for every row of a frame of typed columns (`models.predict.default_prepare`'s:
+        dates as datetime64), computed once per distinct value with the same `value` code, so
+        each number is the one a request record would give."""
+        import pandas as pd
+
+        s = frame[self.field]
+        if self.kind == "float":
+            return s.to_numpy(dtype=np.float64)
+        positions, distinct = pd.factorize(s, use_na_sentinel=False)
+        if self.kind == "category":
+            values = [self.codes.get(v, math.nan) for v in distinct.tolist()]  # type: ignore[union-attr]
+        else:
+            days = distinct.strftime("%Y-%m-%d") if hasattr(distinct, "strftime") else distinct
+            values = [_calendar(str(d)[:10])[self.kind] for d in days]
+        return np.asarray(values, dtype=np.float64)[positions]
 
 
 @functools.lru_cache(maxsize=4096)  # requests repeat dates; parsing one costs ~1.5 us per part
@@ -267,6 +302,15 @@ class CompiledRegressor:
             ]
         )
         return LINKS[self.link](raw)
+
+    def predict_frame(self, frame: Any) -> np.ndarray:
+        """Predictions for a frame of many rows (batch scoring): features column by column,
+        each distinct row of codes walked once. Same numbers as `__call__` on the records."""
+        if not len(frame):
+            return np.empty(0)
+        values = np.column_stack([f.column(frame) for f in self.features])
+        codes = self.forest.encode_array(values)
+        return LINKS[self.link](self.forest.predict_distinct(codes, max(self.chunk, 256)))
 
 
 # ---- saved as plain arrays and JSON: loading builds numbers and lists, never runs code ----------

@@ -31,6 +31,48 @@ FILES: dict[Name, str] = {
 }
 
 Runtime = Callable[[list[dict[str, Any]]], Outputs]
+# Many rows at once (batch scoring): a frame of the feature columns as `models.predict.
+# default_prepare` builds it from records (schema order, float64 floats, datetime64 dates).
+FrameRuntime = Callable[[Any], Outputs]
+
+
+class _Compiled:
+    """The compiled predictor: records (the service) or a frame (batch scoring)."""
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+
+    def __call__(self, records: list[dict[str, Any]]) -> Outputs:
+        import numpy as np
+
+        return Outputs(np.asarray(self.compiled(records), dtype=float))
+
+    def predict_frame(self, frame: Any) -> Outputs:
+        return Outputs(self.compiled.predict_frame(frame))
+
+
+class _Fitted:
+    """The predict path on the fitted model: records, or a frame that is exactly what
+    `prepare` would have built from them (only where the package keeps the default prepare)."""
+
+    def __init__(self, spec: Any, model: Any) -> None:
+        self.spec, self.model = spec, model
+
+    def __call__(self, records: list[dict[str, Any]]) -> Outputs:
+        from models import predict as path_
+
+        return path_.predict_records(self.spec, self.model, records)
+
+    def predict_frame(self, frame: Any) -> Outputs:
+        from models import predict as path_
+
+        return path_.predict(self.spec, self.model, frame)
+
+
+def frame_entry(run: Runtime) -> FrameRuntime | None:
+    """The runtime's entry point for a whole frame, if it has one (else: feed it records)."""
+    entry: FrameRuntime | None = getattr(run, "predict_frame", None)
+    return entry
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -84,12 +126,9 @@ def load(
     if not path.is_file():
         raise RuntimeUnavailable(f"{name} runtime: {path.name} was not saved with the model")
     if name == "compiled":
-        import numpy as np
-
         from models import forest
 
-        compiled = forest.load(path)
-        return lambda records: Outputs(np.asarray(compiled(records), dtype=float))
+        return _Compiled(forest.load(path))
     from models import get_spec
     from models import predict as path_
 
@@ -99,10 +138,14 @@ def load(
         prepare = None
         if custom_prepare:  # the package builds the model input itself: ONNX gets the same
             prepare = functools.partial(path_.prepare, get_spec(model_name))
-        onnx: Runtime = OnnxPredictor(path, task=task, classes=classes, prepare=prepare)
-        return onnx
+        onnx = OnnxPredictor(path, task=task, classes=classes, prepare=prepare)
+        # Its predict_frame takes the package's prepared frame: with a custom prepare, batch
+        # scoring must hand it records, so it is offered only records.
+        return functools.partial(onnx.__call__) if custom_prepare else onnx
     spec, model = get_spec(model_name), load_fitted(folder, model_name)
-    return functools.partial(path_.predict_records, spec, model)
+    if spec.prepare is not None:
+        return functools.partial(path_.predict_records, spec, model)
+    return _Fitted(spec, model)
 
 
 def agree(

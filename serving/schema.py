@@ -16,7 +16,9 @@ from models.contract import Column, FeatureSchema
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
-def _field_type(col: Column) -> Any:
+def field_type(col: Column) -> Any:
+    """The type a record's field must have: the API's rules for one column (batch scoring checks
+    a file's columns with the same types, batch/columnar.py)."""
     if col.kind == "category" and col.categories:
         return Literal[tuple(col.categories)]
     if col.kind == "category":
@@ -33,7 +35,7 @@ def _field_type(col: Column) -> Any:
 
 def record_model(schema: FeatureSchema) -> type[BaseModel]:
     fields: dict[str, Any] = {
-        c.name: (_field_type(c), Field(description=c.description or None))
+        c.name: (field_type(c), Field(description=c.description or None))
         for c in schema.feature_columns
     }
     return create_model("Record", __config__=STRICT, **fields)

@@ -154,3 +154,32 @@ def test_an_existing_output_folder_is_refused_and_left_as_it_was(production_tag,
         score(tmp_path, tmp_path / "in.csv", production_tag)
 
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
+
+
+def test_rows_of_a_folder_are_numbered_in_file_name_order_then_file_order_whatever_the_sizes(
+    session, production_tag, tmp_path
+):
+    data = get_spec("sales").default_data(42)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    data.head(3).to_csv(folder / "a.csv", index=False)  # small: Spark reads it last
+    data.iloc[3:2003].to_csv(folder / "b.csv", index=False)
+
+    manifest = score(tmp_path, folder, production_tag)
+
+    out = pd.read_parquet(tmp_path / "out" / "predictions").sort_values("id")
+    assert manifest["rows"] == {"in": 2003, "scored": 2003, "rejected": 0}
+    assert out["id"].tolist() == list(range(1, 2004))
+    by_row = out.set_index("id")["prediction"]
+    answer = score(
+        tmp_path / "one", _single(tmp_path, data.iloc[[0, 1, 2, 3, 2002]]), production_tag
+    )
+    assert answer["rows"]["scored"] == 5
+    expected = pd.read_parquet(tmp_path / "one" / "out" / "predictions").sort_values("id")
+    assert by_row.loc[[1, 2, 3, 4, 2003]].tolist() == expected["prediction"].tolist()
+
+
+def _single(tmp_path, rows: pd.DataFrame):
+    (tmp_path / "one").mkdir()
+    rows.to_csv(tmp_path / "one" / "rows.csv", index=False)
+    return tmp_path / "one" / "rows.csv"
