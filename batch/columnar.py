@@ -130,7 +130,9 @@ def _text(s: pd.Series, col: Column) -> tuple[Any, np.ndarray]:
     ok = (positions >= 0) & np.asarray([*good, False], dtype=bool)[positions]  # -1: null
     picked = pd.Series([*values, None], dtype=object).to_numpy()[positions]
     if col.kind == "date":
-        days = pd.Series(picked).where(ok, None)
+        dates = picked.copy()
+        dates[~ok] = None  # unparsed or null: NaT below
+        days = pd.Series(dates)
         return pd.to_datetime(days).astype("datetime64[ns]").to_numpy(), ok
     if _numeric(col):
         return np.where(ok, picked, 0).astype(np.int64), ok
