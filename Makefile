@@ -204,9 +204,14 @@ $(WRK):
 	fi
 
 .PHONY: bench
-bench: ensure-model $(WRK) ## Benchmark our service vs BentoML's floor vs FastAPI with wrk, then brought-in models via ONNX (pinned cores; reports/bench/; BASELINE=dir adds another checkout)
+bench: ensure-model $(WRK) ## Benchmark our service vs BentoML's floor vs FastAPI with wrk, then brought-in models via ONNX, then the logging cost (pinned cores; reports/bench/; BASELINE=dir adds another checkout)
 	WRK=$(WRK) $(PY) -m loadtests.bench.run $(if $(BASELINE),--baseline $(BASELINE))
 	WRK=$(WRK) $(PY) -m loadtests.bench.models
+	WRK=$(WRK) $(PY) -m loadtests.bench.logging_cost
+
+.PHONY: bench-logging
+bench-logging: ensure-model $(WRK) ## What the prediction log and a feedback stream cost predict req/s at 32 clients, log on vs off in one run (reports/bench/logging.md)
+	WRK=$(WRK) $(PY) -m loadtests.bench.logging_cost
 
 .PHONY: bench-models
 bench-models: $(STAMP) $(WRK) ## The brought-in models part of make bench alone (cancer LR and HGB classifier vs the floor)

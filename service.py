@@ -31,7 +31,7 @@ from prometheus_client import Counter, Histogram
 from starlette.responses import Response as HTTPResponse
 
 from core.settings import get_settings
-from serving import gc_pauses, predlog
+from serving import feedback, gc_pauses, predlog
 from serving.batching import MicroBatcher
 from serving.docs_page import DocsPage
 from serving.guard import RequestGuard
@@ -45,19 +45,28 @@ SETTINGS = get_settings()
 MODEL = load_served_model(SETTINGS, Path(__file__).resolve().parent)
 PredictRequest = request_model(MODEL.schema, MODEL.max_records)
 Response = ClassificationResponse if MODEL.task == "classification" else RegressionResponse
+FeedbackRequest = feedback.feedback_request(SETTINGS.feedback_max_items)
+RELEASE = SETTINGS.release  # the deploy's release id; None outside a deploy
 
 LOG = logging.getLogger("bentogate")
 LOG.setLevel(logging.INFO)  # BentoML sets the root logger to WARNING: keep our start-up lines
-# One model per process: bind the label once, not on every request.
-PREDICTIONS = Counter("bentogate_predictions", "Records predicted.", ["model_tag"]).labels(
-    MODEL.tag
-)
+# One model and one release per process: bind the labels once, not on every request.
+LABELS = {"model_tag": MODEL.tag, "release": RELEASE or ""}
+PREDICTIONS = Counter("bentogate_predictions", "Records predicted.", list(LABELS)).labels(**LABELS)
 LATENCY = Histogram(
     "bentogate_predict_seconds",
     "Time in the predict API, validation excluded.",
-    ["model_tag"],
+    list(LABELS),
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-).labels(MODEL.tag)
+).labels(**LABELS)
+FALLBACKS = Counter(
+    "bentogate_fallback_answers",
+    "Predict requests this release answered for another (the router's stable one was late).",
+    list(LABELS),
+).labels(**LABELS)
+ACTUALS = Counter(
+    "bentogate_actuals_received", "Actuals accepted by POST /feedback.", list(LABELS)
+).labels(**LABELS)
 
 
 @bentoml.service(
@@ -77,7 +86,13 @@ class Predictor:
     model_ref = bentoml.models.BentoModel(MODEL.tag)
 
     def __init__(self) -> None:
-        self.log = predlog.PredictionLog(SETTINGS.prediction_log)
+        # Each line is in the kernel before the response is sent (serving/predlog.py).
+        self.log = predlog.JsonLinesLog(
+            SETTINGS.prediction_log, SETTINGS.log_max_bytes, SETTINGS.log_keep
+        )
+        self.actuals = predlog.JsonLinesLog(
+            SETTINGS.actuals_log, SETTINGS.log_max_bytes, SETTINGS.log_keep
+        )
         self.runtime, self.ready = serve_runtime(MODEL, Path(self.model_ref.path))
         # A runtime slower than ~1 ms a call runs in a thread so the event loop keeps reading
         # and validating requests; the fast ones run inline, cheaper than the thread hand-off.
@@ -99,8 +114,16 @@ class Predictor:
     @bentoml.api(route="/predict", input_spec=PredictRequest)
     async def predict(self, records: list[Any], ctx: bentoml.Context) -> Response:  # type: ignore[valid-type]
         """Predict one output per record, in request order, with the tag of the model."""
-        start = time.perf_counter()
-        request_id = ctx.request.headers.get("x-request-id") or os.urandom(16).hex()
+        at, start = time.time(), time.perf_counter()
+        headers = ctx.request.headers
+        request_id = headers.get("x-request-id") or os.urandom(16).hex()
+        # Set by the router (deploy/nginx.py): the release it meant; another one answering is
+        # its fallback. Cut short: a direct client could send anything.
+        routed_to = headers.get("x-bentogate-routed-to") or None
+        if routed_to is not None:
+            routed_to = routed_to[:64]
+            if routed_to != RELEASE:
+                FALLBACKS.inc()
         rows = [r.model_dump() for r in records]
         outputs = await self.batcher.submit(rows)
         if MODEL.task == "classification":
@@ -115,7 +138,12 @@ class Predictor:
         elapsed = time.perf_counter() - start
         PREDICTIONS.inc(len(rows))
         LATENCY.observe(elapsed)
-        self.log.write(request_id, MODEL.tag, rows, body, elapsed * 1000)
+        if self.log.enabled:
+            self.log.append(
+                predlog.prediction_record(
+                    at, request_id, MODEL.tag, RELEASE, routed_to, elapsed * 1000, rows, body
+                )
+            )
         # Answered ready-made (same bytes): BentoML's serialization of a returned model plus the
         # merge of ctx.response headers cost ~36 us per request. The annotation still makes the schema.
         return HTTPResponse(
@@ -124,14 +152,34 @@ class Predictor:
             headers={"x-request-id": request_id, "x-model-tag": MODEL.tag},
         )
 
+    @bentoml.api(route="/feedback", input_spec=FeedbackRequest)
+    async def feedback(self, root: Any) -> feedback.FeedbackAccepted:
+        """Record the observed outcomes (actuals) of earlier predictions, by their request id:
+        one `{request_id, actual, observed_at}`, or `{"actuals": [...]}`. Answers 202."""
+        items = feedback.items(root)
+        lines = predlog.actual_records(
+            ((a.request_id, a.actual, a.observed_at) for a in items),
+            time.time(),
+            MODEL.tag,
+            RELEASE,
+        )
+        self.actuals.append(lines)  # one write for the batch: in the kernel before the answer
+        ACTUALS.inc(len(items))
+        return HTTPResponse(  # type: ignore[return-value]  # 202; the annotation makes the schema
+            feedback.FeedbackAccepted(accepted=len(items)).model_dump_json(),
+            status_code=202,
+            media_type="application/json",
+        )
+
 
 # The guard validates bodies with the request model first, so every bad request gets one error
 # shape in plain words. mypy ignores what a class decorator returns (python/mypy#3135).
 Predictor.add_asgi_middleware(  # type: ignore[attr-defined]
     RequestGuard,
     max_body_bytes=SETTINGS.max_body_bytes,
-    schemas={"/predict": PredictRequest},
+    schemas={"/predict": PredictRequest, "/feedback": FeedbackRequest},
     max_concurrency=MODEL.max_concurrency,
+    success={"/feedback": 202},
 )
 # BentoML's docs page loads Google Tag Manager: ours uses only the bundled Swagger UI files.
 Predictor.add_asgi_middleware(DocsPage)  # type: ignore[attr-defined]

@@ -43,8 +43,27 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("BENTOGATE_SLACK_WEBHOOK_URL", "SLACK_WEBHOOK_URL"),
         description="Slack incoming webhook for delivery notifications (a secret).",
     )
-    prediction_log: Path | None = Field(
-        default=None, description="Also append prediction records (JSON lines) to this file."
+    prediction_log: Literal["off"] | Path | None = Field(
+        default=None,
+        description="Append a JSON line per prediction to this file (unset: standard output; "
+        "off: no log).",
+    )
+    actuals_log: Literal["off"] | Path | None = Field(
+        default=None,
+        description="Append a JSON line per actual received by POST /feedback to this file "
+        "(unset: standard output; off: none kept, the endpoint still answers).",
+    )
+    log_max_bytes: int = Field(
+        default=100 * 2**20,
+        ge=4096,
+        description="Rotate the prediction and actuals logs at this size (<name>.1, .2, ...).",
+    )
+    log_keep: int = Field(default=5, ge=1, le=1000, description="Rotated files kept per log.")
+    feedback_max_items: int = Field(
+        default=1000, ge=1, le=100_000, description="Actuals in one POST /feedback at most."
+    )
+    release: str | None = Field(
+        default=None, description="The release id this process serves (set by a deploy)."
     )
     monitor_dir: Path = Field(
         default=ROOT / ".bentogate" / "monitor",

@@ -12,6 +12,9 @@ What the configuration does, per request:
 - no header: the stable release, within the time budget; late (504), gone (502) or not ready (503),
   and the previous release answers instead. Headers `x-bentogate-routed-to` and
   `x-bentogate-release` (answered by) say which; the release's own `x-model-tag` says which model.
+- upstream, `x-bentogate-routed-to: <release id>` names the release meant, so a release answering
+  as the backup logs its predictions with fallback=true (serving/predlog.py). Every path (POST
+  /predict, POST /feedback, ...) takes the same route: the stable release, then the previous.
 - one JSON line per request in access.log (escape=json: no input forges a line) with the request
   id, routed-to, answered-by and the upstream times.
 """
@@ -224,6 +227,9 @@ http {{
         proxy_set_header Host $host;
         proxy_set_header Connection "";
         proxy_set_header X-Request-Id $bg_request_id;
+        # The release meant (stable, or the pinned version): one answering as the backup logs
+        # its prediction as a fallback. Replaces a client's header of that name.
+        proxy_set_header X-Bentogate-Routed-To $bg_routed;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;
         proxy_read_timeout {lim.read_timeout_s:g}s;

@@ -173,6 +173,7 @@ class Supervisor:
             env={
                 "BENTOML_DO_NOT_TRACK": "true",
                 "BENTOGATE_PREDICTION_LOG": str(self.dir / "predictions.jsonl"),
+                "BENTOGATE_ACTUALS_LOG": str(self.dir / "actuals.jsonl"),
                 "BENTOGATE_RELEASE": r.id,
             },
         )

@@ -16,10 +16,11 @@ import datetime as dt
 import json
 import math
 import types
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, RootModel, Tag, ValidationError
 
 MAX_LISTED = 10
 SHOWN_CATEGORIES = 3
@@ -124,9 +125,14 @@ def expected(annotation: Any, metadata: Sequence[Any] = (), name: str = "items")
     if annotation is float:
         return "a number" + _bounds(metadata)
     if annotation is str:
-        return "a string"
+        lo, hi = _meta(metadata, "min_length"), _meta(metadata, "max_length")
+        return f"a string of {lo} to {hi} characters" if lo and hi else "a string"
+    if annotation is dt.datetime:
+        return 'a date and time as "YYYY-MM-DDTHH:MM:SS[.fff][+HH:MM]" (no offset: UTC)'
     if annotation is dt.date:
         return 'a date as "YYYY-MM-DD"'
+    if isinstance(annotation, type) and issubclass(annotation, RootModel):
+        return expected(annotation.model_fields["root"].annotation, metadata, name)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         names = list(annotation.model_fields)
         if len(names) > 12:
@@ -170,11 +176,30 @@ def _quoted_number_hint(annotation: Any, sent: Any) -> str:
     return ""
 
 
-def from_validation(exc: ValidationError, model: type[BaseModel]) -> list[dict[str, Any]]:
-    """The problems of a request body that failed validation against `model`."""
+def _member(model: type[BaseModel], loc: Sequence[str | int]) -> tuple[Any, Sequence[str | int]]:
+    """A body of several shapes (a RootModel over a tagged union): pydantic puts the tag of the
+    shape it chose first in `loc`; the problem is that shape's, at the rest of `loc`."""
+    if not (issubclass(model, RootModel) and loc and isinstance(loc[0], str)):
+        return model, loc
+    annotation = model.model_fields["root"].annotation
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    for option in (
+        get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else ()
+    ):
+        if get_origin(option) is Annotated:
+            inner, *extra = get_args(option)
+            if any(isinstance(m, Tag) and m.tag == loc[0] for m in extra):
+                return inner, loc[1:]
+    return model, loc
+
+
+def from_validation(exc: ValidationError, body_model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The problems of a request body that failed validation against `body_model`."""
     problems = []
     for err in exc.errors(include_url=False):
-        loc, kind, sent = err["loc"], err["type"], err.get("input")
+        kind, sent = err["type"], err.get("input")
+        model, loc = _member(body_model, err["loc"])
         field = field_name(loc)
         annotation, metadata, name = _resolve(model, loc)
         want = expected(annotation, metadata, name) if annotation is not None else None
@@ -276,14 +301,19 @@ STATUSES = {
 _BENTOML_ERROR_SCHEMAS = ("InvalidArgument", "NotFound", "InternalServerError")
 
 
-def document(spec: dict[str, Any]) -> dict[str, Any]:
-    """BentoML's OpenAPI document with its error responses replaced by ours, on every POST."""
+def document(spec: dict[str, Any], success: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """BentoML's OpenAPI document with its error responses replaced by ours, on every POST.
+    `success`: the status of a route whose success is not 200 (e.g. {"/feedback": 202})."""
     ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    for item in spec.get("paths", {}).values():
+    for path, item in spec.get("paths", {}).items():
         post = item.get("post")
         if not isinstance(post, dict):
             continue
         responses = {k: v for k, v in post.get("responses", {}).items() if int(k) < 400}
+        status = (success or {}).get(path)
+        if status is not None and "200" in responses:
+            responses[str(status)] = responses.pop("200")
+            responses[str(status)]["description"] = HTTPStatus(status).phrase
         for status, description in STATUSES.items():
             responses[str(status)] = {"description": description, "content": ref}
         post["responses"] = responses

@@ -62,20 +62,23 @@ class RequestGuard:
         max_body_bytes: int = 1 << 20,
         schemas: Mapping[str, type[BaseModel]] | None = None,
         max_concurrency: int | None = None,
+        success: Mapping[str, int] | None = None,
     ) -> None:
         """`schemas`: the request model of each POST route, e.g. {"/predict": PredictRequest}.
-        `max_concurrency`: requests in flight before 429 (None: no limit here)."""
+        `max_concurrency`: requests in flight before 429 (None: no limit here).
+        `success`: a route's success status when not 200, for the OpenAPI document."""
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.schemas = dict(schemas or {})
         self.max_concurrency = max_concurrency
         self.in_flight = 0
+        self.success = dict(success or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in INFRA_PATHS or scope["method"] == "HEAD":
             await self.app(scope, receive, send)
             return
-        send = _Reshaper(send, scope, self.schemas)
+        send = _Reshaper(send, scope, self.schemas, self.success)
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
@@ -157,8 +160,14 @@ class _Reshaper:
     """Wraps `send`: an error response without our shape is buffered and rewritten into it; the
     OpenAPI document gets our error responses. Everything else streams through untouched."""
 
-    def __init__(self, send: Send, scope: Scope, schemas: Mapping[str, type[BaseModel]]) -> None:
-        self.send, self.scope, self.schemas = send, scope, schemas
+    def __init__(
+        self,
+        send: Send,
+        scope: Scope,
+        schemas: Mapping[str, type[BaseModel]],
+        success: Mapping[str, int],
+    ) -> None:
+        self.send, self.scope, self.schemas, self.success = send, scope, schemas, success
         self.start: Message | None = None
         self.chunks: list[bytes] = []
 
@@ -198,7 +207,11 @@ class _Reshaper:
         except ValueError:
             data = None
         if self.scope["path"].endswith("/docs.json"):
-            return json.dumps(errors.document(data)).encode() if isinstance(data, dict) else raw
+            return (
+                json.dumps(errors.document(data, self.success)).encode()
+                if isinstance(data, dict)
+                else raw
+            )
         if isinstance(data, dict) and "errors" in data:
             return raw  # already ours
         method, path = self.scope["method"], self.scope["path"]

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 SCRIPT = Path(__file__).with_name("wrk.lua")
+MIX_SCRIPT = Path(__file__).with_name("wrk_mix.lua")  # predicts with a feedback every N requests
 MARK = "wrk-json "
 ERRORS = ("connect", "read", "write", "status", "timeout")
 
@@ -39,9 +40,12 @@ def run_wrk(
     duration_s: float,
     cpu: int | None = None,
     timeout_s: float = 10.0,
+    script: Path = SCRIPT,
+    env: dict[str, str] | None = None,
 ) -> dict:
     """POST `body` to `url` over `connections` connections for `duration_s`: wrk's counts and its
-    latency percentiles (coordinated-omission corrected, microseconds)."""
+    latency percentiles (coordinated-omission corrected, microseconds). `script`, `env`: another
+    wrk script (e.g. MIX_SCRIPT) and the variables it reads."""
     pin = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
     cmd = [
         *pin,
@@ -51,10 +55,10 @@ def run_wrk(
         f"-d{max(1, round(duration_s))}s",
         f"--timeout={timeout_s:g}s",
         "-s",
-        str(SCRIPT),
+        str(script),
         url,
     ]
-    env = {**os.environ, "BENTOGATE_WRK_BODY": str(body)}
+    env = {**os.environ, **(env or {}), "BENTOGATE_WRK_BODY": str(body)}
     try:
         done = subprocess.run(
             cmd, env=env, capture_output=True, text=True, timeout=duration_s + timeout_s + 30

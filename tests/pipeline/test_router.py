@@ -107,6 +107,20 @@ def test_a_request_without_a_version_is_answered_by_the_stable_release_and_says_
     assert r.headers["x-model-tag"] == production_tag
 
 
+def test_feedback_at_the_stable_address_is_written_by_the_stable_release(target):
+    r = httpx.post(
+        f"{target.url}/feedback",
+        json={"actuals": [{"request_id": "fb-1", "actual": 4.5}]},
+        timeout=10,
+    )
+    assert r.status_code == 202
+    assert r.json() == {"accepted": 1}
+    assert r.headers["x-bentogate-release"] == "r0002"
+    lines = (target.dir / "actuals.jsonl").read_text().splitlines()
+    written = json.loads(lines[-1])
+    assert (written["request_id"], written["actual"], written["release"]) == ("fb-1", 4.5, "r0002")
+
+
 def test_a_request_naming_a_version_goes_to_that_release(target, example, production_tag):
     by_id = httpx.post(f"{target.url}/predict", json=example, headers={"x-model-version": "r0001"})
     by_tag = httpx.post(
@@ -174,7 +188,12 @@ def test_a_late_stable_release_is_answered_for_by_the_previous_one(target, examp
         os.kill(pid, signal.SIGSTOP)  # accepts connections, never answers: late
     try:
         t0 = time.monotonic()
-        r = httpx.post(f"{target.url}/predict", json=example, timeout=10)
+        r = httpx.post(
+            f"{target.url}/predict",
+            json=example,
+            headers={"x-request-id": "late-stable-1"},
+            timeout=10,
+        )
         took = time.monotonic() - t0
     finally:
         for pid in stable_worker:
@@ -188,6 +207,14 @@ def test_a_late_stable_release_is_answered_for_by_the_previous_one(target, examp
     time.sleep(0.1)
     last = access_log(target)[-1]
     assert (last["routed_to"], last["answered_by"]) == ("r0002", "r0001")
+    # The release that answered logged it as a fallback, for the stable release it stood in for.
+    logged = [
+        json.loads(line)
+        for line in (target.dir / "predictions.jsonl").read_text().splitlines()
+        if '"late-stable-1"' in line
+    ]
+    answered = [p for p in logged if p["release"] == "r0001"]
+    assert [(p["routed_to"], p["fallback"]) for p in answered] == [("r0002", True)]
 
 
 def test_a_shadow_release_sees_every_request_and_never_answers_one(target, bento, example):

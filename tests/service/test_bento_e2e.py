@@ -67,7 +67,7 @@ def test_built_bento_rejects_a_bad_record_naming_the_field_without_a_server_trac
 def test_built_bento_exposes_prediction_metrics_per_model_tag(server, example, production_tag):
     httpx.post(f"{server.url}/predict", json=example)
     metrics = httpx.get(f"{server.url}/metrics").text
-    assert f'bentogate_predictions_total{{model_tag="{production_tag}"}}' in metrics
+    assert f'bentogate_predictions_total{{model_tag="{production_tag}",release=""}}' in metrics
 
 
 def test_schemathesis_finds_no_server_error(server, tmp_path):

@@ -1,0 +1,237 @@
+"""`make bench-logging` (also part of `make bench`): what the prediction log and a feedback stream
+cost the predict throughput, in one run (issue 13: at most 5% at 32 clients).
+
+Two copies of our service are up for the whole run, pinned to core 0 (wrk on core 1): one
+writing the prediction and actuals logs to files, as a deploy does, one with both logs `off`.
+Three loads take turns in alternating rounds (as bench/run.py's `measure_point`), each round once
+core 0 is idle:
+
+- `off`: predicts only, to the service without logs: the baseline;
+- `log`: predicts only, to the service with the prediction log;
+- `log+feedback`: the same, with one POST /feedback of FEEDBACK_ITEMS actuals every EVERY
+  requests (one actual per ~10 predictions), as systems that observe outcomes send them.
+
+Two figures per load, each over the baseline's: predict req/s (for `log+feedback`, the predicts
+among its requests), and server CPU time per predict (all the server's processes, from
+/proc/<pid>/stat; feedback handling is charged to the predicts). A one-worker server at full load
+is CPU-bound, so its throughput is 1 / CPU per request: the CPU ratio is the throughput ratio,
+measured without the noise that other work on a shared machine adds to wall-clock req/s. The
+target reads the median round's CPU ratio. Report: reports/bench/logging.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+from core.process import Server
+from core.settings import ROOT, get_settings
+from loadtests import traffic
+from loadtests.bench.run import LOAD_CPU, PIN_SERVER, SERVER_CPU, _settle
+from loadtests.bench.wrk import MIX_SCRIPT, WrkError, pool, run_wrk, wrk_path
+from serving.runtime import NoModelError, resolve_tag
+
+EVERY = 100  # one feedback request per EVERY requests...
+FEEDBACK_ITEMS = 10  # ... carrying this many actuals: ~1 actual per 10 predictions
+TARGET = 0.95
+LOADS = ("off", "log", "log+feedback")
+SHARE = {"off": 1.0, "log": 1.0, "log+feedback": (EVERY - 1) / EVERY}  # predicts per request
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of `root` and its descendants, from /proc."""
+    kids: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            pid = int(stat.parent.name)
+            stats[pid] = fields
+            kids.setdefault(int(fields[1]), []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(kids.get(pid, []))
+        if pid in stats:  # fields after ")": state is [0]; utime [11], stime [12]
+            total += int(stats[pid][11]) + int(stats[pid][12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def bench(tag: str, clients: int, duration: float, warmup: float, rounds: int, out: Path) -> dict:
+    schema, _ = traffic.held_out(tag)
+    body = out / "logging_body.json"
+    body.write_text(json.dumps({"records": [schema.example_record()]}))
+    feedback = out / "logging_feedback.json"
+    actuals = [{"request_id": f"bench-{i}", "actual": 1.5} for i in range(FEEDBACK_ITEMS)]
+    feedback.write_text(json.dumps({"actuals": actuals}))
+    logs = out / "logging"
+    logs.mkdir(parents=True, exist_ok=True)
+    for old in logs.glob("*.jsonl*"):
+        old.unlink()
+    variants = {
+        "log": {
+            "BENTOGATE_PREDICTION_LOG": str(logs / "predictions.jsonl"),
+            "BENTOGATE_ACTUALS_LOG": str(logs / "actuals.jsonl"),
+        },
+        "off": {"BENTOGATE_PREDICTION_LOG": "off", "BENTOGATE_ACTUALS_LOG": "off"},
+    }
+    mix = {"BENTOGATE_WRK_EVERY": str(EVERY), "BENTOGATE_WRK_FEEDBACK": str(feedback)}
+    env = {"off": None, "log": None, "log+feedback": mix}
+    server_of = {"off": "off", "log": "log", "log+feedback": "log"}
+    servers: dict[str, Server] = {}
+    runs: dict[str, list[dict]] = {name: [] for name in LOADS}
+    try:
+        for name, variant in variants.items():
+            server = servers[name] = Server(
+                "service:Predictor",
+                prefix=PIN_SERVER,
+                cwd=ROOT,
+                env={"BENTOGATE_MODEL_TAG": tag, **variant},
+                log_path=out / f"logging_{name}_server.log",
+            )
+            print(f"[bench-logging] {name}: starting", file=sys.stderr)
+            server.start()
+            server.wait_ready(90)
+
+        def load(name: str, seconds: float) -> dict:
+            server = servers[server_of[name]]
+            assert server.proc is not None
+            cpu0 = cpu_seconds(server.proc.pid)
+            run = run_wrk(
+                f"{server.url}/predict",
+                body,
+                clients,
+                seconds,
+                cpu=LOAD_CPU,
+                script=MIX_SCRIPT,
+                env=env[name],
+            )
+            run["cpu_s"] = cpu_seconds(server.proc.pid) - cpu0
+            run["predicts"] = run["requests"] * SHARE[name]
+            return run
+
+        for name in LOADS:
+            load(name, warmup)  # not recorded
+        for r in range(rounds):  # each load leads once in turn
+            for name in LOADS[r % len(LOADS) :] + LOADS[: r % len(LOADS)]:
+                _settle(SERVER_CPU)
+                runs[name].append(load(name, duration / rounds))
+    finally:
+        for server in servers.values():
+            server.stop()
+    figures: dict[str, dict] = {}
+    for name in LOADS:
+        f = figures[name] = pool(runs[name])
+        f["predict_rps"] = f["rps"] * SHARE[name]
+        predicts = sum(x["predicts"] for x in runs[name])
+        f["cpu_us_per_predict"] = 1e6 * sum(x["cpu_s"] for x in runs[name]) / max(predicts, 1)
+
+    def per_round(name: str, key: str) -> list[float]:
+        out = []
+        for a, b in zip(runs[name], runs["off"], strict=True):
+            if key == "rps":  # predict req/s over the baseline's
+                out.append((a["predicts"] / a["duration_us"]) / (b["predicts"] / b["duration_us"]))
+            else:  # the baseline's CPU per predict over this load's: the throughput ratio
+                out.append((b["cpu_s"] / b["predicts"]) / (a["cpu_s"] / a["predicts"]))
+        return out
+
+    ratios = {key: {name: per_round(name, key) for name in LOADS[1:]} for key in ("rps", "cpu")}
+    medians = {
+        key: {name: statistics.median(v) for name, v in by.items()} for key, by in ratios.items()
+    }
+    logged = sum(
+        sum(1 for _ in p.open()) for p in logs.glob("predictions.jsonl*") if p.suffix != ".lock"
+    )
+    value = medians["cpu"]["log+feedback"]
+    return {
+        "model": tag,
+        "date": dt.date.today().isoformat(),
+        "clients": clients,
+        "duration_s": duration,
+        "rounds": rounds,
+        "feedback": {"every": EVERY, "actuals_per_request": FEEDBACK_ITEMS},
+        "figures": figures,
+        "ratios_per_round": ratios,
+        "ratios_median_round": medians,
+        "lines_logged": logged,
+        "targets": {
+            "logging_and_feedback_32": {
+                "target": f"predict throughput with log and feedback >= {TARGET:.0%} of without"
+                " (median round, CPU per predict)",
+                "value": value,
+                "met": value >= TARGET,
+            },
+            "errors": {
+                "target": "no errors",
+                "value": sum(figures[n]["errors"] for n in LOADS),
+                "met": all(figures[n]["errors"] == 0 for n in LOADS),
+            },
+        },
+    }
+
+
+def markdown(r: dict) -> str:
+    f = r["feedback"]
+    lines = [
+        f"### Logging cost: `{r['model']}`, {r['clients']} clients ({r['date']})",
+        "",
+        f"wrk, keep-alive; {r['duration_s']:g} s per load in {r['rounds']} alternating rounds; "
+        "servers on core 0, wrk on core 1. `log+feedback`: one POST /feedback of "
+        f"{f['actuals_per_request']} actuals every {f['every']} requests.",
+        "",
+        "| load | req/s | predict req/s | vs off (median round) | server CPU us per predict "
+        "| vs off (median round) | P50 ms | P99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    med = r["ratios_median_round"]
+    for name in LOADS:
+        s = r["figures"][name]
+        rps_x = f"{med['rps'][name]:.3f}x" if name in med["rps"] else "1"
+        cpu_x = f"{med['cpu'][name]:.3f}x" if name in med["cpu"] else "1"
+        lines.append(
+            f"| {name} | {s['rps']:.0f} | {s['predict_rps']:.0f} | {rps_x} | "
+            f"{s['cpu_us_per_predict']:.0f} | {cpu_x} | {s['p50']:.2f} | {s['p99']:.1f} |"
+            f" {s['errors']} |"
+        )
+    lines += ["", "Round by round, over `off`:", ""]
+    for key, title in (("rps", "predict req/s"), ("cpu", "throughput from CPU per predict")):
+        for name, values in r["ratios_per_round"][key].items():
+            lines.append(f"- {name}, {title}: " + ", ".join(f"{x:.3f}" for x in values))
+    lines += ["", "| target | value | met |", "|---|---|---|"]
+    for t in r["targets"].values():
+        value = t["value"] if isinstance(t["value"], int) else f"{t['value']:.3f}"
+        lines.append(f"| {t['target']} | {value} | {'yes' if t['met'] else '**no**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtests.bench.logging_cost", description=__doc__)
+    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--duration", type=float, default=36.0, help="seconds per load, all rounds")
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--out", type=Path, default=get_settings().reports_dir / "bench")
+    args = p.parse_args(argv)
+    try:
+        tag = resolve_tag(get_settings())
+        wrk_path()
+    except (NoModelError, WrkError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = bench(tag, args.clients, args.duration, args.warmup, args.rounds, args.out)
+    (args.out / "logging.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = markdown(results)
+    (args.out / "logging.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
