@@ -30,24 +30,36 @@ from monitoring.config import MonitorConfig
 
 HEALTHY, DEGRADED, NO_DATA = "HEALTHY", "DEGRADED", "NO DATA"
 
+# A request id may be logged twice (serving/predlog.py): by the previous release that answered
+# for a late stable one (`fallback` true) and by the stable one finishing later, its answer
+# discarded. One row per key counts: the answer the client got.
+SERVED = """
+CREATE OR REPLACE TEMP VIEW served AS
+SELECT * FROM predictions WHERE time >= TIMESTAMPTZ '{start}' AND time <= TIMESTAMPTZ '{end}'
+QUALIFY row_number() OVER (PARTITION BY key ORDER BY fallback DESC, time) = 1
+"""
+
 VERSIONS = """
 SELECT coalesce(release, model) AS version, any_value(model) AS model, any_value(release),
        count(*) FILTER (WHERE idx = 0) AS requests, count(*) AS records,
        avg(latency_ms) FILTER (WHERE idx = 0), min(latency_ms) FILTER (WHERE idx = 0),
        max(latency_ms) FILTER (WHERE idx = 0),
        quantile_cont(latency_ms, [0.5, 0.9, 0.99]) FILTER (WHERE idx = 0),
-       count(*) FILTER (WHERE idx = 0 AND fallback) AS fallbacks,
        min(time), max(time)
-FROM predictions WHERE time >= ? AND time <= ?
-GROUP BY 1 ORDER BY min(time)
+FROM served GROUP BY 1 ORDER BY min(time)
+"""
+
+# Requests meant for a release that another (the previous) answered: the router's fallbacks.
+FALLBACKS = """
+SELECT routed_to, count(*) FROM served WHERE idx = 0 AND fallback AND routed_to IS NOT NULL
+GROUP BY 1
 """
 
 JOINED = """
 WITH latest AS (SELECT key, arg_max(actual, received_at) AS actual FROM actuals GROUP BY key)
 SELECT coalesce(p.release, p.model) AS version, CAST(p.time AS DATE) AS day, p.input,
        p.prediction, a.actual
-FROM predictions p JOIN latest a USING (key)
-WHERE p.time >= ? AND p.time <= ?
+FROM served p JOIN latest a USING (key)
 """
 
 ERRORS = """
@@ -58,8 +70,7 @@ FROM access WHERE time >= ? AND time <= ? GROUP BY 1
 
 SAMPLE = """
 SELECT input, prediction FROM (
-    SELECT input, prediction FROM predictions
-    WHERE coalesce(release, model) = ? AND time >= ? AND time <= ?
+    SELECT input, prediction FROM served WHERE coalesce(release, model) = ?
 ) USING SAMPLE reservoir({n} ROWS) REPEATABLE (42)
 """
 
@@ -72,7 +83,7 @@ class Version:
     requests: int
     records: int
     latency_ms: dict[str, float | None]
-    fallbacks: int
+    fallbacks: int  # requests meant for this release that the previous one answered
     first_seen: str
     last_seen: str
     deployed_at: str | None = None
@@ -170,9 +181,12 @@ def _reference(model_tag: str) -> tuple[FeatureSchema, pd.DataFrame] | None:
 
 
 def versions(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> list[Version]:
+    # A view takes no parameters: the bounds are our own datetimes, written as ISO literals.
+    con.execute(SERVED.format(start=start.isoformat(), end=end.isoformat()))
+    fallbacks = dict(con.execute(FALLBACKS).fetchall())
     out = []
-    for row in con.execute(VERSIONS, [start, end]).fetchall():
-        (version, model, release, requests, records, avg, lo, hi, q, fallbacks, first, last) = row
+    for row in con.execute(VERSIONS).fetchall():
+        (version, model, release, requests, records, avg, lo, hi, q, first, last) = row
         out.append(
             Version(
                 version=version,
@@ -188,7 +202,7 @@ def versions(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> 
                     "p90": q[1] if q else None,
                     "p99": q[2] if q else None,
                 },
-                fallbacks=int(fallbacks),
+                fallbacks=int(fallbacks.get(release, 0)) if release else 0,
                 first_seen=_iso(first),
                 last_seen=_iso(last),
             )
@@ -245,7 +259,7 @@ def run(
     thresholds = model_cfg.gate.parsed() if model_cfg is not None else []
     ratchet = model_cfg.gate.ratchet if model_cfg is not None else None
 
-    joined = con.execute(JOINED, [start, end]).df()
+    joined = con.execute(JOINED).df()
     if not joined.empty:
         feats = _records(joined)
         joined = pd.concat([joined.drop(columns=["input"]), feats], axis=1)
@@ -288,7 +302,7 @@ def run(
             references[v.model] = _reference(v.model)
         ref = references[v.model]
         sample = con.execute(
-            SAMPLE.replace("{n}", str(int(cfg.drift.sample_rows))), [v.version, start, end]
+            SAMPLE.replace("{n}", str(int(cfg.drift.sample_rows))), [v.version]
         ).df()
         if ref is None:
             v.findings.append(

@@ -220,3 +220,38 @@ def test_the_monitor_exits_2_naming_a_bad_window_and_writes_no_report(tmp_path):
         "error: window '24 hours': expected a positive number and m, h, d or w, e.g. 24h"
     )
     assert not (tmp_path / "reports").exists()
+
+
+def test_actuals_join_their_records_single_and_multi_record_latest_actual_winning(con, tmp_path):
+    from monitoring.monitor import JOINED, versions
+
+    synthetic.write_lines(tmp_path / "predictions.jsonl", lines("one", 1) + lines("multi", 1, 3))
+    synthetic.write_lines(
+        tmp_path / "actuals.jsonl",
+        [
+            synthetic.actual_line("one0", 1.0, NOW),
+            synthetic.actual_line("one0", 2.0, NOW + timedelta(hours=1)),  # a correction
+            synthetic.actual_line("multi0#2", 7.0, NOW),
+            synthetic.actual_line("nobody", 9.0, NOW),
+        ],
+    )
+    store.ingest_predictions(con, tmp_path)
+    store.ingest_actuals(con, tmp_path)
+    versions(con, NOW - timedelta(hours=1), NOW + timedelta(hours=1))  # the served view
+    joined = con.execute(JOINED).df()
+    got = sorted(zip(joined["prediction"], joined["actual"], strict=True))
+    assert got == [("0.0", "2.0"), ("0.0", "7.0")]
+
+
+def test_a_request_logged_twice_counts_once_as_the_fallback_that_answered(con, tmp_path):
+    from monitoring.monitor import versions
+
+    late = synthetic.prediction_line("x", NOW, "sales:abc", [RECORD], [1.0], 900.0, "r0002", False)
+    answered = synthetic.prediction_line(
+        "x", NOW, "sales:abc", [RECORD], [2.0], 80.0, "r0001", True
+    )
+    answered = answered.replace('"routed_to":"r0001"', '"routed_to":"r0002"')
+    synthetic.write_lines(tmp_path / "predictions.jsonl", [answered, late])
+    store.ingest_predictions(con, tmp_path)
+    got = {v.version: (v.requests, v.fallbacks) for v in versions(con, NOW, NOW + timedelta(1))}
+    assert got == {"r0001": (1, 0)}

@@ -1,7 +1,7 @@
 """Monitoring acting for real, in a copy of the project: two releases of two sales models deployed
 to a local production environment (nginx and both releases on free loopback ports), predictions
-served through the stable address, actuals that make the live model look bad written beside the
-prediction log (as POST /feedback does), then `python -m monitoring run`: it exits 1, rolls production
+served through the stable address, actuals that make the live model look bad posted to
+POST /feedback there, then `python -m monitoring run`: it exits 1, rolls production
 back to the previous release and tells a stand-in Slack (a loopback HTTP server: no Slack here).
 A second run judges the restored release, which has served nothing yet: no second rollback."""
 
@@ -23,7 +23,6 @@ import yaml
 from core import registry
 from core.process import free_port
 from core.settings import ROOT
-from monitoring import synthetic
 from tests.conftest import copy_project, make
 
 pytestmark = pytest.mark.slow
@@ -130,14 +129,18 @@ def deployed(repo, env, production_tag):
         registry.promote(production_tag)  # whatever happened: model A is production again
 
 
+def stable_url(repo: Path) -> str:
+    port = yaml.safe_load((repo / "deploy" / "config.yaml").read_text())["environments"][
+        "production"
+    ]["local"]["port"]
+    return f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture(scope="module")
 def served(repo, env, deployed) -> list[tuple[str, float]]:
     """(request id, prediction) of requests answered through the stable address, once the
     prediction log holds them all."""
-    port = yaml.safe_load((repo / "deploy" / "config.yaml").read_text())["environments"][
-        "production"
-    ]["local"]["port"]
-    url = f"http://127.0.0.1:{port}"
+    url = stable_url(repo)
     example = httpx.get(f"{url}/docs.json").json()["paths"]["/predict"]["post"]["requestBody"][
         "content"
     ]["application/json"]["schema"]["example"]
@@ -162,13 +165,12 @@ def served(repo, env, deployed) -> list[tuple[str, float]]:
 
 @pytest.fixture(scope="module")
 def first_run(repo, env, served):
-    """Actuals far from every prediction, in actuals.jsonl beside the prediction log (as the
-    service's POST /feedback writes them), then the monitor."""
-    now = datetime.now(UTC)
-    synthetic.write_lines(
-        repo / ".bentogate" / "deploy" / "production" / "sales" / "actuals.jsonl",
-        [synthetic.actual_line(rid, p * 40 + 200, now) for rid, p in served],
-    )
+    """Actuals far from every prediction, posted to POST /feedback at the stable address, then
+    the monitor."""
+    now = datetime.now(UTC).isoformat()
+    actuals = [{"request_id": rid, "actual": p * 40 + 200, "observed_at": now} for rid, p in served]
+    r = httpx.post(f"{stable_url(repo)}/feedback", json={"actuals": actuals}, timeout=30)
+    assert r.status_code == 202, r.text
     return cli(repo, "-m", "monitoring", "run", "production", env=env)
 
 
