@@ -24,7 +24,7 @@ import bentoml
 from core import registry
 from core.settings import ROOT, Settings, get_settings
 from core.yamlconf import ConfigError
-from deploy import addresses, evidence, kubernetes, notify, release, shadow_report, smoke
+from deploy import accuracy, addresses, evidence, kubernetes, notify, release, shadow_report, smoke
 from deploy import config as deploy_config
 from deploy.local import (
     DeployError,
@@ -174,7 +174,16 @@ def cmd_deploy(
         target = _local(settings, cfg, args.env, model, _model_deploy(model_tag))
         if args.strategy == "canary":
             target.notify = _notifier(settings)
-            target.canary(bento, model_tag, report=settings.reports_dir / "canary.md")
+            accuracy_cfg = target.canary_cfg.checks.accuracy
+            # Made before the canary starts: it reads the logs from where they end now.
+            extra = (
+                (accuracy.for_model(target.dir, model, accuracy_cfg),)
+                if accuracy_cfg is not None
+                else ()
+            )
+            target.canary(
+                bento, model_tag, report=settings.reports_dir / "canary.md", extra_checks=extra
+            )
             print((settings.reports_dir / "canary.md").read_text())
         elif args.strategy == "shadow":
             release = target.shadow(bento, model_tag)
