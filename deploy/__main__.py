@@ -116,7 +116,7 @@ def _manifests(
 ) -> list[dict[str, Any]]:
     repo = os.environ.get("BENTOGATE_IMAGE_REPOSITORY") or cfg.image_repository
     image = kubernetes.image_of(bento, repo)
-    rendered = kubernetes.render(
+    rendered = kubernetes.render_stable(
         cfg, environment=name, bento_tag=bento, model_tag=model_tag, image=image
     )
     # The scheduled monitor (monitoring/) runs this repository's image, tagged like the Bento's.
@@ -165,10 +165,10 @@ def cmd_deploy(
         kubernetes.apply(
             kubernetes.to_yaml(manifests),
             k8s,
-            manifests[0]["metadata"]["name"],
+            kubernetes.stable_deployment(model_tag.split(":")[0]),
             model_tag,
         )
-        url = k8s.url or f"deployment/{manifests[0]['metadata']['name']}"
+        url = k8s.url or f"deployment/{kubernetes.stable_deployment(model_tag.split(':')[0])}"
     else:
         model = model_tag.split(":")[0]
         target = _local(settings, cfg, args.env, model, _model_deploy(model_tag))
@@ -208,7 +208,7 @@ def cmd_rollback(
     model = args.model or settings.model
     if env.target == "kubernetes":
         assert env.kubernetes is not None
-        name = kubernetes.app_name(model)
+        name = kubernetes.stable_deployment(model)
         kubernetes.undo(env.kubernetes, name)
         print(f"{args.env}: deployment/{name} rolled back to its previous revision")
         return 0
