@@ -195,3 +195,30 @@ def test_the_rest_of_a_log_rotated_during_the_interval_is_read_before_the_new_fi
     result = c(INPUT)
 
     assert result.verdict == canary.FAIL, result.detail
+
+
+def test_a_prediction_stable_made_for_a_late_canary_counts_for_stable(tmp_path):
+    preds = accuracy.predictions(
+        [
+            {
+                "event": "prediction",
+                "request_id": "late",
+                "release": STABLE,
+                "routed_to": CANARY,
+                "fallback": True,
+                "inputs": [{"a": 1}],
+                "outputs": {"predictions": [3.0]},
+            }
+        ]
+    )
+
+    assert preds == {"late": (STABLE, {"a": 1}, 3.0)}
+
+
+def test_lines_that_are_no_record_of_the_log_are_skipped_not_fatal(tmp_path):
+    c = check(tmp_path)
+    (tmp_path / accuracy.PREDICTIONS).write_text('not json\n["a list"]\n{"event": "prediction"}\n')
+    log(tmp_path, STABLE, 30, 1.0)
+    log(tmp_path, CANARY, 30, 1.0)
+
+    assert c(INPUT).verdict == canary.PASS
