@@ -160,7 +160,7 @@ down: $(STAMP) ## Stop every service the local target started (all environments 
 	$(PY) -m deploy down
 
 .PHONY: manifests
-manifests: $(STAMP) ## Render and validate the Kubernetes manifests of the last build for ENV: build/k8s/
+manifests: $(STAMP) ## Render and validate the routed Kubernetes manifests (release, router, NetworkPolicy, monitor CronJob) of the last build for ENV: build/k8s/
 	$(PY) -m deploy manifests $(ENV) $(BENTO)
 
 .PHONY: image

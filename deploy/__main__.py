@@ -24,7 +24,7 @@ import bentoml
 from core import registry
 from core.settings import ROOT, Settings, get_settings
 from core.yamlconf import ConfigError
-from deploy import addresses, evidence, kubernetes, notify, release, shadow_report, smoke
+from deploy import accuracy, addresses, evidence, kubernetes, notify, release, shadow_report, smoke
 from deploy import config as deploy_config
 from deploy.local import (
     DeployError,
@@ -116,7 +116,7 @@ def _manifests(
 ) -> list[dict[str, Any]]:
     repo = os.environ.get("BENTOGATE_IMAGE_REPOSITORY") or cfg.image_repository
     image = kubernetes.image_of(bento, repo)
-    rendered = kubernetes.render(
+    rendered = kubernetes.render_stable(
         cfg, environment=name, bento_tag=bento, model_tag=model_tag, image=image
     )
     # The scheduled monitor (monitoring/) runs this repository's image, tagged like the Bento's.
@@ -165,16 +165,25 @@ def cmd_deploy(
         kubernetes.apply(
             kubernetes.to_yaml(manifests),
             k8s,
-            manifests[0]["metadata"]["name"],
+            kubernetes.stable_deployment(model_tag.split(":")[0]),
             model_tag,
         )
-        url = k8s.url or f"deployment/{manifests[0]['metadata']['name']}"
+        url = k8s.url or f"deployment/{kubernetes.stable_deployment(model_tag.split(':')[0])}"
     else:
         model = model_tag.split(":")[0]
         target = _local(settings, cfg, args.env, model, _model_deploy(model_tag))
         if args.strategy == "canary":
             target.notify = _notifier(settings)
-            target.canary(bento, model_tag, report=settings.reports_dir / "canary.md")
+            accuracy_cfg = target.canary_cfg.checks.accuracy
+            # Made before the canary starts: it reads the logs from where they end now.
+            extra = (
+                (accuracy.for_model(target.dir, model, accuracy_cfg),)
+                if accuracy_cfg is not None
+                else ()
+            )
+            target.canary(
+                bento, model_tag, report=settings.reports_dir / "canary.md", extra_checks=extra
+            )
             print((settings.reports_dir / "canary.md").read_text())
         elif args.strategy == "shadow":
             release = target.shadow(bento, model_tag)
@@ -199,7 +208,7 @@ def cmd_rollback(
     model = args.model or settings.model
     if env.target == "kubernetes":
         assert env.kubernetes is not None
-        name = kubernetes.app_name(model)
+        name = kubernetes.stable_deployment(model)
         kubernetes.undo(env.kubernetes, name)
         print(f"{args.env}: deployment/{name} rolled back to its previous revision")
         return 0

@@ -12,8 +12,8 @@ and at most `p90_max_ms`. Each check says pass, fail or inconclusive; too few re
 `min_requests`) make every check inconclusive, never a pass, never a fail, and no ratio is ever
 computed over zero requests (Argo Rollouts #180, Flagger #1035: NaN on no data).
 
-More checks plug in as callables `(CheckInput) -> CheckResult`: an accuracy check on joined
-actuals (monitoring, not here yet) is one more entry in `extra` with the same verdicts.
+More checks plug in as callables `(CheckInput) -> CheckResult` in `extra`, with the same
+verdicts: the accuracy check on joined actuals (accuracy.py, `checks.accuracy`) is one.
 """
 
 from __future__ import annotations
@@ -34,10 +34,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class AccuracyChecks(_Strict):
+    """`checks.accuracy`: the model's gate metric on joined actuals, canary vs stable
+    (accuracy.py). Absent (the default): no actuals are expected during a canary."""
+
+    min_joined: int = Field(default=200, ge=1)  # per release and interval, else inconclusive
+    gate_bounds: bool = True  # the canary's live metrics must meet its gate's thresholds
+    ratchet_tolerance: float | None = Field(default=None, ge=0)  # None: the gate's ratchet
+
+
 class Checks(_Strict):
     error_rate_max: float = Field(default=0.01, ge=0, le=1)
     p90_ratio_max: float | None = Field(default=1.5, gt=0)  # canary P90 / stable P90
     p90_max_ms: float | None = Field(default=500, gt=0)
+    accuracy: AccuracyChecks | None = None
 
 
 class CanaryConfig(_Strict):

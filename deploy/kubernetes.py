@@ -8,6 +8,7 @@ needs a Docker daemon: not available on every machine, so it stays outside this 
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ import yaml
 
 from deploy import smoke
 from deploy.config import KubernetesConfig
-from deploy.routing import Routing
+from deploy.routing import RoutedRelease, Routing
 
 PORT = 3000  # `bentoml serve` in the image listens here
 KUBERNETES_VERSION = "1.31.0"  # schemas the manifests are validated against in tests
@@ -417,6 +418,53 @@ def render_routed(
         },
     }
     return [*out, configmap, router_deployment, stable_service, policy]
+
+
+STABLE_RELEASE = "r0001"  # `make manifests`: one release, stable, behind the router
+
+
+def stable_deployment(model: str) -> str:
+    """The Deployment of the stable release render_stable renders: what rolls out and back."""
+    return _release_name(app_name(model), STABLE_RELEASE)
+
+
+def render_stable(
+    cfg: KubernetesConfig, *, environment: str, bento_tag: str, model_tag: str, image: str
+) -> list[dict[str, Any]]:
+    """What `make manifests` and `make deploy` on the kubernetes target apply: the routed set
+    (render_routed) with one release, stable, at the router's stable name, and that release's
+    autoscaler and disruption budget. The release keeps its name from Bento to Bento (a new
+    Bento rolls its Deployment; `kubectl rollout undo` goes back), so the router's configuration
+    only changes with the config. Pure."""
+    model = model_tag.split(":")[0]
+    routing = Routing(
+        environment=environment,
+        model=model,
+        port=ROUTER_PORT,
+        releases=[
+            RoutedRelease(
+                id=STABLE_RELEASE, bento=bento_tag, model_tag=model_tag, port=PORT, routed=True
+            )
+        ],
+        stable=STABLE_RELEASE,
+    )
+    routed = render_routed(cfg, routing, {STABLE_RELEASE: image}, environment=environment)
+    release = routed[0]  # the release's Deployment
+    assert release["kind"] == "Deployment"
+    name, selector = release["metadata"]["name"], release["spec"]["selector"]
+    extra = []
+    for m in copy.deepcopy(
+        render(cfg, environment=environment, bento_tag=bento_tag, model_tag=model_tag, image=image)
+    ):
+        if m["kind"] == "HorizontalPodAutoscaler":
+            m["metadata"]["name"] = name
+            m["spec"]["scaleTargetRef"]["name"] = name
+            extra.append(m)
+        elif m["kind"] == "PodDisruptionBudget":
+            m["metadata"]["name"] = name
+            m["spec"]["selector"] = selector
+            extra.append(m)
+    return [*routed, *extra]
 
 
 def to_yaml(manifests: Sequence[dict[str, Any]]) -> str:

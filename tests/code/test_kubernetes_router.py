@@ -102,3 +102,48 @@ def test_an_invalid_router_manifest_is_reported_naming_object_and_field():
     assert problems[0].startswith(
         "NetworkPolicy/sales-api-releases-from-router-only: spec.ingress.0.from.0"
     )
+
+
+def test_make_manifests_renders_the_routed_set_with_the_monitor_cronjob_all_valid():
+    from deploy.__main__ import _manifests  # what `make manifests` and `make deploy` render
+
+    manifests = _manifests("production", CFG, "sales_api:abc123", "sales:abc123")
+
+    assert sorted(named(manifests)) == [
+        "ConfigMap/sales-api-router",
+        "CronJob/sales-monitor",
+        "Deployment/sales-api-r0001",
+        "Deployment/sales-api-router",
+        "HorizontalPodAutoscaler/sales-api-r0001",
+        "NetworkPolicy/sales-api-releases-from-router-only",
+        "PodDisruptionBudget/sales-api-r0001",
+        "Service/sales-api",
+        "Service/sales-api-r0001",
+    ]
+    assert kubernetes.validate(manifests) == []
+
+
+def test_the_stable_release_scales_and_is_protected_as_the_single_deployment_was():
+    m = named(
+        kubernetes.render_stable(
+            CFG,
+            environment="production",
+            bento_tag="sales_api:abc123",
+            model_tag="sales:abc123",
+            image="img:abc123",
+        )
+    )
+    release = m["Deployment/sales-api-r0001"]
+    pods = release["spec"]["template"]["metadata"]["labels"]
+
+    assert m["HorizontalPodAutoscaler/sales-api-r0001"]["spec"]["scaleTargetRef"]["name"] == (
+        kubernetes.stable_deployment("sales")
+    )
+    assert m["PodDisruptionBudget/sales-api-r0001"]["spec"]["selector"]["matchLabels"].items() <= (
+        pods.items()
+    )
+    assert pods["bentogate/role"] == "release"  # the NetworkPolicy lets only the router in
+    assert (
+        "sales-api-r0001.bentogate.svc.cluster.local:3000"
+        in (m["ConfigMap/sales-api-router"]["data"]["nginx.conf"])
+    )

@@ -18,7 +18,8 @@ import pytest
 
 from core.process import free_port
 from core.settings import ROOT
-from deploy import config
+from deploy import accuracy, config
+from deploy.canary import AccuracyChecks
 from deploy.local import DeployError, LocalTarget
 from models import runtimes
 from tests.conftest import copy_project, make
@@ -234,3 +235,70 @@ def test_a_rollback_swaps_stable_and_previous_without_restarting_either(target):
     now = json.loads((target.dir / "supervisor.json").read_text())["releases"]
     assert {rid: now[rid]["pid"] for rid in pids} == {rid: p["pid"] for rid, p in pids.items()}
     assert httpx.get(f"{target.url}/readyz").headers["x-bentogate-release"] == restored.id
+
+
+@contextmanager
+def reporting_actuals(url: str, example: dict, bad: str, max_s: float = 120) -> Iterator[Counter]:
+    """Two clients predicting through the stable address and posting each answer's actual to
+    /feedback at once: the answer itself for any release but `bad`, ten times it plus 10 for
+    `bad`'s (its predictions look bad against what happened). A Counter of (status, answered by)."""
+    seen: Counter = Counter()
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def poll(n: int) -> None:
+        deadline = time.monotonic() + max_s
+        with httpx.Client(timeout=10) as client:
+            for i in range(100_000):
+                if stop.is_set() or time.monotonic() > deadline:
+                    return
+                rid = f"acc-{n}-{i}"
+                r = client.post(f"{url}/predict", json=example, headers={"x-request-id": rid})
+                release = r.headers.get("x-bentogate-release", "")
+                with lock:
+                    seen[(r.status_code, release)] += 1
+                if r.status_code != 200:
+                    continue
+                preds = r.json()["predictions"]
+                keys = [rid] if len(preds) == 1 else [f"{rid}#{k}" for k in range(len(preds))]
+                actuals = [
+                    {"request_id": key, "actual": p * 10 + 10 if release == bad else p}
+                    for key, p in zip(keys, preds, strict=True)
+                ]
+                client.post(f"{url}/feedback", json={"actuals": actuals})
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=poll, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=20)
+
+
+def test_a_canary_whose_predictions_are_bad_against_posted_actuals_is_rolled_back_on_accuracy(
+    target, bentos, example, tmp_path
+):
+    report = tmp_path / "canary.md"
+    stable = target.routing().stable
+    cfg = target.canary_cfg
+    checks = cfg.checks.model_copy(update={"accuracy": AccuracyChecks(min_joined=5)})
+    target.canary_cfg = cfg.model_copy(update={"checks": checks})
+    canary_id = f"r{len(target.history()) + 1:04d}"
+    check = accuracy.for_model(target.dir, "sales", checks.accuracy)
+    rolled_back = pytest.raises(DeployError, match=rf"canary {canary_id} .* failed its checks 2")
+    try:
+        with reporting_actuals(target.url, example, bad=canary_id) as seen, rolled_back:
+            target.canary(*bentos["good"], report=report, extra_checks=(check,))
+    finally:
+        target.canary_cfg = cfg
+    assert failures(seen) == 0, seen
+    assert seen[(200, canary_id)] > 0
+    assert target.routing().stable == stable
+    assert actions(report)[-1] == "roll back"
+    failed = json.loads(report.with_suffix(".json").read_text())["steps"][-1]["checks"]
+    verdicts = {c["name"]: c["verdict"] for c in failed}
+    assert verdicts["accuracy"] == "fail" and verdicts["error_rate"] == "pass", failed

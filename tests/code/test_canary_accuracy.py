@@ -1,0 +1,224 @@
+"""The canary's accuracy check (deploy/accuracy.py) on a tiny written prediction log and actuals
+log: pass, fail (past the gate's bound, or worse than stable by more than the ratchet), and
+inconclusive on too few joined rows, never a pass on no data; each call judges only what was
+logged since the previous one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from core import thresholds
+from core.settings import ROOT
+from deploy import accuracy, canary, config
+from deploy.canary import AccuracyChecks, CanaryConfig, CheckInput, ReleaseStats
+from models import get_spec
+
+CANARY, STABLE = "r0002", "r0001"
+GATE = [thresholds.parse("<= 0.80", metric="nwrmsle")]
+RATCHET = ("nwrmsle", 0.01)
+CFG = AccuracyChecks(min_joined=20)
+
+
+def stats(release: str) -> ReleaseStats:
+    return ReleaseStats(release, requests=100, failures=0, error_rate=0.0, p90_ms=10.0)
+
+
+INPUT = CheckInput(stats(CANARY), stats(STABLE), canary.Checks(), min_requests=10)
+
+
+def write(path: Path, records: list[dict]) -> None:
+    with open(path, "a") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in records)
+
+
+def log(directory: Path, release: str, n: int, factor: float, actuals: int | None = None) -> None:
+    """`n` single-record predictions answered by `release` (prediction = actual x factor), and
+    actuals for the first `actuals` of them (all by default)."""
+    preds, truth = [], []
+    for i in range(n):
+        actual = 5.0 + i % 40
+        rid = f"{release}-{i}"
+        preds.append(
+            {
+                "event": "prediction",
+                "request_id": rid,
+                "release": release,
+                "routed_to": release,
+                "inputs": [{"store_nbr": 1, "perishable": i % 3 == 0}],
+                "outputs": {"predictions": [actual * factor]},
+            }
+        )
+        truth.append({"event": "actual", "request_id": rid, "actual": actual})
+    write(directory / accuracy.PREDICTIONS, preds)
+    write(directory / accuracy.ACTUALS, truth[: n if actuals is None else actuals])
+
+
+def check(directory: Path, cfg: AccuracyChecks = CFG) -> accuracy.AccuracyCheck:
+    return accuracy.AccuracyCheck(directory, get_spec("sales"), GATE, RATCHET, cfg)
+
+
+def test_a_canary_as_accurate_as_stable_passes(tmp_path):
+    c = check(tmp_path)
+    log(tmp_path, STABLE, 30, 1.05)
+    log(tmp_path, CANARY, 30, 1.05)
+
+    result = c(INPUT)
+
+    assert result.verdict == canary.PASS, result.detail
+    assert result.name == "accuracy"
+
+
+def test_a_canary_worse_than_stable_by_more_than_the_ratchet_fails(tmp_path):
+    c = check(tmp_path, AccuracyChecks(min_joined=20, gate_bounds=False))
+    log(tmp_path, STABLE, 30, 1.0)
+    log(tmp_path, CANARY, 30, 1.3)  # nwrmsle ~0.26 worse; within the gate's 0.80
+
+    result = c(INPUT)
+
+    assert result.verdict == canary.FAIL
+    assert "worse than r0001" in result.detail
+
+
+def test_a_canary_past_the_gates_bound_fails_even_when_stable_is_as_bad(tmp_path):
+    c = check(tmp_path)
+    log(tmp_path, STABLE, 30, 4.0)
+    log(tmp_path, CANARY, 30, 4.0)
+
+    result = c(INPUT)
+
+    assert result.verdict == canary.FAIL
+    assert "fails the gate's nwrmsle <= 0.80" in result.detail
+
+
+def test_too_few_joined_actuals_for_a_release_is_inconclusive(tmp_path):
+    c = check(tmp_path)
+    log(tmp_path, STABLE, 30, 1.0)
+    log(tmp_path, CANARY, 30, 9.0, actuals=19)  # very bad, but one row short of judging
+
+    result = c(INPUT)
+
+    assert result.verdict == canary.INCONCLUSIVE
+    assert "r0002 19" in result.detail and "20 each" in result.detail
+
+
+def test_no_logs_at_all_is_inconclusive_never_a_pass(tmp_path):
+    result = check(tmp_path)(INPUT)
+
+    assert result.verdict == canary.INCONCLUSIVE
+
+
+def test_predictions_logged_before_the_check_was_made_are_not_judged(tmp_path):
+    log(tmp_path, CANARY, 30, 9.0)  # an earlier canary's, before this one started
+    log(tmp_path, STABLE, 30, 1.0)
+    c = check(tmp_path)
+
+    assert c(INPUT).verdict == canary.INCONCLUSIVE
+
+
+def test_each_call_judges_only_what_was_logged_since_the_previous_one(tmp_path):
+    c = check(tmp_path)
+    log(tmp_path, STABLE, 30, 1.0)
+    log(tmp_path, CANARY, 30, 9.0)
+    assert c(INPUT).verdict == canary.FAIL
+
+    assert c(INPUT).verdict == canary.INCONCLUSIVE  # nothing new: no data, not the old fail
+
+
+def test_a_rotated_prediction_log_is_followed_to_its_end_and_into_the_new_file(tmp_path):
+    c = check(tmp_path)
+    log(tmp_path, STABLE, 30, 1.0)
+    (tmp_path / accuracy.PREDICTIONS).rename(tmp_path / (accuracy.PREDICTIONS + ".1"))
+    log(tmp_path, CANARY, 30, 1.0)
+
+    result = c(INPUT)
+
+    assert result.verdict == canary.PASS, result.detail
+
+
+def test_records_of_a_multi_record_request_join_by_their_index(tmp_path):
+    preds = accuracy.predictions(
+        [
+            {
+                "event": "prediction",
+                "request_id": "q",
+                "release": CANARY,
+                "inputs": [{"a": 1}, {"a": 2}],
+                "outputs": {"predictions": [1.0, 2.0]},
+            }
+        ]
+    )
+
+    assert preds == {"q#0": (CANARY, {"a": 1}, 1.0), "q#1": (CANARY, {"a": 2}, 2.0)}
+
+
+def test_a_failing_accuracy_check_fails_the_canary_analysis(tmp_path):
+    c = check(tmp_path)
+    log(tmp_path, STABLE, 30, 1.0)
+    log(tmp_path, CANARY, 30, 9.0)
+    cfg = CanaryConfig(min_requests=1, checks={"p90_ratio_max": None, "p90_max_ms": None})
+
+    result = canary.analyse([], CANARY, STABLE, cfg, extra=(c,))
+
+    assert result.verdict == canary.FAIL
+    assert "accuracy fail" in result.describe()
+
+
+def test_the_accuracy_check_is_off_in_the_shipped_config():
+    cfg = config.load(ROOT / "deploy" / "config.yaml")
+
+    assert all(e.canary.checks.accuracy is None for e in cfg.environments.values())
+
+
+def test_an_accuracy_check_needing_no_joined_rows_is_refused():
+    with pytest.raises(ValidationError, match="min_joined"):
+        AccuracyChecks(min_joined=0)
+
+
+def test_the_check_for_a_model_takes_its_gates_bounds_and_ratchet(tmp_path):
+    c = accuracy.for_model(tmp_path, "sales", AccuracyChecks(ratchet_tolerance=0.05))
+
+    assert [t.metric for t in c.thresholds] == ["nwrmsle", "r2"]
+    assert c.ratchet == ("nwrmsle", 0.05)
+
+
+def test_the_rest_of_a_log_rotated_during_the_interval_is_read_before_the_new_file(tmp_path):
+    log(tmp_path, STABLE, 5, 1.0)  # before the check: not judged
+    c = check(tmp_path)
+    log(tmp_path, STABLE, 30, 1.0)
+    (tmp_path / accuracy.PREDICTIONS).rename(tmp_path / (accuracy.PREDICTIONS + ".1"))
+    log(tmp_path, CANARY, 30, 9.0)
+
+    result = c(INPUT)
+
+    assert result.verdict == canary.FAIL, result.detail
+
+
+def test_a_prediction_stable_made_for_a_late_canary_counts_for_stable(tmp_path):
+    preds = accuracy.predictions(
+        [
+            {
+                "event": "prediction",
+                "request_id": "late",
+                "release": STABLE,
+                "routed_to": CANARY,
+                "fallback": True,
+                "inputs": [{"a": 1}],
+                "outputs": {"predictions": [3.0]},
+            }
+        ]
+    )
+
+    assert preds == {"late": (STABLE, {"a": 1}, 3.0)}
+
+
+def test_lines_that_are_no_record_of_the_log_are_skipped_not_fatal(tmp_path):
+    c = check(tmp_path)
+    (tmp_path / accuracy.PREDICTIONS).write_text('not json\n["a list"]\n{"event": "prediction"}\n')
+    log(tmp_path, STABLE, 30, 1.0)
+    log(tmp_path, CANARY, 30, 1.0)
+
+    assert c(INPUT).verdict == canary.PASS
