@@ -4,13 +4,15 @@ then against the first run's production release served by a stand-in `gh`. GitHu
 run here: its artifact storage, `gh` and the attestation signer are stand-ins (mocked), the rest
 (make targets, Locust, nginx, the Bentos) runs for real on loopback.
 
-The repository under test is a copy of this working tree committed to a fresh git repository, with
-a short load test and free ports for its environments. The production job's host keeps its state
-(model store, deploy folder) between runs, as a production host does; every other job starts
-empty."""
+The repository under test is a copy of this working tree committed to a fresh git repository,
+with a short load test, a shorter fit and free ports for its environments. The production job's
+host keeps its state (model store, deploy folder) between runs, as a production host does; every
+other job starts empty. A third run, after the second's production release was rewritten with its
+manifest, stops at the attestation check."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -46,6 +48,8 @@ def origin(tmp_path_factory) -> Path:
     copy_project(dest)
     (dest / ".venv").unlink()  # setup-python provides it on each runner
     (dest / "loadtests" / "config.yaml").write_text(yaml.safe_dump(SHORT_LOADTEST))
+    model_config = dest / "models" / "sales" / "config.yaml"  # a shorter fit, same gates
+    model_config.write_text(model_config.read_text().replace("max_iter: 300", "max_iter: 100"))
     cfg = yaml.safe_load((dest / "deploy" / "config.yaml").read_text())
     for env in cfg["environments"].values():
         env["local"].update(port=free_port(), ready_timeout_s=90, drain_s=1)
@@ -91,8 +95,9 @@ def down(workspace: Path, extra: dict[str, str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def runs(origin, github, production_host):
-    """Both runs, then every service they started stopped, whatever happened."""
+def deliver(origin, github, production_host):
+    """Runs deliver.yml on the stand-in GitHub; at the end every service a run started is
+    stopped, whatever happened."""
     done: list[WorkflowRun] = []
 
     def run() -> WorkflowRun:
@@ -108,20 +113,34 @@ def runs(origin, github, production_host):
         return wf
 
     try:
-        first = run()
-        assert all(r.result == "success" for r in first.results.values()), failed_logs(
-            first.results
-        )
-        second = run()
-        assert all(r.result == "success" for r in second.results.values()), failed_logs(
-            second.results
-        )
-        yield first, second
+        yield run
     finally:
         for wf in done:
             for name, result in wf.results.items():
                 if result.workspace is not None and (result.workspace / "Makefile").exists():
                     down(result.workspace, production_host if name == "production" else {})
+
+
+@pytest.fixture(scope="module")
+def runs(deliver) -> tuple[WorkflowRun, WorkflowRun]:
+    """The first run on an empty history, the second against the first's production."""
+    first = deliver()
+    assert all(r.result == "success" for r in first.results.values()), failed_logs(first.results)
+    second = deliver()
+    assert all(r.result == "success" for r in second.results.values()), failed_logs(second.results)
+    return first, second
+
+
+@pytest.fixture(scope="module")
+def tampered(runs, deliver, github) -> WorkflowRun:
+    """A third run after someone rewrote the second's production release and its manifest."""
+    artifact = github / "runs" / str(runs[1].run_id) / "artifacts" / "production-release"
+    model = artifact / "model.bentomodel"
+    model.write_bytes(model.read_bytes() + b"payload")
+    manifest = json.loads((artifact / "release.json").read_text())
+    manifest["files"]["model.bentomodel"] = hashlib.sha256(model.read_bytes()).hexdigest()
+    (artifact / "release.json").write_text(json.dumps(manifest))
+    return deliver()
 
 
 def serving(url: str) -> str:
@@ -134,7 +153,7 @@ def serving(url: str) -> str:
     return str(response.json()["model"])
 
 
-def test_every_job_of_both_runs_succeeds_each_on_a_fresh_clone(runs):
+def test_every_job_of_both_runs_succeeds_each_on_a_fresh_clone_github_mocked(runs):
     for wf in runs:
         assert {n: r.result for n, r in wf.results.items()} == {
             "train": "success",
@@ -148,7 +167,9 @@ def test_every_job_of_both_runs_succeeds_each_on_a_fresh_clone(runs):
         assert len(workspaces) == len(wf.results)
 
 
-def test_the_first_run_has_no_production_to_compare_with_and_the_second_has_the_first(runs):
+def test_the_first_run_has_no_production_to_compare_with_and_the_second_has_the_first_github_mocked(
+    runs,
+):
     first, second = runs
     assert "No production release yet" in first.results["train"].log
     assert "No production release yet" not in second.results["train"].log
@@ -156,7 +177,7 @@ def test_the_first_run_has_no_production_to_compare_with_and_the_second_has_the_
     assert "attested: build/production/" in second.results["loadtest"].log
 
 
-def test_the_build_gets_the_model_the_train_job_output(runs):
+def test_the_build_gets_the_model_the_train_job_output_github_mocked(runs):
     for wf in runs:
         tag = wf.results["train"].outputs["model_tag"]
         assert tag.startswith("sales:")
@@ -176,7 +197,7 @@ def test_the_build_gets_the_model_the_train_job_output(runs):
         assert (wf.results["build"].workspace / "build" / "bento-tag").read_text().strip()
 
 
-def test_the_second_production_job_ends_with_its_new_model_at_the_stable_address(
+def test_the_second_production_job_ends_with_its_new_model_at_the_stable_address_github_mocked(
     runs, production_url
 ):
     old, new = (wf.results["train"].outputs["model_tag"] for wf in runs)
@@ -187,7 +208,7 @@ def test_the_second_production_job_ends_with_its_new_model_at_the_stable_address
     assert f"serving at {production_url}" in summary
 
 
-def test_the_reviewer_evidence_of_each_run_is_on_its_summary(runs):
+def test_the_reviewer_evidence_of_each_run_is_on_its_summary_github_mocked(runs):
     first, second = runs
     for wf in runs:
         evidence = wf.results["loadtest"].summary
@@ -196,3 +217,24 @@ def test_the_reviewer_evidence_of_each_run_is_on_its_summary(runs):
         assert "**Load test: passed**" in evidence
     assert "none (first release)" in first.results["loadtest"].summary
     assert first.results["train"].outputs["model_tag"] in second.results["loadtest"].summary
+
+
+def test_a_rewritten_production_release_stops_the_next_run_at_its_attestation_github_mocked(
+    runs, tampered, production_url, github
+):
+    results = {n: r.result for n, r in tampered.results.items()}
+    assert results == {
+        "train": "failure",
+        "build": "skipped",
+        "loadtest": "skipped",
+        "staging": "skipped",
+        "production": "skipped",
+        "notify": "success",
+    }
+    assert (
+        "error: build/production/model.bentomodel: no valid attestation from this repository's"
+        " deliver.yml" in tampered.results["train"].log
+    )
+    assert "delivery failure" in tampered.results["notify"].log
+    assert json.loads((github / "runs.json").read_text())[-1]["conclusion"] == "failure"
+    assert serving(production_url) == runs[1].results["train"].outputs["model_tag"]
