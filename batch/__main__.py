@@ -16,6 +16,7 @@ from pathlib import Path
 from batch import jobs
 from batch.job import Request, UsageError, run
 from batch.spark import RuntimeNotReady
+from core import cli
 from core.settings import ROOT, Settings, get_settings
 from deploy import notify
 
@@ -121,7 +122,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m batch", description=__doc__)
+    p = cli.ArgumentParser(prog="python -m batch", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
     for name, text in (("score", "score a file now"), ("submit", "score a file in the background")):
         s = sub.add_parser(name, help=text)

@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BENTOGATE_", extra="ignore")
+    # An empty variable is an unset one: a workflow passes an unset secret or variable as "".
+    model_config = SettingsConfigDict(
+        env_prefix="BENTOGATE_", extra="ignore", env_ignore_empty=True
+    )
 
     model: str = Field(
         default="sales", description="Model package under models/ to train and serve."

@@ -21,7 +21,7 @@ from typing import Any
 
 import bentoml
 
-from core import registry
+from core import cli, registry
 from core.settings import ROOT, Settings, get_settings
 from core.yamlconf import ConfigError
 from deploy import accuracy, addresses, evidence, kubernetes, notify, release, shadow_report, smoke
@@ -420,7 +420,7 @@ def cmd_notify(
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m deploy",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

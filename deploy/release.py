@@ -4,14 +4,15 @@ them on as artifacts, with a manifest (release.json) holding the sha256 of each.
 Import trusts nothing it reads: the manifest must be well formed, each file must match its
 sha256, each archive is unpacked (refusing paths that leave it) into a temporary folder where the
 model's own files must match the hashes recorded at registration, and only then does anything
-enter the store. A model tag the store already holds with other files is refused; with the same
-files it is kept as it is. An imported model is never production: its stage becomes candidate
+enter the store. A model or Bento tag the store already holds with other files is refused; with
+the same files it is kept as it is. An imported model is never production: its stage becomes candidate
 (only `promote` and deploys move production). Any refusal leaves the store as it was and no
 temporary folder behind.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -38,6 +39,7 @@ def export(bento: str | None, model_tag: str, out: Path) -> Path:
     Written into a temporary folder beside `out`, then moved in, the manifest last: a folder with
     a manifest holds a whole release."""
     registry.verify(registry.get(model_tag))  # never ship files that are not the registered ones
+    out = out.resolve()  # BentoML's export reads a relative path from the filesystem's root
     out.mkdir(parents=True, exist_ok=True)
     for name in (MANIFEST, BENTO_FILE, MODEL_FILE):
         (out / name).unlink(missing_ok=True)
@@ -144,6 +146,32 @@ def _already_stored(tag: str, files: dict[str, str]) -> bool:
     return True
 
 
+def _bento_digest(folder: Path) -> str:
+    """sha256 over a Bento's files by path, its bundled models aside: each of those is checked
+    by its own recorded hashes (and the store keeps models apart from Bentos)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder)
+        if rel.parts[0] == "models":
+            continue
+        digest.update(f"{rel.as_posix()}\0{modelfile.sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def _bento_stored(bento: str, bento_dir: Path) -> bool:
+    """Is `bento` in the store already with exactly these files? Refused if with other ones."""
+    try:
+        stored = bentoml.bentos.get(bento)
+    except bentoml.exceptions.NotFound:
+        return False
+    if _bento_digest(Path(stored.path)) != _bento_digest(bento_dir):
+        raise ReleaseError(
+            f"Bento {bento} is already in the store with other files: a tag names one Bento, "
+            "refused (delete the stored one first if it is the wrong one)"
+        )
+    return True
+
+
 def import_(src: Path) -> dict[str, Any]:
     release = read_manifest(src)
     for name, digest in release["files"].items():
@@ -170,20 +198,17 @@ def import_(src: Path) -> dict[str, Any]:
             if bundled_info["metadata"]["files"] != files:
                 raise ReleaseError(f"{BENTO_FILE}: bundles other files of {tag} than {MODEL_FILE}")
             _as_candidate(bundled, bundled_info)
+        model_stored = _already_stored(tag, files)
+        bento_stored = bento_dir is None or _bento_stored(str(bento), bento_dir)
         # Nothing is written to the store before every check above has passed.
-        imported_model = False
-        if not _already_stored(tag, files):
+        if not model_stored:
             _as_candidate(model_dir, info)
             bentoml.models.import_model(str(model_dir), input_format="folder")
-            imported_model = True
-        if bento is not None and bento_dir is not None:
+        if not bento_stored and bento_dir is not None:
             try:
-                bentoml.bentos.get(bento)
-            except bentoml.exceptions.NotFound:
-                try:
-                    bentoml.import_bento(str(bento_dir), input_format="folder")
-                except Exception:
-                    if imported_model:  # leave the store as it was
-                        bentoml.models.delete(tag)
-                    raise
+                bentoml.import_bento(str(bento_dir), input_format="folder")
+            except Exception:
+                if not model_stored:  # leave the store as it was
+                    bentoml.models.delete(tag)
+                raise
     return release

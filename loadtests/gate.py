@@ -20,7 +20,7 @@ import httpx
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core import registry, thresholds
+from core import cli, registry, thresholds
 from core.process import Server, ServerError
 from core.settings import ROOT, get_settings
 from core.verdict import Check, GateResult
@@ -319,7 +319,7 @@ def markdown(report: dict[str, Any], summaries: dict[str, dict[str, float]]) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m loadtests.gate",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -9,7 +9,6 @@ trains and serves as it is; the data scientist then refines the parts marked FIL
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from core import cli
 from models import MODELS_DIR, available
 
 MAX_CATEGORIES = 50
@@ -258,7 +258,7 @@ def scaffold(name: str, data: Path, target: str, task: str, root: Path = MODELS_
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m models.scaffold", description=__doc__)
+    p = cli.ArgumentParser(prog="python -m models.scaffold", description=__doc__)
     p.add_argument("name")
     p.add_argument(
         "--data", type=Path, required=True, help="CSV or Parquet file with the target column"

@@ -17,7 +17,6 @@ module, where it is needed and the fix (`uv add <distribution>`), before anythin
 
 from __future__ import annotations
 
-import argparse
 import ast
 import bz2
 import copyreg
@@ -37,6 +36,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from core import cli
 from core.settings import ROOT
 from core.yamlconf import ConfigError, load_yaml
 
@@ -761,7 +761,7 @@ def _model_dir(tag: str | None) -> tuple[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m serving.dependencies",
         description="Check that a Bento would carry every module its model needs.",
     )

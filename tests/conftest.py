@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -55,28 +56,43 @@ def sales_model(sales_spec, sales_split):
     return train(sales_spec, sales_split[0], {"max_iter": 100}, 42)
 
 
-def run_cli(*args: str, env: dict[str, str], cwd: Path = ROOT, timeout: float = 300):
-    """Run a project command in a subprocess with its own BentoML home and work directories."""
-    return subprocess.run(
-        [sys.executable, *args],
+def bounded(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float):
+    """Run `cmd` in a process group of its own, output captured. Past `timeout` the whole group is
+    killed (its own pid is the group's id: a training run started by make goes too, not only make)
+    and the test fails saying so first, with the end of what the command wrote."""
+    proc = subprocess.Popen(
+        cmd,
         cwd=cwd,
         env={**os.environ, **env},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
+        start_new_session=True,
     )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(
+            f"{' '.join(cmd)}: still running after {timeout:.0f} s, stopped; its last output:\n"
+            f"{out[-2000:]}{err[-3000:]}"
+        ) from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def make(repo: Path, *args: str, env: dict[str, str], timeout: float = 420):
-    """`make -s ARGS` in a project copy, with extra environment."""
-    return subprocess.run(
-        ["make", "-s", *args],
-        cwd=repo,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def run_cli(*args: str, env: dict[str, str], cwd: Path = ROOT, timeout: float = 900):
+    """Run a project command in a subprocess with its own BentoML home and work directories. The
+    bound is generous: a training run takes ~20 s on an idle machine and over 5 minutes on one
+    loaded 7-fold (measured under `make test-busy` beside other suites)."""
+    return bounded([sys.executable, *args], cwd=cwd, env=env, timeout=timeout)
+
+
+def make(repo: Path, *args: str, env: dict[str, str], timeout: float = 1200):
+    """`make -s ARGS` in a project copy, with extra environment. The bound is generous: a whole
+    pipeline (train, build, load test, two deploys) takes 2 minutes on an idle 2-core machine and
+    several times that on a busy one; a hung step still ends."""
+    return bounded(["make", "-s", *args], cwd=repo, env=env, timeout=timeout)
 
 
 def copy_project(dest: Path) -> Path:

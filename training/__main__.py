@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from core import modelfile, registry
+from core import cli, modelfile, registry
 from core.settings import Settings
 from core.yamlconf import ConfigError
 from models import UnknownModelError, blame
@@ -41,7 +41,7 @@ STAGES = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m training",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

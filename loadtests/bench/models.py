@@ -9,7 +9,6 @@ Figures are ratios to the floor in the same run; the issue's targets are reporte
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from core import cli
 from core.process import Server
 from core.settings import ROOT, get_settings
 from loadtests.bench.run import PIN_SERVER, measure_point
@@ -153,7 +153,7 @@ def markdown(all_results: dict[str, dict[str, Any]], clients: list[int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadtests.bench.models", description=__doc__)
+    p = cli.ArgumentParser(prog="python -m loadtests.bench.models", description=__doc__)
     p.add_argument("--concurrency", default="1,32")
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=3.0)

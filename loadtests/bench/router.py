@@ -10,7 +10,6 @@ errors. Report: reports/bench/router.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from core import cli
 from core.process import free_port
 from core.settings import ROOT, get_settings
 from deploy import config
@@ -242,7 +242,7 @@ def markdown(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadtests.bench.router", description=__doc__)
+    p = cli.ArgumentParser(prog="python -m loadtests.bench.router", description=__doc__)
     p.add_argument("bento", nargs="?", help="default: the last build")
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--rounds", type=int, default=3)

@@ -15,7 +15,6 @@ run, for before/after figures.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -23,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from core import cli
 from core.process import Server
 from core.settings import ROOT, get_settings
 from loadtests import traffic
@@ -325,7 +325,7 @@ def markdown(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadtests.bench.run", description=__doc__)
+    p = cli.ArgumentParser(prog="python -m loadtests.bench.run", description=__doc__)
     p.add_argument("--concurrency", default="1,8,32,128")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per point, all rounds")
     p.add_argument("--warmup", type=float, default=3.0)

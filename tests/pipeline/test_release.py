@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import pickle
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -19,7 +20,7 @@ import yaml
 from core import modelfile
 from deploy import release
 from deploy.__main__ import main as deploy_main
-from tests.conftest import run_cli
+from tests.conftest import copy_project, make, run_cli
 from tests.fixtures.variants import Touch
 
 
@@ -226,3 +227,56 @@ def test_the_command_refuses_a_bad_release_with_exit_2_and_one_line(exported, fr
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert stored(fresh) == [] and list(Path(fresh["TMPDIR"]).iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def full_release(production_tag, tmp_path_factory) -> Path:
+    """A Bento of the session's production model built by `make build` (in a copy of the project:
+    the working tree's build/ is the developer's), exported with its model."""
+    repo = copy_project(tmp_path_factory.mktemp("repo"))
+    result = make(repo, "build", env={})
+    assert result.returncode == 0, result.stderr
+    bento = (repo / "build" / "bento-tag").read_text().strip()
+    return release.export(bento, production_tag, tmp_path_factory.mktemp("full") / "release")
+
+
+def rewrite_bento(folder: Path, path: str, data: bytes) -> None:
+    """Replace one file of the release's Bento and vouch for the archive in the manifest (as an
+    attacker holding the whole release would)."""
+    archive = folder / release.BENTO_FILE
+    with tarfile.open(archive) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    members[path] = data
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, content in members.items():
+            entry = tarfile.TarInfo(name)
+            entry.size = len(content)
+            tar.addfile(entry, io.BytesIO(content))
+    manifest = json.loads((folder / release.MANIFEST).read_text())
+    manifest["files"][release.BENTO_FILE] = modelfile.sha256(archive)
+    (folder / release.MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.slow
+def test_a_full_release_imports_into_a_fresh_store_again_unchanged_but_never_with_another_bento(
+    full_release, fresh, tmp_path
+):
+    manifest = json.loads((full_release / release.MANIFEST).read_text())
+    name, version = manifest["bento"].split(":")
+
+    first = deploy("import", str(full_release), env=fresh)
+    again = deploy("import", str(full_release), env=fresh)
+    bento_yaml = Path(fresh["BENTOML_HOME"]) / "bentos" / name / version / "bento.yaml"
+    before = bento_yaml.read_bytes()
+    other = Path(shutil.copytree(full_release, tmp_path / "other"))
+    rewrite_bento(other, "./README.md", b"another Bento under the same tag\n")
+    refused_ = deploy("import", str(other), env=fresh)
+
+    assert first.returncode == 0, first.stderr
+    assert again.returncode == 0, again.stderr
+    assert [m["labels"]["stage"] for m in stored(fresh)] == ["candidate"]
+    assert refused_.returncode == 2
+    assert refused_.stderr.count("\n") == 1
+    assert f"Bento {manifest['bento']} is already in the store with other files" in refused_.stderr
+    assert bento_yaml.read_bytes() == before
+    assert list(Path(fresh["TMPDIR"]).iterdir()) == []
