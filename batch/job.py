@@ -156,6 +156,19 @@ def pick_runtime(model: ServedModel, folder: Path) -> ServedModel:
     return replace(model, runtime=loaded.name, forced=True)  # type: ignore[arg-type]
 
 
+def nanos_columns(data: Path) -> list[str]:
+    """Columns stored as Parquet TIMESTAMP(NANOS) (pandas 2's datetimes), from the schema of the
+    input's first file: Spark reads them as nanoseconds since the epoch (spark.py)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = sorted(data.rglob("*.parquet")) if data.is_dir() else [data]
+    if not files:
+        return []
+    schema = pq.read_schema(files[0])
+    return [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
+
+
 def _score(
     spark: Any,
     request: Request,
@@ -169,6 +182,8 @@ def _score(
 
     reader = spark.read
     df = reader.option("header", True).csv(str(data)) if fmt == "csv" else reader.parquet(str(data))
+    for name in nanos_columns(data) if fmt != "csv" else []:
+        df = df.withColumn(name, F.expr(f"timestamp_micros(`{name}` div 1000)"))
     try:
         rows.check_columns(df.columns, model.schema)
     except rows.MissingColumns as exc:

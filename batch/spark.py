@@ -67,6 +67,9 @@ def session(master: str, app: str = "bentogate-score") -> SparkSession:
         # Our own _SUCCESS marks the whole job; Spark's per-folder markers would say less.
         .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
         .config("spark.sql.session.timeZone", "UTC")
+        # pandas 2 writes datetimes as Parquet TIMESTAMP(NANOS), which Spark refuses to read;
+        # read as long, they are turned into timestamps by job.py (`nanos_columns`).
+        .config("spark.sql.legacy.parquet.nanosAsLong", "true")
     )
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only, and no warning

@@ -742,6 +742,7 @@ class LocalTarget:
                         r.status, r.reason = ROLLED_BACK, f"rolled back to {target.id}"
                     if r.id == target.id:
                         r.status, r.reason = LIVE, f"restored: rollback of {live.id}"
+                        r.rollback_of = live.id
                 self._save(history)
                 self.log(f"[{self.name}] rolled back {live.id} to {target.id} (swap, no restart)")
                 return next(r for r in history if r.id == target.id)

@@ -185,3 +185,12 @@ def test_every_workflow_runs_its_steps_with_pipefail():
     for path in workflows:
         spec = yaml.safe_load(path.read_text())
         assert spec.get("defaults", {}).get("run", {}).get("shell") == "bash", path
+
+
+def test_a_step_condition_compares_a_variable_both_ways_and_an_unset_one_is_empty(tmp_path, origin):
+    steps = (
+        {"if": "vars.STRATEGY != ''", "run": "false"},
+        {"if": "vars.STRATEGY == ''", "run": 'echo ran >> "$GITHUB_STEP_SUMMARY"'},
+    )
+    wf = run(tmp_path, origin, {"a": job(*steps)})
+    assert (wf.results["a"].result, wf.results["a"].summary) == ("success", "ran\n")

@@ -181,7 +181,8 @@ def test_a_live_model_whose_actuals_go_bad_is_rolled_back_and_reported(repo, dep
     stable = next(r for r in routing["releases"] if r["id"] == routing["stable"])
     assert stable["model_tag"] == deployed[0]
     history = state(repo, "history.json")
-    assert history[-1]["rollback_of"] == "r0002"
+    live = [r for r in history if r["status"] == "live"]
+    assert [(r["id"], r["rollback_of"]) for r in live] == [("r0001", "r0002")]
     summary = json.loads(
         (repo / "reports" / "monitor" / "production-sales" / "summary.json").read_text()
     )
