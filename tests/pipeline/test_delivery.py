@@ -19,6 +19,7 @@ import yaml
 from core.process import free_port
 from core.settings import ROOT
 from tests.conftest import copy_project, make
+from tests.fixtures import polling
 
 pytestmark = pytest.mark.slow
 
@@ -99,6 +100,7 @@ class Poller(threading.Thread):
         self.url, self.example = url, example
         self.models: Counter[str] = Counter()
         self.failures: list[str] = []
+        self.closed_idle = 0  # resent after nginx closed an idle connection (polling.py)
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -106,7 +108,8 @@ class Poller(threading.Thread):
         with httpx.Client(timeout=10) as client:
             while not self.stop.is_set() and time.monotonic() < deadline:
                 try:
-                    r = client.post(f"{self.url}/predict", json=self.example)
+                    r, resent = polling.post(client, f"{self.url}/predict", json=self.example)
+                    self.closed_idle += resent
                     if r.status_code == 200:
                         self.models[r.json()["model"]] += 1
                     else:
