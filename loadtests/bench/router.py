@@ -27,7 +27,7 @@ from core.process import free_port
 from core.settings import ROOT, get_settings
 from deploy import config
 from deploy.__main__ import _bento
-from deploy.local import LocalTarget
+from deploy.local import LocalTarget, UsageError
 from loadtests.bench.wrk import pool
 from loadtests.bench.wrk import run_wrk as _run_wrk
 
@@ -249,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = bench(args.bento, args.duration, args.rounds, args.out)
+    try:
+        results = bench(args.bento, args.duration, args.rounds, args.out)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     (args.out / "router.json").write_text(json.dumps(results, indent=2) + "\n")
     text = markdown(results)
     (args.out / "router.md").write_text(text)
