@@ -101,10 +101,7 @@ def target(bentos, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def example(target) -> dict:
-    spec = httpx.get(f"{target.url}/docs.json").json()
-    return spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"][
-        "schema"
-    ]["example"]
+    return keepalive.predict_example(target.url)
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from core import registry
 from core.process import free_port
 from core.settings import ROOT
 from tests.conftest import copy_project, make
+from tests.fixtures import polling
 
 pytestmark = pytest.mark.slow
 
@@ -141,9 +142,7 @@ def served(repo, env, deployed) -> list[tuple[str, float]]:
     """(request id, prediction) of requests answered through the stable address, once the
     prediction log holds them all."""
     url = stable_url(repo)
-    example = httpx.get(f"{url}/docs.json").json()["paths"]["/predict"]["post"]["requestBody"][
-        "content"
-    ]["application/json"]["schema"]["example"]
+    example = polling.predict_example(url)
     out = []
     with httpx.Client(timeout=30) as client:
         for i in range(REQUESTS):

@@ -22,6 +22,7 @@ from core.settings import ROOT
 from deploy import config
 from deploy.local import LocalTarget
 from tests.conftest import copy_project, make
+from tests.fixtures import polling
 
 pytestmark = pytest.mark.slow
 
@@ -62,10 +63,7 @@ def target(bento, production_tag, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def example(target) -> dict:
-    spec = httpx.get(f"{target.url}/docs.json").json()
-    return spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"][
-        "schema"
-    ]["example"]
+    return polling.predict_example(target.url)
 
 
 def supervised(target: LocalTarget) -> dict:
