@@ -21,7 +21,6 @@ target reads the median round's CPU ratio. Report: reports/bench/logging.{json,m
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import json
@@ -30,6 +29,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from core import cli
 from core.process import Server
 from core.settings import ROOT, get_settings
 from loadtests import traffic
@@ -211,7 +211,7 @@ def markdown(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadtests.bench.logging_cost", description=__doc__)
+    p = cli.ArgumentParser(prog="python -m loadtests.bench.logging_cost", description=__doc__)
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--duration", type=float, default=36.0, help="seconds per load, all rounds")
     p.add_argument("--warmup", type=float, default=3.0)
