@@ -1,22 +1,22 @@
 """`make bench-logging` (also part of `make bench`): what the prediction log and a feedback stream
 cost the predict throughput, in one run (issue 13: at most 5% at 32 clients).
 
-Two copies of our service are up for the whole run, pinned to core 0 (wrk on core 1): one
-writing the prediction and actuals logs to files, as a deploy does, one with both logs `off`.
-Three loads take turns in alternating rounds (as bench/run.py's `measure_point`), each round once
-core 0 is idle:
+Three copies of our service are up for the whole run, all pinned to core 0 (wrk on core 1):
 
-- `off`: predicts only, to the service without logs: the baseline;
-- `log`: predicts only, to the service with the prediction log;
+- `off`: both logs `off`: the baseline;
+- `log`: writing the prediction and actuals logs to files, as a deploy does; predicts only;
 - `log+feedback`: the same, with one POST /feedback of FEEDBACK_ITEMS actuals every EVERY
   requests (one actual per ~10 predictions), as systems that observe outcomes send them.
 
-Two figures per load, each over the baseline's: predict req/s (for `log+feedback`, the predicts
-among its requests), and server CPU time per predict (all the server's processes, from
-/proc/<pid>/stat; feedback handling is charged to the predicts). A one-worker server at full load
-is CPU-bound, so its throughput is 1 / CPU per request: the CPU ratio is the throughput ratio,
-measured without the noise that other work on a shared machine adds to wall-clock req/s. The
-target reads the median round's CPU ratio. Report: reports/bench/logging.{json,md}.
+In each round the three are loaded *at the same time*, 32 connections each, so they share core 0
+and whatever else the machine is doing in the same seconds: a paired measurement. Taking turns
+instead (one server loaded after another) read the noise of a shared machine as a cost: two
+identical servers (both logs off) differed by 4-7% that way, and rounds spread from 0.68x to
+1.01x. The figure is each server's CPU time per predict (all its processes, from /proc/<pid>/stat;
+feedback handling is charged to the predicts) over the baseline's, round by round. A server
+saturated by its load is CPU-bound, so its throughput is 1 / CPU per predict: the ratio is the
+throughput ratio. The target reads the median round. `--same` runs the control: every server
+with its logs off, which must read ~1.0x. Report: reports/bench/logging.{json,md}.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import json
 import os
 import statistics
 import sys
+import threading
 from pathlib import Path
 
 from core import cli
@@ -63,7 +64,15 @@ def cpu_seconds(root: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def bench(tag: str, clients: int, duration: float, warmup: float, rounds: int, out: Path) -> dict:
+def bench(
+    tag: str,
+    clients: int,
+    duration: float,
+    warmup: float,
+    rounds: int,
+    out: Path,
+    same: bool = False,
+) -> dict:
     schema, _ = traffic.held_out(tag)
     body = out / "logging_body.json"
     body.write_text(json.dumps({"records": [schema.example_record()]}))
@@ -71,19 +80,23 @@ def bench(tag: str, clients: int, duration: float, warmup: float, rounds: int, o
     actuals = [{"request_id": f"bench-{i}", "actual": 1.5} for i in range(FEEDBACK_ITEMS)]
     feedback.write_text(json.dumps({"actuals": actuals}))
     logs = out / "logging"
-    logs.mkdir(parents=True, exist_ok=True)
-    for old in logs.glob("*.jsonl*"):
-        old.unlink()
-    variants = {
-        "log": {
-            "BENTOGATE_PREDICTION_LOG": str(logs / "predictions.jsonl"),
-            "BENTOGATE_ACTUALS_LOG": str(logs / "actuals.jsonl"),
-        },
-        "off": {"BENTOGATE_PREDICTION_LOG": "off", "BENTOGATE_ACTUALS_LOG": "off"},
-    }
+    off = {"BENTOGATE_PREDICTION_LOG": "off", "BENTOGATE_ACTUALS_LOG": "off"}
+    variants: dict[str, dict[str, str]] = {"off": off}
+    for name in LOADS[1:]:
+        folder = logs / name.replace("+", "-")
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.jsonl*"):
+            old.unlink()
+        variants[name] = (
+            off
+            if same
+            else {
+                "BENTOGATE_PREDICTION_LOG": str(folder / "predictions.jsonl"),
+                "BENTOGATE_ACTUALS_LOG": str(folder / "actuals.jsonl"),
+            }
+        )
     mix = {"BENTOGATE_WRK_EVERY": str(EVERY), "BENTOGATE_WRK_FEEDBACK": str(feedback)}
     env = {"off": None, "log": None, "log+feedback": mix}
-    server_of = {"off": "off", "log": "log", "log+feedback": "log"}
     servers: dict[str, Server] = {}
     runs: dict[str, list[dict]] = {name: [] for name in LOADS}
     try:
@@ -93,35 +106,50 @@ def bench(tag: str, clients: int, duration: float, warmup: float, rounds: int, o
                 prefix=PIN_SERVER,
                 cwd=ROOT,
                 env={"BENTOGATE_MODEL_TAG": tag, **variant},
-                log_path=out / f"logging_{name}_server.log",
+                log_path=out / f"logging_{name.replace('+', '-')}_server.log",
             )
             print(f"[bench-logging] {name}: starting", file=sys.stderr)
             server.start()
             server.wait_ready(90)
 
-        def load(name: str, seconds: float) -> dict:
-            server = servers[server_of[name]]
-            assert server.proc is not None
-            cpu0 = cpu_seconds(server.proc.pid)
-            run = run_wrk(
-                f"{server.url}/predict",
-                body,
-                clients,
-                seconds,
-                cpu=LOAD_CPU,
-                script=MIX_SCRIPT,
-                env=env[name],
-            )
-            run["cpu_s"] = cpu_seconds(server.proc.pid) - cpu0
-            run["predicts"] = run["requests"] * SHARE[name]
-            return run
+        def load_all(seconds: float) -> dict[str, dict]:
+            """All loads at once, for `seconds`: each one's wrk figures and server CPU time."""
+            pids = {name: servers[name].proc.pid for name in LOADS}  # type: ignore[union-attr]
+            found: dict[str, dict] = {}
+            failed: list[BaseException] = []
 
-        for name in LOADS:
-            load(name, warmup)  # not recorded
-        for r in range(rounds):  # each load leads once in turn
-            for name in LOADS[r % len(LOADS) :] + LOADS[: r % len(LOADS)]:
-                _settle(SERVER_CPU)
-                runs[name].append(load(name, duration / rounds))
+            def one(name: str) -> None:
+                try:
+                    found[name] = run_wrk(
+                        f"{servers[name].url}/predict",
+                        body,
+                        clients,
+                        seconds,
+                        cpu=LOAD_CPU,
+                        script=MIX_SCRIPT,
+                        env=env[name],
+                    )
+                except BaseException as exc:  # re-raised below, in the bench's thread
+                    failed.append(exc)
+
+            cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            threads = [threading.Thread(target=one, args=(name,)) for name in LOADS]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if failed:
+                raise failed[0]
+            for name, pid in pids.items():
+                found[name]["cpu_s"] = cpu_seconds(pid) - cpu0[name]
+                found[name]["predicts"] = found[name]["requests"] * SHARE[name]
+            return found
+
+        load_all(warmup)  # not recorded
+        for _ in range(rounds):
+            _settle(SERVER_CPU)
+            for name, run in load_all(duration / rounds).items():
+                runs[name].append(run)
     finally:
         for server in servers.values():
             server.stop()
@@ -146,13 +174,14 @@ def bench(tag: str, clients: int, duration: float, warmup: float, rounds: int, o
         key: {name: statistics.median(v) for name, v in by.items()} for key, by in ratios.items()
     }
     logged = sum(
-        sum(1 for _ in p.open()) for p in logs.glob("predictions.jsonl*") if p.suffix != ".lock"
+        sum(1 for _ in p.open()) for p in logs.glob("*/predictions.jsonl*") if p.suffix != ".lock"
     )
     value = medians["cpu"]["log+feedback"]
     return {
         "model": tag,
         "date": dt.date.today().isoformat(),
         "clients": clients,
+        "control": same,
         "duration_s": duration,
         "rounds": rounds,
         "feedback": {"every": EVERY, "actuals_per_request": FEEDBACK_ITEMS},
@@ -179,10 +208,12 @@ def bench(tag: str, clients: int, duration: float, warmup: float, rounds: int, o
 def markdown(r: dict) -> str:
     f = r["feedback"]
     lines = [
-        f"### Logging cost: `{r['model']}`, {r['clients']} clients ({r['date']})",
+        f"### Logging cost: `{r['model']}`, {r['clients']} clients each ({r['date']})"
+        + (" - CONTROL RUN: every server with its logs off" if r["control"] else ""),
         "",
-        f"wrk, keep-alive; {r['duration_s']:g} s per load in {r['rounds']} alternating rounds; "
-        "servers on core 0, wrk on core 1. `log+feedback`: one POST /feedback of "
+        f"wrk, keep-alive; {r['duration_s']:g} s in {r['rounds']} rounds, the three servers "
+        "loaded at the same time in each (all on core 0, wrk on core 1: latencies are those of "
+        "a core shared three ways). `log+feedback`: one POST /feedback of "
         f"{f['actuals_per_request']} actuals every {f['every']} requests.",
         "",
         "| load | req/s | predict req/s | vs off (median round) | server CPU us per predict "
@@ -217,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--out", type=Path, default=get_settings().reports_dir / "bench")
+    p.add_argument(
+        "--same", action="store_true", help="control run: every server with its logs off (~1.0x)"
+    )
     args = p.parse_args(argv)
     try:
         tag = resolve_tag(get_settings())
@@ -225,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    results = bench(tag, args.clients, args.duration, args.warmup, args.rounds, args.out)
+    results = bench(tag, args.clients, args.duration, args.warmup, args.rounds, args.out, args.same)
     (args.out / "logging.json").write_text(json.dumps(results, indent=2) + "\n")
     text = markdown(results)
     (args.out / "logging.md").write_text(text)

@@ -8,8 +8,10 @@ import json
 import multiprocessing
 import os
 import stat
+import time
 from pathlib import Path
 
+from serving import predlog
 from serving.predlog import OFF, JsonLinesLog, actual_records, prediction_record
 
 AT = dt.datetime(2026, 12, 4, 15, 0, 1, 234000, tzinfo=dt.UTC).timestamp()
@@ -160,7 +162,30 @@ def test_a_writer_whose_file_another_rotated_away_writes_its_next_line_to_the_cu
     idle.append(b'{"who": "idle", "n": 0}\n')
     for i in range(300):  # ~30 KB: rotated past keep, the file idle holds open is dropped
         busy.append(b'{"who": "busy", "n": %d, "pad": "%s"}\n' % (i, b"z" * 80))
+    time.sleep(2 * predlog.IDLE_S)  # idle is asked again later than busy's pace
     idle.append(b'{"who": "idle", "n": 1}\n')
     assert {"who": "idle", "n": 1} in lines_of(path)
     idle.close()
     busy.close()
+
+
+def test_a_busy_writer_follows_a_file_moved_away_by_another_within_the_path_check(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(predlog, "PATH_CHECK_S", 0.05)
+    path = tmp_path / "p.jsonl"
+    log = JsonLinesLog(path)
+    log.append(b'{"n": 0}\n')
+    path.rename(tmp_path / "moved.jsonl")  # e.g. logrotate's rename
+    n, deadline = 0, time.monotonic() + 5
+    while (
+        not path.exists() and time.monotonic() < deadline
+    ):  # never idle: no look but the timed one
+        n += 1
+        log.append(b'{"n": %d}\n' % n)
+    log.append(b'{"n": %d}\n' % (n + 1))
+    log.close()
+    moved = [x["n"] for x in lines_of(tmp_path / "moved.jsonl")]
+    current = [x["n"] for x in lines_of(path)]
+    assert moved + current == list(range(n + 2))  # nothing lost on the way
+    assert current[-1] == n + 1 and len(moved) > 1  # the move was followed, and not at once
