@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import shutil
 import signal
@@ -20,6 +21,8 @@ _HOME = tempfile.mkdtemp(prefix="bentogate-test-home-")
 atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ["BENTOML_HOME"] = _HOME
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+
+import bentoml  # noqa: E402
 
 from core import registry  # noqa: E402
 from core.settings import ROOT, Settings  # noqa: E402
@@ -150,13 +153,23 @@ def isolated_env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def production_tag(tmp_path_factory) -> str:
-    tmp = tmp_path_factory.mktemp("service-model")
     prod = registry.production("sales")
     if prod is not None:
         return str(prod.tag)
-    ctx = pipeline.Context.from_settings(
-        Settings(work_dir=tmp / "work", reports_dir=tmp / "reports")
-    )
-    tag = pipeline.run_all(ctx)
-    registry.promote(tag)
-    return tag
+    # Each xdist worker has a model store of its own (BENTOML_HOME above): the first to get here
+    # trains and exports the model, the other imports it instead of training a second one beside
+    # it (~70 s each on 2 shared cores).
+    shared = tmp_path_factory.getbasetemp().parent
+    with (shared / "production-model.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        exported = shared / "production-model.bentomodel"
+        if exported.exists():
+            return str(bentoml.models.import_model(str(exported)).tag)
+        tmp = tmp_path_factory.mktemp("service-model")
+        ctx = pipeline.Context.from_settings(
+            Settings(work_dir=tmp / "work", reports_dir=tmp / "reports")
+        )
+        tag = pipeline.run_all(ctx)
+        registry.promote(tag)
+        bentoml.models.export_model(tag, str(exported))
+        return tag
