@@ -116,8 +116,10 @@ def run(request: Request, settings: Settings) -> dict[str, Any]:
         t = time.perf_counter()
         counts, jvm_peak, python_s = _score(spark, request, model, folder, data, fmt, staging)
         timings["score_and_write_s"] = time.perf_counter() - t
-        # Summed over the Python workers (cores): the rest of the stage is Spark's own work.
-        timings["python_scoring_s"] = python_s
+        # Summed over the Python workers (cores): loading the model and scoring, then the whole
+        # tasks (reading and writing included); the rest of the stage is Spark's and the
+        # workers' start.
+        timings.update(python_s)
         manifest = {
             "job": request.job_id,
             "model": model.tag,
@@ -162,7 +164,7 @@ def _score(
     data: Path,
     fmt: str,
     staging: Path,
-) -> tuple[dict[str, int], float | None, float]:
+) -> tuple[dict[str, int], float | None, dict[str, float]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -186,12 +188,18 @@ def _score(
     )
     for kind in schemas:
         (staging / kind).mkdir()
-    archive = spark_.ship_model(spark, folder, staging)
-    done = spark_.score_tasks(spark, planned.tasks, model, archive, request.key, id_type, staging)
+    done = []
+    if planned.tasks:  # an archive no task fetched would be missed by a later job's tasks
+        archive = spark_.ship_model(spark, folder, staging)
+        done = spark_.score_tasks(
+            spark, planned.tasks, model, archive, request.key, id_type, staging
+        )
+        (staging / archive).unlink(missing_ok=True)
     tasks.write_empty(staging, schemas)
-    Path(archive).unlink(missing_ok=True)
-    (staging / archive).unlink(missing_ok=True)
     jvm = getattr(getattr(spark.sparkContext, "_gateway", None), "proc", None)
     counts = {k: sum(d["rows"][k] for d in done) for k in ("in", "scored", "rejected")}
-    python_s = sum(d["scoring_s"] for d in done)
-    return counts, _peak_rss_mb(jvm.pid) if jvm is not None else None, python_s
+    python = {
+        "python_scoring_s": sum(d["scoring_s"] for d in done),
+        "python_tasks_s": sum(d["task_s"] for d in done),
+    }
+    return counts, _peak_rss_mb(jvm.pid) if jvm is not None else None, python

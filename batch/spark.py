@@ -98,8 +98,8 @@ def score_tasks(
     staging: Path,
 ) -> list[dict[str, Any]]:
     """Run the planned tasks, one Spark partition each: Spark schedules them (and retries a failed
-    one); each reads, scores and writes its own rows (batch/tasks.py) and returns only its counts
-    and the seconds its Python worker spent loading the model and scoring."""
+    one); each reads, scores and writes its own rows (batch/tasks.py) and returns only its counts,
+    the seconds its Python worker spent loading the model and scoring, and its whole time."""
     shipped = str(staging)
 
     def score_partition(given: Iterable[Task]) -> Iterator[dict[str, Any]]:
@@ -110,7 +110,8 @@ def score_tasks(
         for task in given:
             done = tasks.run(task, model, runtime, validator, key, id_type, Path(shipped))
             done["scoring_s"] += loading
-            loading = 0.0
+            done["task_s"] = time.perf_counter() - t  # reading and writing included
+            loading, t = 0.0, time.perf_counter()
             yield done
 
     if not planned:
