@@ -168,7 +168,10 @@ def _score(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    planned = tasks.plan(data, fmt, spark.sparkContext.defaultParallelism)
+    try:
+        planned = tasks.plan(data, fmt, spark.sparkContext.defaultParallelism)
+    except tasks.Unreadable as exc:
+        raise UsageError(f"DATA={request.data}: {exc}") from None
     try:
         rows.check_columns(planned.columns, model.schema)
     except rows.MissingColumns as exc:

@@ -45,6 +45,12 @@ if TYPE_CHECKING:
 
 SKIPPED_PREFIXES = ("_", ".")  # hidden and marker files of a folder, as Spark skips them
 MAX_TASK_ROWS = 4 * BATCH_ROWS  # a task's rows at most: a retry redoes little
+MAX_TASK_BYTES = 64 << 20  # a CSV task's bytes at most: its lines are held in memory
+SUFFIXES = {"parquet": (".parquet", ".pq"), "csv": (".csv",)}
+
+
+class Unreadable(ValueError):
+    """An input file the planner cannot read (the message names it)."""
 
 
 @dataclass(frozen=True)
@@ -69,14 +75,15 @@ class Plan:
     rows: int
 
 
-def input_files(data: Path) -> list[Path]:
-    """The files a job reads: DATA itself, or a folder's data files in path order."""
+def input_files(data: Path, fmt: str) -> list[Path]:
+    """The files a job reads: DATA itself, or a folder's files of the format in path order."""
     if not data.is_dir():
         return [data]
     return sorted(
         p
         for p in data.rglob("*")
         if p.is_file()
+        and p.suffix.lower() in SUFFIXES[fmt]
         and not any(part.startswith(SKIPPED_PREFIXES) for part in p.relative_to(data).parts)
     )
 
@@ -84,15 +91,24 @@ def input_files(data: Path) -> list[Path]:
 def plan(data: Path, fmt: str, cores: int) -> Plan:
     """The tasks for DATA: at least 2 a core when there are rows enough (one slow task then
     leaves no core idle), each at most MAX_TASK_ROWS rows (Parquet) or the same share of the
-    bytes (CSV). Reads footers (Parquet) or lines (CSV), never decodes a value."""
-    files = input_files(data)
+    bytes (CSV). Reads footers (Parquet) or lines (CSV), never decodes a value. The columns are
+    those every file has (in the first file's order): a file without a feature column is then
+    refused before any task runs."""
+    files = input_files(data, fmt)
     return _parquet_plan(files, cores) if fmt == "parquet" else _csv_plan(files, cores)
 
 
 def _parquet_plan(files: list[Path], cores: int) -> Plan:
     import pyarrow.parquet as pq
 
-    counts = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    counts, names = [], []
+    for f in files:
+        try:
+            meta = pq.read_metadata(f)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise Unreadable(f"{f}: not a readable Parquet file ({exc})") from None
+        counts.append(meta.num_rows)
+        names.append(meta.schema.to_arrow_schema().names)
     total = sum(counts)
     size = max(1, min(MAX_TASK_ROWS, math.ceil(total / (2 * cores))))
     tasks: list[Task] = []
@@ -102,8 +118,12 @@ def _parquet_plan(files: list[Path], cores: int) -> Plan:
             stop = min(n, start + size)
             tasks.append(Task(len(tasks), str(f), "parquet", start, stop, first, stop - start))
             first += stop - start
-    columns = pq.read_schema(files[0]).names if files else []
-    return Plan(columns, tasks, total)
+    return Plan(_common(names), tasks, total)
+
+
+def _common(names: list[list[str]]) -> list[str]:
+    """The columns every file has, in the first file's order."""
+    return [c for c in names[0] if all(c in n for n in names[1:])] if names else []
 
 
 def _csv_plan(files: list[Path], cores: int) -> Plan:
@@ -111,15 +131,13 @@ def _csv_plan(files: list[Path], cores: int) -> Plan:
     empty (Spark's CSV reader skips those too); a quoted value never spans lines (Spark's default,
     multiLine=false)."""
     total_bytes = sum(f.stat().st_size for f in files)
-    share = max(1, math.ceil(total_bytes / (2 * cores)))
+    share = max(1, min(MAX_TASK_BYTES, math.ceil(total_bytes / (2 * cores))))
     tasks: list[Task] = []
-    columns: list[str] | None = None
+    names: list[list[str]] = []
     first = 1
     for f in files:
         with f.open("rb") as fh:
-            header = fh.readline()
-            if columns is None:
-                columns = _header(header)
+            names.append(_header(fh.readline()))
             start = offset = fh.tell()
             rows = 0
             for line in fh:
@@ -131,7 +149,7 @@ def _csv_plan(files: list[Path], cores: int) -> Plan:
             if rows:
                 tasks.append(Task(len(tasks), str(f), "csv", start, offset, first, rows))
                 first += rows
-    return Plan(columns or [], tasks, first - 1)
+    return Plan(_common(names), tasks, first - 1)
 
 
 def _header(line: bytes) -> list[str]:

@@ -3,6 +3,8 @@ row once, numbered as the input orders it (files in path order, rows in file ord
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -105,3 +107,33 @@ def test_an_input_without_rows_plans_no_task_but_knows_its_columns(tmp_path):
     ):
         plan = tasks.plan(tmp_path / name, fmt, cores=2)
         assert (plan.rows, plan.tasks, plan.columns) == (0, [], columns)
+
+
+def test_a_damaged_parquet_file_is_refused_by_the_planner_naming_the_file(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(pa.table({"x": [1, 2]}), folder / "a.parquet")
+    (folder / "b.parquet").write_bytes(b"not parquet at all")
+
+    try:
+        tasks.plan(folder, "parquet", cores=2)
+    except tasks.Unreadable as exc:
+        assert str(exc).startswith(f"{folder / 'b.parquet'}: not a readable Parquet file")
+    else:
+        raise AssertionError("a damaged file was planned")
+
+
+def test_the_plans_columns_are_those_every_file_has_and_other_files_are_not_input(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(pa.table({"x": [1], "y": [2], "z": [3]}), folder / "a.parquet")
+    pq.write_table(pa.table({"z": [4], "x": [5]}), folder / "b.parquet")
+    (folder / "notes.txt").write_text("not input")
+    (folder / "c.csv").write_text("x,y\n1,2\n")
+
+    plan = tasks.plan(folder, "parquet", cores=1)
+
+    assert plan.columns == ["x", "z"]
+    assert [Path(t.path).name for t in plan.tasks] == ["a.parquet", "b.parquet"]
+    csv_plan = tasks.plan(folder, "csv", cores=1)
+    assert (csv_plan.columns, csv_plan.rows) == (["x", "y"], 1)
