@@ -21,14 +21,12 @@ from typing import Any
 
 import bentoml
 
-from batch import rows
+from batch import rows, tasks
 from batch import spark as spark_
-from batch.score import FIELD, ID, MODEL, REASON
 from core.settings import Settings
 from serving.runtime import NoModelError, ServedModel, load_served_model, serve_runtime
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-ROW_NUMBER = "__row_number"
 
 
 class UsageError(ValueError):
@@ -118,8 +116,10 @@ def run(request: Request, settings: Settings) -> dict[str, Any]:
         t = time.perf_counter()
         counts, jvm_peak, python_s = _score(spark, request, model, folder, data, fmt, staging)
         timings["score_and_write_s"] = time.perf_counter() - t
-        # Summed over the Python workers (cores): the rest of the stage is Spark's own work.
-        timings["python_scoring_s"] = python_s
+        # Summed over the Python workers (cores): loading the model and scoring, then the whole
+        # tasks (reading and writing included); the rest of the stage is Spark's and the
+        # workers' start.
+        timings.update(python_s)
         manifest = {
             "job": request.job_id,
             "model": model.tag,
@@ -156,19 +156,6 @@ def pick_runtime(model: ServedModel, folder: Path) -> ServedModel:
     return replace(model, runtime=loaded.name, forced=True)  # type: ignore[arg-type]
 
 
-def nanos_columns(data: Path) -> list[str]:
-    """Columns stored as Parquet TIMESTAMP(NANOS) (pandas 2's datetimes), from the schema of the
-    input's first file: Spark reads them as nanoseconds since the epoch (spark.py)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    files = sorted(data.rglob("*.parquet")) if data.is_dir() else [data]
-    if not files:
-        return []
-    schema = pq.read_schema(files[0])
-    return [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
-
-
 def _score(
     spark: Any,
     request: Request,
@@ -177,52 +164,45 @@ def _score(
     data: Path,
     fmt: str,
     staging: Path,
-) -> tuple[dict[str, int], float | None, float]:
-    from pyspark.sql import functions as F
+) -> tuple[dict[str, int], float | None, dict[str, float]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    reader = spark.read
-    df = reader.option("header", True).csv(str(data)) if fmt == "csv" else reader.parquet(str(data))
-    for name in nanos_columns(data) if fmt != "csv" else []:
-        df = df.withColumn(name, F.expr(f"timestamp_micros(`{name}` div 1000)"))
     try:
-        rows.check_columns(df.columns, model.schema)
+        planned = tasks.plan(data, fmt, spark.sparkContext.defaultParallelism)
+    except tasks.Unreadable as exc:
+        raise UsageError(f"DATA={request.data}: {exc}") from None
+    try:
+        rows.check_columns(planned.columns, model.schema)
     except rows.MissingColumns as exc:
         raise UsageError(f"DATA={request.data}: {exc}") from None
-    key = request.key or ROW_NUMBER
+    if request.key is not None and request.key not in planned.columns:
+        raise UsageError(f"KEY={request.key}: not a column of DATA ({', '.join(planned.columns)})")
     if request.key is None:
-        df = spark_.with_row_numbers(df, ROW_NUMBER)
-    elif request.key not in df.columns:
-        raise UsageError(f"KEY={request.key}: not a column of DATA ({', '.join(df.columns)})")
-    id_type = df.schema[key].dataType.simpleString()
-    df = df.select(key, *[c for c in model.schema.features if c != key])
-    # A small file is one split (one Parquet row group): spread it so every core scores, two
-    # partitions a core so that one slow partition does not leave a core idle. By the id's hash:
-    # a round-robin repartition first sorts every row to stay deterministic on a retry, which
-    # cost 3x the whole shuffle on 1M rows (make bench-batch, README). Ids are meant unique; a
-    # KEY with few distinct values would put its rows in few partitions.
-    cores = spark.sparkContext.defaultParallelism
-    if df.rdd.getNumPartitions() < 2 * cores:
-        df = df.repartition(2 * cores, key)
-    archive = spark_.ship_model(spark, folder, staging)
-    python_s = spark.sparkContext.accumulator(0.0)
-    # Scored once into one Parquet folder (the only pass through Python), then split by Spark
-    # alone. Caching the scored rows instead (persist) took ~2x as long as writing them on
-    # 1M rows (make bench-batch, README).
-    every = staging / "all-rows"
-    df.mapInPandas(
-        spark_.scorer(model, archive, key, python_s), spark_.output_schema(model, id_type)
-    ).write.parquet(str(every))
-    scored = spark.read.parquet(str(every))
-    tag = F.lit(model.tag).alias(MODEL)
-    ok = F.col(REASON).isNull()
-    scored.where(ok).drop(FIELD, REASON).select("*", tag).write.parquet(
-        str(staging / "predictions")
+        id_type = pa.int64()
+    elif fmt == "csv":
+        id_type = pa.string()
+    else:
+        id_type = (
+            pq.read_schema(planned.tasks[0].path if planned.tasks else data).field(request.key).type
+        )
+    schemas = dict(
+        zip(("predictions", "rejects"), tasks.output_schemas(model, id_type), strict=True)
     )
-    scored.where(~ok).select(ID, FIELD, REASON, tag).write.parquet(str(staging / "rejects"))
-    by = dict(scored.groupBy(ok.alias("ok")).count().collect())
-    shutil.rmtree(every)
-    Path(archive).unlink(missing_ok=True)
-    (staging / archive).unlink(missing_ok=True)
+    for kind in schemas:
+        (staging / kind).mkdir()
+    done = []
+    if planned.tasks:  # an archive no task fetched would be missed by a later job's tasks
+        archive = spark_.ship_model(spark, folder, staging)
+        done = spark_.score_tasks(
+            spark, planned.tasks, model, archive, request.key, id_type, staging
+        )
+        (staging / archive).unlink(missing_ok=True)
+    tasks.write_empty(staging, schemas)
     jvm = getattr(getattr(spark.sparkContext, "_gateway", None), "proc", None)
-    counts = {"in": sum(by.values()), "scored": by.get(True, 0), "rejected": by.get(False, 0)}
-    return counts, _peak_rss_mb(jvm.pid) if jvm is not None else None, float(python_s.value)
+    counts = {k: sum(d["rows"][k] for d in done) for k in ("in", "scored", "rejected")}
+    python = {
+        "python_scoring_s": sum(d["scoring_s"] for d in done),
+        "python_tasks_s": sum(d["task_s"] for d in done),
+    }
+    return counts, _peak_rss_mb(jvm.pid) if jvm is not None else None, python

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from models.contract import Outputs
 
 ID, PREDICTION, FIELD, REASON, MODEL = "id", "prediction", "field", "reason", "model"
-# Rows per call of score_frame: Spark's Arrow batches (spark.sql.execution.arrow.
-# maxRecordsPerBatch) and the one-process baseline's chunks alike. Large enough that numpy's
+# Rows per call of score_frame: a Spark task's batches (batch/tasks.py) and the one-process
+# baseline's chunks alike. Large enough that numpy's
 # per-call costs vanish and repeated rows meet in one batch (each distinct row is walked through
 # the trees once a batch: on the bench file, 1M rows in batches of 50k/100k/250k took 30/15/7 s
 # in one process, same run), small enough that a batch stays ~150 MB in a Python worker.

@@ -1,9 +1,11 @@
-"""Spark for batch scoring: the session, the model shipped with the job, the partition function.
+"""Spark for batch scoring: the session, the model shipped with the job, the tasks run.
 
-The model's folder (every runtime's file, as stored) goes to the executors as an archive with the
-job (`SparkContext.addArchive`), never as a path on the driver's disk. Each Python worker loads it
-once, with the service's own choice of runtime and golden check (`serving.runtime.serve_runtime`),
-and keeps it for every partition it is given. Rows travel as Arrow batches (`mapInPandas`).
+Spark only schedules: the driver plans tasks from the input's metadata (batch/tasks.py), one
+partition each, and every task reads, scores and writes its own rows in its Python worker; no
+row goes through the JVM. The model's folder (every runtime's file, as stored) goes to the
+executors as an archive with the job (`SparkContext.addArchive`), never as a path on the driver's
+disk. Each Python worker loads it once, with the service's own choice of runtime and golden check
+(`serving.runtime.serve_runtime`), and keeps it for every task it is given.
 """
 
 from __future__ import annotations
@@ -13,27 +15,18 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batch import rows
-from batch.score import (
-    BATCH_ROWS,
-    FIELD,
-    ID,
-    PREDICTION,
-    REASON,
-    prediction_kind,
-    probability_columns,
-)
-from batch.score import score_frame as _score
+from batch import rows, tasks
+from batch.tasks import Task
 from core.settings import ROOT
 from serving.runtime import LoadedRuntime, ServedModel, serve_runtime
 
 if TYPE_CHECKING:
-    import pandas as pd
-    from pyspark.sql import DataFrame, SparkSession
+    import pyarrow as pa
+    from pyspark.sql import SparkSession
 
 LOG4J = Path(__file__).with_name("log4j2.properties")
 _LOADED: dict[str, LoadedRuntime] = {}  # per Python worker: archive name -> loaded runtime
@@ -47,7 +40,7 @@ def session(master: str, app: str = "bentogate-score") -> SparkSession:
     """A Spark session whose Python workers run this interpreter with the project importable."""
     from pyspark.sql import SparkSession
 
-    # PySpark 4.3 warns on any pandas 3; mapInPandas, all we use, is covered by tests/batch.
+    # PySpark 4.3 warns on any pandas 3; no row goes through Spark's pandas code (tasks.py).
     warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
     # Executors must run the project's interpreter, not the system Python (REFERENCE.md 7.5).
     os.environ["PYSPARK_PYTHON"] = sys.executable
@@ -58,18 +51,10 @@ def session(master: str, app: str = "bentogate-score") -> SparkSession:
     builder = (
         SparkSession.builder.master(master)
         .appName(app)
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
         .config("spark.driver.extraJavaOptions", java_options)
         .config("spark.executor.extraJavaOptions", java_options)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        # Our own _SUCCESS marks the whole job; Spark's per-folder markers would say less.
-        .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        # pandas 2 writes datetimes as Parquet TIMESTAMP(NANOS), which Spark refuses to read;
-        # read as long, they are turned into timestamps by job.py (`nanos_columns`).
-        .config("spark.sql.legacy.parquet.nanosAsLong", "true")
     )
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only, and no warning
@@ -102,60 +87,33 @@ def _runtime(model: ServedModel, archive: str) -> LoadedRuntime:
     return _LOADED[archive]
 
 
-def output_schema(model: ServedModel, id_type: str) -> str:
-    """The DDL of what every partition returns: id, prediction, probabilities, field, reason."""
-    probabilities = "".join(f", `{c}` double" for c in probability_columns(model))
-    return (
-        f"`{ID}` {id_type}, `{PREDICTION}` {prediction_kind(model)}{probabilities}, "
-        f"`{FIELD}` string, `{REASON}` string"
-    )
+def score_tasks(
+    spark: SparkSession,
+    planned: list[Task],
+    model: ServedModel,
+    archive: str,
+    key: str | None,
+    id_type: pa.DataType,
+    staging: Path,
+) -> list[dict[str, Any]]:
+    """Run the planned tasks, one Spark partition each: Spark schedules them (and retries a failed
+    one); each reads, scores and writes its own rows (batch/tasks.py) and returns only its counts,
+    the seconds its Python worker spent loading the model and scoring, and its whole time."""
+    shipped = str(staging)
 
-
-def scorer(model: ServedModel, archive: str, key: str, python_s: Any = None) -> Any:
-    """The mapInPandas function: Arrow batches of input rows -> batches of output rows.
-    `python_s`, a Spark accumulator, adds up the seconds the workers spend loading and scoring
-    (the rest of a stage is Spark's: reading, Arrow transfer, shuffle, writing)."""
-    kind = prediction_kind(model)
-
-    def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def score_partition(given: Iterable[Task]) -> Iterator[dict[str, Any]]:
         t = time.perf_counter()
         runtime = _runtime(model, archive)
         validator = rows.batch_model(model.schema)
-        spent = time.perf_counter() - t
-        for frame in batches:
-            t = time.perf_counter()
-            out = _score(frame, frame[key], model, runtime, validator)
-            if kind == "string":
-                out[PREDICTION] = [None if p is None else str(p) for p in out[PREDICTION]]
-            spent += time.perf_counter() - t
-            yield out
-        if python_s is not None:
-            python_s.add(spent)
+        loading = time.perf_counter() - t
+        for task in given:
+            done = tasks.run(task, model, runtime, validator, key, id_type, Path(shipped))
+            done["scoring_s"] += loading
+            done["task_s"] = time.perf_counter() - t  # reading and writing included
+            loading, t = 0.0, time.perf_counter()
+            yield done
 
-    return score_partition
-
-
-def with_row_numbers(df: DataFrame, column: str) -> DataFrame:
-    """Add `column`: each row's number in the input, from 1: files in path order, rows in file
-    order. Spark packs file splits into partitions largest first, so numbering by partition
-    alone would follow file sizes; here each split (file, byte offset) gets its place instead.
-    One pass to count the rows of each split; no shuffle, no window."""
-    from pyspark.sql import functions as F
-
-    part = F.spark_partition_id()
-    inside = F.monotonically_increasing_id() - F.shiftleft(part.cast("long"), 33)  # in partition
-    path, start = F.col("_metadata.file_path"), F.col("_metadata.file_block_start")
-    split = F.concat_ws("|", part.cast("string"), path, start.cast("string"))
-    stats = (
-        df.select(path.alias("path"), start.alias("start"), split.alias("split"), inside.alias("i"))
-        .groupBy("path", "start", "split")
-        .agg(F.count(F.lit(1)).alias("n"), F.min("i").alias("first"))
-        .collect()
-    )
-    if not stats:
-        return df.withColumn(column, F.lit(None).cast("long"))
-    shift, total = {}, 0
-    for row in sorted(stats, key=lambda r: (r["path"], r["start"])):
-        shift[row["split"]], total = total - row["first"], total + row["n"]
-    by_split = F.create_map(*[x for k, v in shift.items() for x in (F.lit(k), F.lit(v))])
-    return df.withColumn(column, by_split[split] + inside + 1)
+    if not planned:
+        return []
+    rdd = spark.sparkContext.parallelize(planned, len(planned))
+    return rdd.mapPartitions(score_partition).collect()

@@ -8,9 +8,10 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from batch import job, rows, score
+from batch import job, rows, score, tasks
 from core.settings import Settings
 from models import get_spec
 from serving.runtime import serve_runtime
@@ -80,3 +81,54 @@ def test_a_batch_with_bad_rows_scores_the_rest_in_bulk_and_words_the_apis_reason
     assert "expected an integer from 0 to 99999, got a string 'abc'" in out.loc[3, "reason"]
     good = frame.drop(index=[3, 9]).astype({"class": "int64"})
     assert out["prediction"].drop(index=[3, 9]).tolist() == per_record(model, loaded, good)
+
+
+def run_task(model, loaded, task, staging, key=None, id_type=None):
+    return tasks.run(
+        task, model, loaded, rows.batch_model(model.schema), key, id_type or pa.int64(), staging
+    )
+
+
+def test_a_retried_task_overwrites_its_own_part_files_and_leaves_no_temporary_file(
+    production_tag, tmp_path
+):
+    model, loaded = served(production_tag, "compiled")
+    data = get_spec("sales").default_data(42).head(100)
+    data.to_parquet(tmp_path / "in.parquet", index=False)
+    staging = tmp_path / "staging"
+    for kind in ("predictions", "rejects"):
+        (staging / kind).mkdir(parents=True)
+    planned = tasks.plan(tmp_path / "in.parquet", "parquet", cores=2)
+
+    first = [run_task(model, loaded, t, staging) for t in planned.tasks]
+    again = run_task(model, loaded, planned.tasks[1], staging)  # as Spark retries a task
+
+    assert again["rows"] == first[1]["rows"] == {"in": 25, "scored": 25, "rejected": 0}
+    assert sorted(p.name for p in (staging / "predictions").iterdir()) == [
+        f"part-0000{i}.parquet" for i in range(4)
+    ]
+    assert sorted(p.name for p in (staging / "rejects").iterdir()) == [
+        f"part-0000{i}.parquet" for i in range(4)
+    ]
+    out = pd.read_parquet(staging / "predictions").sort_values("id")
+    assert out["id"].tolist() == list(range(1, 101))
+    frame = data[list(model.schema.features)]
+    assert out["prediction"].tolist() == per_record(model, loaded, frame)
+
+
+def test_a_task_that_fails_midway_writes_no_part_file(production_tag, tmp_path):
+    model, loaded = served(production_tag, "compiled")
+    get_spec("sales").default_data(42).head(100).to_parquet(tmp_path / "in.parquet", index=False)
+    staging = tmp_path / "staging"
+    for kind in ("predictions", "rejects"):
+        (staging / kind).mkdir(parents=True)
+    planned = tasks.plan(tmp_path / "in.parquet", "parquet", cores=1)
+    size = (tmp_path / "in.parquet").stat().st_size
+    with open(tmp_path / "in.parquet", "r+b") as fh:  # the file is damaged after planning
+        fh.truncate(size // 2)
+
+    with pytest.raises((pa.ArrowInvalid, OSError)):
+        run_task(model, loaded, planned.tasks[0], staging)
+
+    assert list((staging / "predictions").iterdir()) == []
+    assert list((staging / "rejects").iterdir()) == []

@@ -87,7 +87,13 @@ def test_batch_predictions_equal_the_running_sales_services_and_the_job_is_a_rec
     assert manifest["rows"] == {"in": 1500, "scored": 1500, "rejected": 0}
     assert manifest["input"]["bytes"] == (tmp_path / "sales.parquet").stat().st_size
     assert len(manifest["input"]["sha256"]) == 64
-    assert set(manifest["timings"]) >= {"spark_start_s", "score_and_write_s", "total_s"}
+    assert set(manifest["timings"]) >= {
+        "spark_start_s",
+        "score_and_write_s",
+        "python_scoring_s",
+        "python_tasks_s",
+        "total_s",
+    }
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left
 
 
@@ -130,6 +136,41 @@ def test_invalid_rows_go_to_rejects_with_their_key_and_reason_and_the_rest_are_s
     assert "got a string 'NOT A FAMILY'" in rejects["reason"].iloc[1]
     assert "got null" in rejects["reason"].iloc[2]
     assert sorted(scored["id"].tolist() + rejects["id"].tolist()) == sorted(rows["row_key"])
+
+
+def test_a_parquet_key_column_keeps_its_type_in_predictions_and_rejects(
+    session, production_tag, tmp_path
+):
+    rows = get_spec("sales").default_data(42).head(30).astype({"family": object})
+    rows.insert(0, "store_item", pd.array(range(1000, 1030), dtype="int32"))
+    rows.loc[4, "family"] = "NOT A FAMILY"
+    rows.to_parquet(tmp_path / "keyed.parquet", index=False)
+
+    manifest = score(tmp_path, tmp_path / "keyed.parquet", production_tag, key="store_item")
+
+    scored = pd.read_parquet(tmp_path / "out" / "predictions")
+    rejects = pd.read_parquet(tmp_path / "out" / "rejects")
+    assert manifest["rows"] == {"in": 30, "scored": 29, "rejected": 1}
+    assert str(scored["id"].dtype) == str(rejects["id"].dtype) == "int32"
+    assert rejects["id"].tolist() == [1004] and rejects["field"].tolist() == ["family"]
+    assert sorted(scored["id"]) == [i for i in range(1000, 1030) if i != 1004]
+
+
+def test_an_input_without_rows_gives_empty_readable_outputs_and_a_success_marker(
+    session, production_tag, tmp_path
+):
+    get_spec("sales").default_data(42).head(0).to_parquet(tmp_path / "none.parquet", index=False)
+
+    manifest = score(tmp_path, tmp_path / "none.parquet", production_tag)
+
+    assert manifest["rows"] == {"in": 0, "scored": 0, "rejected": 0}
+    assert list(pd.read_parquet(tmp_path / "out" / "predictions").columns) == [
+        "id",
+        "prediction",
+        "model",
+    ]
+    assert len(pd.read_parquet(tmp_path / "out" / "rejects")) == 0
+    assert (tmp_path / "out" / "_SUCCESS").is_file()
 
 
 def test_input_without_a_feature_column_is_refused_naming_it_and_nothing_is_written(
