@@ -115,10 +115,17 @@ def deliver(origin, github, production_host):
     try:
         yield run
     finally:
+        stopped: set[Path] = set()  # one `make down` per deploy folder a job may have used
         for wf in done:
             for name, result in wf.results.items():
-                if result.workspace is not None and (result.workspace / "Makefile").exists():
-                    down(result.workspace, production_host if name == "production" else {})
+                ws = result.workspace
+                if ws is None or not (ws / "Makefile").exists():
+                    continue
+                extra = production_host if name == "production" else {}
+                state = Path(extra.get("BENTOGATE_DEPLOY_DIR", ws / ".bentogate" / "deploy"))
+                if state.exists() and state not in stopped:
+                    stopped.add(state)
+                    down(ws, extra)
 
 
 @pytest.fixture(scope="module")
