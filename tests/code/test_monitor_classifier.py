@@ -118,7 +118,10 @@ def test_live_roc_auc_and_log_loss_of_a_classifier_are_sklearns_on_the_same_rows
     prom = (out / "metrics.prom").read_text()
     assert 'metric="roc_auc"} ' in prom and 'metric="log_loss"} ' in prom
     assert "roc_auc " in (out / "summary.md").read_text()
-    assert "roc_auc " in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "<th>roc_auc<br>" in page and "roc_auc &gt;= 0.97" in page  # its column, its bound
+    assert "passes all 3 checks that had enough data" in page
+    assert "What to do next:</b> Nothing to do" in page
 
 
 def test_the_gates_roc_auc_bound_fails_when_the_actuals_disagree_with_the_probabilities(
@@ -128,7 +131,7 @@ def test_the_gates_roc_auc_bound_fails_when_the_actuals_disagree_with_the_probab
     flip = rng.random(len(served)) < 0.3
     other = {"benign": "malignant", "malignant": "benign"}
     actual = [other[a] if f else a for a, f in zip(served["diagnosis"], flip, strict=True)]
-    result, live, _ = monitor(tmp_path, served, actual)
+    result, live, out = monitor(tmp_path, served, actual)
     assert result.returncode == 1, result.stdout + result.stderr
     finding = check(live, "gate:roc_auc")
     assert finding["status"] == "fail"
@@ -140,6 +143,12 @@ def test_the_gates_roc_auc_bound_fails_when_the_actuals_disagree_with_the_probab
         and "fails the gate's roc_auc >= 0.97" in (finding["message"])
     )
     assert "live roc_auc = " in result.stdout  # the verdict line names it
+    page = (out / "report.html").read_text()
+    verdict = page[page.index('<div class="verdict">') : page.index("</div>")]
+    assert "production/cancer: DEGRADED</h1>" in verdict
+    assert "<b>gate:roc_auc</b>: live roc_auc = " in verdict  # what failed and why, up top
+    assert "What to do next:</b> This run took no action" in verdict
+    assert "<code>make rollback ENV=production MODEL=cancer</code>" in verdict
 
 
 def test_an_actual_class_the_model_never_predicts_leaves_roc_auc_out_saying_why(served):
