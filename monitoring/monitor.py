@@ -300,6 +300,7 @@ def run(
                 (v.version, v.joined, v.metrics),
                 (prev.version, prev.joined, prev.metrics) if prev else None,
                 cfg.quality.ratchet_min_rows,
+                [(x.version, x.unmeasured) for x in (v, prev) if x is not None],
             )
         )
 

@@ -183,6 +183,7 @@ def check_ratchet(
     current: tuple[str, int, Mapping[str, float]],
     previous: tuple[str, int, Mapping[str, float]] | None,
     min_rows: int,
+    unmeasured: Sequence[tuple[str, Mapping[str, str]]] = (),
 ) -> Finding:
     """The live version is not worse than the previous one by more than `tolerance` (the gate's
     ratchet), both judged on at least `min_rows` joined rows in the window."""
@@ -208,7 +209,10 @@ def check_ratchet(
         )
     c, p = cur.get(metric), prev.get(metric)
     if not (_finite(c) and _finite(p)):
-        return Finding(name, "inconclusive", c, "vs previous version", f"{metric} not measured")
+        why = next((f": {u[metric]} ({n})" for n, u in unmeasured if metric in u), "")
+        return Finding(
+            name, "inconclusive", c, "vs previous version", f"{metric} not measured{why}"
+        )
     assert c is not None and p is not None
     if metric in LOWER_IS_BETTER:
         limit, ok, rel = p + tolerance, c <= p + tolerance, "<="

@@ -226,3 +226,12 @@ def test_a_store_created_before_probabilities_were_kept_gains_the_column(tmp_pat
         )  # fmt: skip
         assert store.ingest_predictions(con, tmp_path).rows == 1
         assert con.execute("SELECT proba FROM predictions").fetchone() == ('{"a":1.0}',)
+
+
+def test_a_ratchet_on_an_unmeasured_roc_auc_is_inconclusive_saying_why():
+    finding = quality.check_ratchet(
+        "roc_auc", 0.01, ("r2", 300, {"accuracy": 0.9}), ("r1", 300, {"roc_auc": 0.99}), 200,
+        [("r2", {"roc_auc": "needs actuals of every class"})],
+    )  # fmt: skip
+    assert finding.status == "inconclusive"
+    assert finding.message == "roc_auc not measured: needs actuals of every class (r2)"
