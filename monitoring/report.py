@@ -117,16 +117,20 @@ def _svg_lines(series: dict[str, list[tuple[str, float]]], title: str, bound: fl
 STATUS_ORDER = {"fail": 0, "inconclusive": 1, "pass": 2}
 
 
-def _chart_metric(live: Version | None, bounds: dict[str, float]) -> str | None:
-    """The metric worth a chart: the live version's first failed quality check's, else its first
-    gate metric measured, else its primary one."""
-    if live is None:
-        return None
-    for f in sorted(live.findings, key=lambda f: STATUS_ORDER[f.status]):
-        name = f.check.partition(":")[2]
-        if f.check.startswith(("gate:", "ratchet:")) and name in live.metrics:
-            return name
-    return next((m for m in bounds if m in live.metrics), None) or _primary(live)
+def _chart_metric(r: Result, bounds: dict[str, float]) -> str | None:
+    """The metric worth a chart: the live version's first failed quality check's, else the first
+    gate metric any version measured, else the live (or any) version's primary one."""
+    live = r.live
+    measured = {m for v in r.versions for m in v.metrics}
+    if live is not None:
+        for f in sorted(live.findings, key=lambda f: STATUS_ORDER[f.status]):
+            name = f.check.partition(":")[2]
+            if f.check.startswith(("gate:", "ratchet:")) and name in live.metrics:
+                return name
+    found = next((m for m in bounds if m in measured), None)
+    if found is not None:
+        return found
+    return next((_primary(v) for v in [*([live] if live else []), *r.versions] if v.metrics), None)
 
 
 def _better(metric: str) -> str:
@@ -288,7 +292,7 @@ def _drift_section(live: Version | None) -> str:
 def page(r: Result, bounds: dict[str, float]) -> str:
     color = COLORS.get(r.verdict, "#6e7781")
     live = r.live
-    metric = _chart_metric(live, bounds)
+    metric = _chart_metric(r, bounds)
     series = {
         f"{v.version} ({v.model})": [
             (d, float(g["metrics"].get(metric, float("nan")))) for d, g in sorted(v.by_day.items())
@@ -297,7 +301,11 @@ def page(r: Result, bounds: dict[str, float]) -> str:
         if metric and v.by_day
     }
     bound = bounds.get(metric or "")
-    chart = _svg_lines(series, f"live {metric} per day, per version", bound)
+    chart = (
+        _svg_lines(series, f"live {metric} per day, per version", bound)
+        if metric
+        else '<p class="muted">No live metric per day: no joined actuals yet.</p>'
+    )
     legend = " ".join(
         f'<span style="color:{PALETTE[i % len(PALETTE)]}">&#9632; {html.escape(name)}</span>'
         for i, name in enumerate(series)
