@@ -49,6 +49,8 @@ def markdown(r: Result) -> str:
         "",
         f"Window {r.window}: {r.start} to {r.end}." + (f" Action: {r.action}." if r.action else ""),
         "",
+        f"**What to do next:** {next_step(r)}",
+        "",
         "| version | live | deployed | requests | records | latency avg / p50 / p90 / p99 / max ms "
         "| errors (5xx) | fallbacks | joined actuals | live metrics | drifted features |",
         "|---|---|---|---:|---:|---|---:|---:|---:|---|---|",
@@ -66,7 +68,10 @@ def markdown(r: Result) -> str:
     live = r.live
     if live is not None:
         lines += ["", f"Checks of the live version {live.version}:", ""]
-        lines += [f"- **{f.status.upper()}** {f.check}: {f.message}" for f in live.findings]
+        lines += [
+            f"- **{f.status.upper()}** {f.check}: {f.message}"
+            for f in sorted(live.findings, key=lambda f: STATUS_ORDER[f.status])
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -149,6 +149,9 @@ def test_the_gates_roc_auc_bound_fails_when_the_actuals_disagree_with_the_probab
     assert "<b>gate:roc_auc</b>: live roc_auc = " in verdict  # what failed and why, up top
     assert "What to do next:</b> This run took no action" in verdict
     assert "<code>make rollback ENV=production MODEL=cancer</code>" in verdict
+    summary = (out / "summary.md").read_text().splitlines()
+    assert summary[0].startswith("## Monitor production/cancer: DEGRADED (")
+    assert summary[4].startswith("**What to do next:** This run took no action")
 
 
 def test_an_actual_class_the_model_never_predicts_leaves_roc_auc_out_saying_why(served):
