@@ -36,10 +36,12 @@ def classification_metrics(
         "f1_macro": float(skm.f1_score(y, y_pred, average="macro")),
     }
     if proba is not None:
+        # `proba`'s columns are `classes`, in that order (the model's). log_loss needs every
+        # actual among them; ROC AUC also needs every class among the actuals.
         out["log_loss"] = float(skm.log_loss(y, proba, labels=classes))
-        if len(np.unique(y)) == len(classes):
+        if set(np.unique(y)) == set(classes):
             out["roc_auc"] = float(
-                skm.roc_auc_score(y, proba[:, 1])
+                skm.roc_auc_score(y == classes[1], proba[:, 1])  # the column's own class
                 if len(classes) == 2
                 else skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes)
             )

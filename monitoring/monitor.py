@@ -58,7 +58,7 @@ GROUP BY 1
 JOINED = """
 WITH latest AS (SELECT key, arg_max(actual, received_at) AS actual FROM actuals GROUP BY key)
 SELECT coalesce(p.release, p.model) AS version, CAST(p.time AS DATE) AS day, p.input,
-       p.prediction, a.actual
+       p.prediction, p.proba, a.actual
 FROM served p JOIN latest a USING (key)
 """
 
@@ -91,6 +91,7 @@ class Version:
     errors: int | None = None  # 5xx answers at the router (None: no access log read)
     joined: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+    unmeasured: dict[str, str] = field(default_factory=dict)  # metric -> why it was left out
     by_day: dict[str, dict[str, Any]] = field(default_factory=dict)
     drift: dict[str, Any] | None = None
     drift_html: str | None = None
@@ -265,17 +266,24 @@ def run(
         joined = pd.concat([joined.drop(columns=["input"]), feats], axis=1)
         joined["actual"] = _values(joined["actual"])
         joined["prediction"] = _values(joined["prediction"])
+        joined["proba"] = [json.loads(s) if isinstance(s, str) else None for s in joined["proba"]]
         joined["day"] = joined["day"].astype(str)
     for v in found:
         rows = joined[joined["version"] == v.version] if not joined.empty else joined
         v.joined = len(rows)
         if len(rows):
-            v.metrics = quality.live_metrics(
-                spec, rows, rows["actual"].tolist(), rows["prediction"].tolist()
+            v.metrics, v.unmeasured = quality.live_quality(
+                spec,
+                rows,
+                rows["actual"].tolist(),
+                rows["prediction"].tolist(),
+                rows["proba"].tolist(),
             )
             v.by_day = quality.by_group(spec, rows, "day")
         v.findings = (
-            quality.check_bounds(v.metrics, v.joined, thresholds, cfg.quality.min_rows)
+            quality.check_bounds(
+                v.metrics, v.joined, thresholds, cfg.quality.min_rows, v.unmeasured
+            )
             if cfg.quality.gate_bounds
             else []
         )
@@ -292,6 +300,7 @@ def run(
                 (v.version, v.joined, v.metrics),
                 (prev.version, prev.joined, prev.metrics) if prev else None,
                 cfg.quality.ratchet_min_rows,
+                [(x.version, x.unmeasured) for x in (v, prev) if x is not None],
             )
         )
 

@@ -35,32 +35,83 @@ class Finding:
         return asdict(self)
 
 
-def live_metrics(
-    spec: ModelSpec, inputs: pd.DataFrame, actual: Sequence[Any], predicted: Sequence[Any]
-) -> dict[str, float]:
-    """The model's gate metrics (training/evaluate.py's definitions) on joined rows: `inputs`
-    are the records' features (for the model's sample weights), one row per actual."""
+def class_probabilities(
+    actual: Sequence[str], probabilities: Sequence[Any] | None
+) -> tuple[np.ndarray, np.ndarray] | str:
+    """(the rows' probability matrix, its columns' classes in the model's order: the keys of the
+    logged {class: p} objects), or why there is none to score."""
+    if probabilities is None or len(probabilities) == 0:
+        return "no class probabilities logged"
+    missing = sum(1 for p in probabilities if not isinstance(p, Mapping))
+    if missing:
+        return f"{missing} of {len(probabilities)} joined rows have no class probabilities logged"
+    classes = list(dict.fromkeys(str(k) for p in probabilities for k in p))
+    unknown = sorted({str(a) for a in actual} - set(classes))
+    if unknown:
+        return (
+            f"actual class {', '.join(repr(u) for u in unknown)} is not one the model predicts "
+            f"({', '.join(classes)})"
+        )
+    matrix = np.array([[float(p.get(c, 0.0)) for c in classes] for p in probabilities])
+    return matrix, np.asarray(classes)
+
+
+def live_quality(
+    spec: ModelSpec,
+    inputs: pd.DataFrame,
+    actual: Sequence[Any],
+    predicted: Sequence[Any],
+    probabilities: Sequence[Any] | None = None,
+) -> tuple[dict[str, float], dict[str, str]]:
+    """(the model's gate metrics on joined rows, why a metric of its task was left out). `inputs`
+    are the records' features (for the model's sample weights), one row per actual;
+    `probabilities` a classifier's logged {class: p} per row (ROC AUC and log loss need them)."""
     if len(actual) == 0:
-        return {}
+        return {}, {}
     if spec.task == "regression":
         y = np.asarray(actual, dtype=float)
         y_pred = np.asarray(predicted, dtype=float)
         weights = spec.sample_weight(inputs) if spec.sample_weight is not None else None
-        return regression_metrics(spec, y, y_pred, weights)
+        return regression_metrics(spec, y, y_pred, weights), {}
     y_c = np.asarray([str(v) for v in actual])
     pred_c = np.asarray([str(v) for v in predicted])
-    return classification_metrics(y_c, pred_c, None, np.unique(np.concatenate([y_c, pred_c])))
+    scored = class_probabilities(list(y_c), probabilities)
+    if isinstance(scored, str):
+        classes = np.unique(np.concatenate([y_c, pred_c]))
+        metrics = classification_metrics(y_c, pred_c, None, classes)
+        return metrics, {"roc_auc": scored, "log_loss": scored}
+    proba, classes = scored
+    metrics = classification_metrics(y_c, pred_c, proba, classes)
+    notes = {}
+    if "roc_auc" not in metrics:
+        seen = ", ".join(sorted(set(y_c)))
+        notes["roc_auc"] = (
+            f"needs actuals of every class ({', '.join(classes)}); only {seen} joined"
+        )
+    return metrics, notes
+
+
+def live_metrics(
+    spec: ModelSpec,
+    inputs: pd.DataFrame,
+    actual: Sequence[Any],
+    predicted: Sequence[Any],
+    probabilities: Sequence[Any] | None = None,
+) -> dict[str, float]:
+    """The model's gate metrics on joined rows (live_quality without the notes)."""
+    return live_quality(spec, inputs, actual, predicted, probabilities)[0]
 
 
 def by_group(spec: ModelSpec, joined: pd.DataFrame, column: str) -> dict[str, dict[str, Any]]:
     """{group: {"rows": n, "metrics": {...}}} of joined rows (columns: `column`, actual,
-    prediction, and the feature columns)."""
+    prediction, the feature columns, and `proba` where a classifier logged them)."""
     out: dict[str, dict[str, Any]] = {}
     for group, rows in joined.groupby(column, sort=True):
+        proba = rows["proba"].tolist() if "proba" in rows else None
         out[str(group)] = {
             "rows": len(rows),
             "metrics": live_metrics(
-                spec, rows, rows["actual"].tolist(), rows["prediction"].tolist()
+                spec, rows, rows["actual"].tolist(), rows["prediction"].tolist(), proba
             ),
         }
     return out
@@ -71,9 +122,14 @@ def _finite(value: float | None) -> bool:
 
 
 def check_bounds(
-    metrics: Mapping[str, float], rows: int, thresholds: Sequence[Threshold], min_rows: int
+    metrics: Mapping[str, float],
+    rows: int,
+    thresholds: Sequence[Threshold],
+    min_rows: int,
+    unmeasured: Mapping[str, str] | None = None,
 ) -> list[Finding]:
-    """Each gate threshold the live metrics measure, held against the live value."""
+    """Each gate threshold the live metrics measure, held against the live value; one they do
+    not is inconclusive, with why (`unmeasured`: metric -> reason) when known."""
     findings = []
     for t in thresholds:
         value = metrics.get(t.metric)
@@ -90,7 +146,16 @@ def check_bounds(
             )
         elif value is None or not _finite(value):
             findings.append(
-                Finding(name, "inconclusive", None, t.text, f"{t.metric} not measured live")
+                Finding(
+                    name,
+                    "inconclusive",
+                    None,
+                    t.text,
+                    f"{t.metric} not measured live"
+                    + (
+                        f": {unmeasured[t.metric]}" if unmeasured and t.metric in unmeasured else ""
+                    ),
+                )
             )
         elif t.holds(value):
             findings.append(
@@ -118,6 +183,7 @@ def check_ratchet(
     current: tuple[str, int, Mapping[str, float]],
     previous: tuple[str, int, Mapping[str, float]] | None,
     min_rows: int,
+    unmeasured: Sequence[tuple[str, Mapping[str, str]]] = (),
 ) -> Finding:
     """The live version is not worse than the previous one by more than `tolerance` (the gate's
     ratchet), both judged on at least `min_rows` joined rows in the window."""
@@ -143,7 +209,10 @@ def check_ratchet(
         )
     c, p = cur.get(metric), prev.get(metric)
     if not (_finite(c) and _finite(p)):
-        return Finding(name, "inconclusive", c, "vs previous version", f"{metric} not measured")
+        why = next((f": {u[metric]} ({n})" for n, u in unmeasured if metric in u), "")
+        return Finding(
+            name, "inconclusive", c, "vs previous version", f"{metric} not measured{why}"
+        )
     assert c is not None and p is not None
     if metric in LOWER_IS_BETTER:
         limit, ok, rel = p + tolerance, c <= p + tolerance, "<="

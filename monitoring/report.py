@@ -8,10 +8,12 @@ import html
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from monitoring.monitor import DEGRADED, HEALTHY, Result, Version
+from models.metrics import LOWER_IS_BETTER
+from monitoring.monitor import DEGRADED, HEALTHY, NO_DATA, Result, Version
 
 COLORS = {HEALTHY: "#1a7f37", DEGRADED: "#cf222e", "NO DATA": "#6e7781"}
 PALETTE = ["#0969da", "#bf3989", "#1a7f37", "#9a6700", "#8250df", "#cf222e"]
@@ -47,6 +49,8 @@ def markdown(r: Result) -> str:
         "",
         f"Window {r.window}: {r.start} to {r.end}." + (f" Action: {r.action}." if r.action else ""),
         "",
+        f"**What to do next:** {next_step(r)}",
+        "",
         "| version | live | deployed | requests | records | latency avg / p50 / p90 / p99 / max ms "
         "| errors (5xx) | fallbacks | joined actuals | live metrics | drifted features |",
         "|---|---|---|---:|---:|---|---:|---:|---:|---|---|",
@@ -64,19 +68,23 @@ def markdown(r: Result) -> str:
     live = r.live
     if live is not None:
         lines += ["", f"Checks of the live version {live.version}:", ""]
-        lines += [f"- **{f.status.upper()}** {f.check}: {f.message}" for f in live.findings]
+        lines += [
+            f"- **{f.status.upper()}** {f.check}: {f.message}"
+            for f in sorted(live.findings, key=lambda f: STATUS_ORDER[f.status])
+        ]
     return "\n".join(lines) + "\n"
 
 
 def _svg_lines(series: dict[str, list[tuple[str, float]]], title: str, bound: float | None) -> str:
-    """A small line chart: x = days (shared), one line per version."""
+    """A small line chart: x = days (shared), one line per version (its legend is the page's)."""
     days = sorted({d for pts in series.values() for d, _ in pts})
     values = [y for pts in series.values() for _, y in pts if not math.isnan(y)]
     if not days or not values:
         return f"<p class=muted>{html.escape(title)}: no joined actuals yet.</p>"
     if bound is not None:
         values.append(bound)
-    lo, hi = min(0.0, min(values)), max(values) * 1.1 or 1.0
+    span = (max(values) - min(values)) or abs(max(values)) or 1.0
+    lo, hi = min(values) - 0.15 * span, max(values) + 0.15 * span  # the differences, visible
     w, h, pad = 640, 220, 40
 
     def x(d: str) -> float:
@@ -88,59 +96,208 @@ def _svg_lines(series: dict[str, list[tuple[str, float]]], title: str, bound: fl
     parts = [f'<svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img">']
     parts.append(f'<text x="{pad}" y="16" font-size="13">{html.escape(title)}</text>')
     parts.append(f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#999"/>')
-    for v in (lo, hi):
+    for v in (lo, (lo + hi) / 2, hi):
         parts.append(f'<text x="2" y="{y(v) + 4:.0f}" font-size="10">{v:.3g}</text>')
     if bound is not None:
         parts.append(
             f'<line x1="{pad}" y1="{y(bound):.1f}" x2="{w - pad}" y2="{y(bound):.1f}" '
             'stroke="#cf222e" stroke-dasharray="4 3"/>'
-            f'<text x="{w - pad - 80}" y="{y(bound) - 4:.0f}" font-size="10" fill="#cf222e">'
+            f'<text x="{w // 2 - 30}" y="{y(bound) - 4:.0f}" font-size="10" fill="#cf222e">'
             f"gate bound {bound:g}</text>"
         )
     for i, d in enumerate(days):
         if len(days) <= 10 or i % max(len(days) // 8, 1) == 0:
             parts.append(f'<text x="{x(d) - 25:.0f}" y="{h - pad + 14}" font-size="10">{d}</text>')
-    for i, (name, pts) in enumerate(series.items()):
+    for i, pts in enumerate(series.values()):
         color = PALETTE[i % len(PALETTE)]
         coords = " ".join(f"{x(d):.1f},{y(v):.1f}" for d, v in pts if not math.isnan(v))
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{coords}"/>')
         for d, v in pts:
             if not math.isnan(v):
                 parts.append(f'<circle cx="{x(d):.1f}" cy="{y(v):.1f}" r="3" fill="{color}"/>')
-        parts.append(
-            f'<text x="{w - pad + 2 - 120}" y="{30 + 14 * i}" font-size="11" fill="{color}">'
-            f"{html.escape(name)}</text>"
-        )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _svg_bars(bars: list[tuple[str, float, bool]], title: str, bound: float | None) -> str:
-    if not bars:
-        return ""
-    w, row = 640, 20
-    h = 30 + row * len(bars)
-    hi = max([b for _, b, _ in bars] + [bound or 0]) or 1.0
-    parts = [f'<svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img">']
-    parts.append(f'<text x="0" y="14" font-size="13">{html.escape(title)}</text>')
-    for i, (name, value, bad) in enumerate(bars):
-        y = 24 + i * row
-        length = (w - 260) * value / hi
-        parts.append(f'<text x="0" y="{y + 13}" font-size="11">{html.escape(name)}</text>')
-        parts.append(
-            f'<rect x="160" y="{y + 2}" width="{length:.1f}" height="{row - 6}" '
-            f'fill="{"#cf222e" if bad else "#0969da"}"/>'
-            f'<text x="{165 + length:.0f}" y="{y + 13}" font-size="10">{value:.3g}'
-            f"{' drifted' if bad else ''}</text>"
+STATUS_ORDER = {"fail": 0, "inconclusive": 1, "pass": 2}
+
+
+def _chart_metric(r: Result, bounds: dict[str, float]) -> str | None:
+    """The metric worth a chart: the live version's first failed quality check's, else the first
+    gate metric any version measured, else the live (or any) version's primary one."""
+    live = r.live
+    measured = {m for v in r.versions for m in v.metrics}
+    if live is not None:
+        for f in sorted(live.findings, key=lambda f: STATUS_ORDER[f.status]):
+            name = f.check.partition(":")[2]
+            if f.check.startswith(("gate:", "ratchet:")) and name in live.metrics:
+                return name
+    found = next((m for m in bounds if m in measured), None)
+    if found is not None:
+        return found
+    return next((_primary(v) for v in [*([live] if live else []), *r.versions] if v.metrics), None)
+
+
+def _better(metric: str) -> str:
+    return "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
+
+
+def next_step(r: Result) -> str:
+    """What the reader should do about this verdict, in one or two sentences."""
+    target = f"ENV={r.environment} MODEL={r.model}"
+    if r.verdict == HEALTHY:
+        return "Nothing to do: the live version meets every check that had enough data."
+    if r.verdict == DEGRADED:
+        done = (
+            f"This run acted: {r.action}"
+            if r.action
+            else "This run took no action (report only, or no action configured)."
         )
-    parts.append("</svg>")
-    return "".join(parts)
+        return (
+            f"{done} Read the failed checks below. If production still serves the degraded "
+            f"version, `make rollback {target}` goes back one release; if the actuals have "
+            "moved for good, retrain on recent data (`make train`) and deliver again."
+        )
+    return (
+        "Nothing could be judged yet. Make sure predictions are served and their actuals "
+        f"arrive (POST /feedback at the stable address, or `make feedback {target} "
+        "FILE=actuals.csv`); each check says how many rows it needs."
+    )
+
+
+def _code(text: str) -> str:
+    """Escaped, with `commands` set as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def _verdict_box(r: Result) -> str:
+    live = r.live
+    name = f"{live.version} ({live.model})" if live else ""
+    findings = live.findings if live else []
+    failed = [f for f in findings if f.status == "fail"]
+    open_ = [f for f in findings if f.status == "inconclusive"]
+    judged = [f for f in findings if f.status != "inconclusive"]
+
+    def items(fs: list[Any]) -> str:
+        return "".join(
+            f"<li><b>{html.escape(f.check)}</b>: {html.escape(f.message)}</li>" for f in fs
+        )
+
+    if live is None:
+        head = "No version served predictions in the window."
+        body = ""
+    elif r.verdict == DEGRADED:
+        head = (
+            f"The live version {html.escape(name)} fails {len(failed)} of {len(findings)} checks:"
+        )
+        body = f"<ul>{items(failed)}</ul>"
+    elif r.verdict == HEALTHY:
+        head = (
+            f"The live version {html.escape(name)} passes all {len(judged)} checks that had "
+            "enough data."
+        )
+        body = ""
+    else:
+        head = f"None of the checks of the live version {html.escape(name)} had enough data."
+        body = ""
+    not_judged = (
+        f'<p class="small">Not judged (too little data, not a failure):</p><ul class="small">'
+        f"{items(open_)}</ul>"
+        if open_ and r.verdict != NO_DATA
+        else (f"<ul>{items(open_)}</ul>" if open_ else "")
+    )
+    return (
+        f'<div class="verdict"><h1>{html.escape(r.environment)}/{html.escape(r.model)}: '
+        f"{html.escape(r.verdict)}</h1>\n<p>{head}</p>{body}{not_judged}"
+        f'<p class="next"><b>What to do next:</b> {_code(next_step(r))}</p></div>'
+    )
+
+
+def _quality_table(r: Result) -> str:
+    live = r.live
+    names = list(dict.fromkeys(m for v in r.versions for m in v.metrics))
+    if not names:
+        return '<p class="muted">No prediction has a joined actual in the window yet.</p>'
+    bound_text = {
+        f.check.partition(":")[2]: f.bound
+        for f in (live.findings if live else [])
+        if f.check.startswith("gate:")
+    }
+    failing = {
+        f.check.partition(":")[2] for f in (live.findings if live else []) if f.status == "fail"
+    }
+    head = "".join(
+        f"<th>{html.escape(m)}<br><span class=small>{_better(m)}</span></th>" for m in names
+    )
+    rows = []
+    for v in r.versions:
+        cells = "".join(
+            f'<td class="{"fail" if v.live and m in failing else ""}">{_num(v.metrics.get(m))}</td>'
+            for m in names
+        )
+        rows.append(
+            f"<tr><td>{html.escape(v.version)}{' <b>(live)</b>' if v.live else ''}</td>"
+            f"<td>{v.joined}</td>{cells}</tr>"
+        )
+    bounds_row = "".join(f"<td>{html.escape(bound_text.get(m, '-'))}</td>" for m in names)
+    notes = "".join(
+        f"<li>{html.escape(m)} of {html.escape(v.version)} not measured: {html.escape(why)}</li>"
+        for v in r.versions
+        for m, why in v.unmeasured.items()
+    )
+    return (
+        f"<table><tr><th>version</th><th>joined actuals</th>{head}</tr>{''.join(rows)}"
+        f"<tr class=muted><td>gate bound</td><td></td>{bounds_row}</tr></table>"
+        + (f'<ul class="small">{notes}</ul>' if notes else "")
+    )
+
+
+def _drift_section(live: Version | None) -> str:
+    if live is None or not live.drift:
+        reason = next(
+            (f.message for f in (live.findings if live else []) if f.check == "drift"), ""
+        )
+        return (
+            f'<p class="muted">No drift computed{": " + html.escape(reason) if reason else ""}.</p>'
+        )
+    d = live.drift
+    finding = next((f for f in live.findings if f.check == "drift"), None)
+    drifted = d["drifted_features"]
+    pred = next((c for c in d["columns"] if c["column"] == "prediction"), None)
+    summary = (
+        f"{len(drifted)} of {d['features']} features drifted"
+        + (f" ({', '.join(drifted)})" if drifted else "")
+        + (f"; the predictions {'drifted' if pred['drifted'] else 'did not drift'}" if pred else "")
+        + f". {d['rows']} live records compared with {d['reference_rows']} rows of the training "
+        "reference."
+    )
+    if finding is not None and finding.status == "inconclusive":
+        summary += f" Not judged: {finding.message}; shown for information."
+    rows = "".join(
+        f"<tr><td>{html.escape(c['column'])}</td>"
+        f'<td class="{"fail" if c["drifted"] else "pass"}">{"drifted" if c["drifted"] else "no"}</td>'
+        f"<td>{html.escape(c['method'])}</td><td>{_num(float(c['score']), 3)}</td>"
+        f"<td>{'&lt;' if 'p_value' in c['method'] else '&ge;'} {c['threshold']:g}</td></tr>"
+        for c in sorted(d["columns"], key=lambda c: (not c["drifted"], c["column"]))
+    )
+    link = (
+        f'<p>Evidently\'s full drift report: <a href="{html.escape(live.drift_html)}">'
+        f"{html.escape(live.drift_html)}</a></p>"
+        if live.drift_html
+        else ""
+    )
+    return (
+        f"<p>{html.escape(summary)}</p>{link}"
+        f"<details{' open' if drifted else ''}><summary>Per column (drifted first)</summary>"
+        "<table><tr><th>column</th><th>drifted</th><th>test</th><th>score</th>"
+        f"<th>drifted when score</th></tr>{rows}</table></details>"
+    )
 
 
 def page(r: Result, bounds: dict[str, float]) -> str:
     color = COLORS.get(r.verdict, "#6e7781")
     live = r.live
-    metric = _primary(live) if live else None
+    metric = _chart_metric(r, bounds)
     series = {
         f"{v.version} ({v.model})": [
             (d, float(g["metrics"].get(metric, float("nan")))) for d, g in sorted(v.by_day.items())
@@ -148,40 +305,40 @@ def page(r: Result, bounds: dict[str, float]) -> str:
         for v in r.versions
         if metric and v.by_day
     }
-    chart = _svg_lines(series, f"live {metric} per day, per version", bounds.get(metric or ""))
-    drift_chart = ""
-    if live is not None and live.drift:
-        drift_chart = _svg_bars(
-            [(c["column"], float(c["score"]), bool(c["drifted"])) for c in live.drift["columns"]],
-            f"drift of {live.version} vs its training reference (score per column; "
-            "methods and thresholds in the Evidently report)",
-            None,
-        )
-    reasons = "".join(f"<li>{html.escape(x)}</li>" for x in r.reasons)
+    bound = bounds.get(metric or "")
+    chart = (
+        _svg_lines(series, f"live {metric} per day, per version", bound)
+        if metric
+        else '<p class="muted">No live metric per day: no joined actuals yet.</p>'
+    )
+    legend = " ".join(
+        f'<span style="color:{PALETTE[i % len(PALETTE)]}">&#9632; {html.escape(name)}</span>'
+        for i, name in enumerate(series)
+    )
+    chart_note = (
+        f'<p class="small">{legend}. {html.escape(metric)}: {_better(metric)}'
+        + (f"; dashed red line: the gate's bound {bound:g}" if bound is not None else "")
+        + ".</p>"
+        if metric and series
+        else ""
+    )
     checks = ""
     if live is not None:
         checks = "".join(
             f'<tr><td class="{f.status}">{f.status.upper()}</td><td>{html.escape(f.check)}</td>'
             f"<td>{html.escape(f.message)}</td></tr>"
-            for f in live.findings
+            for f in sorted(live.findings, key=lambda f: STATUS_ORDER[f.status])
         )
     rows = "".join(
         f"<tr><td>{html.escape(v.version)}</td><td>{html.escape(v.model)}</td>"
-        f"<td>{'live' if v.live else ''}</td><td>{html.escape(v.deployed_at or '-')}</td>"
+        f"<td>{'<b>live</b>' if v.live else ''}</td><td>{html.escape(v.deployed_at or '-')}</td>"
         f"<td>{v.requests}</td><td>{v.records}</td>"
         + "".join(
             f"<td>{_num(v.latency_ms.get(k), 1)}</td>"
             for k in ("avg", "min", "p50", "p90", "p99", "max")
         )
-        + f"<td>{_num(v.errors)}</td><td>{v.fallbacks}</td><td>{v.joined}</td>"
-        f"<td>{html.escape(', '.join(f'{k} {_num(x)}' for k, x in v.metrics.items()) or '-')}</td></tr>"
+        + f"<td>{_num(v.errors)}</td><td>{v.fallbacks}</td></tr>"
         for v in r.versions
-    )
-    link = (
-        f"<p>Evidently's full drift report of {html.escape(live.version)}: "
-        f'<a href="{html.escape(live.drift_html)}">{html.escape(live.drift_html)}</a></p>'
-        if live is not None and live.drift_html
-        else ""
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -189,29 +346,33 @@ def page(r: Result, bounds: dict[str, float]) -> str:
 <style>
 body {{ font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #1f2328; max-width: 1100px; }}
 .verdict {{ background: {color}; color: white; padding: 16px 20px; border-radius: 8px; }}
-.verdict h1 {{ margin: 0; font-size: 28px; }}
+.verdict h1 {{ margin: 0 0 6px; font-size: 28px; }}
+.verdict p, .verdict ul {{ margin: 4px 0; }} .verdict .next {{ margin-top: 10px; }}
 table {{ border-collapse: collapse; margin: 12px 0; }}
-td, th {{ border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; }}
+td, th {{ border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; vertical-align: top; }}
 .pass {{ color: #1a7f37; font-weight: bold; }} .fail {{ color: #cf222e; font-weight: bold; }}
 .inconclusive {{ color: #6e7781; font-weight: bold; }} .muted {{ color: #6e7781; }}
+.small {{ font-size: 12px; }}
+.verdict code {{ background: rgba(255, 255, 255, 0.2); padding: 0 3px; }}
 </style></head><body>
-<div class="verdict"><h1>{html.escape(r.environment)}/{html.escape(r.model)}: {html.escape(r.verdict)}</h1>
-<ul>{reasons}</ul>
-{f"<p>Action taken: {html.escape(r.action)}</p>" if r.action else ""}</div>
+{_verdict_box(r)}
 <p class="muted">Window {html.escape(r.window)}: {html.escape(r.start)} to {html.escape(r.end)}.
 The live version is the one the environment's stable address serves; only its checks decide the
-verdict.</p>
+verdict. A check with too few rows is not judged: it neither passes nor fails.</p>
 <h2>Checks of the live version{f" {html.escape(live.version)}" if live else ""}</h2>
 <table><tr><th>result</th><th>check</th><th>detail</th></tr>{checks}</table>
-<h2>Quality on joined actuals</h2>
+<h2>Quality on joined actuals (the model's gate metrics)</h2>
+{_quality_table(r)}
 {chart}
-<h2>Drift</h2>
-{drift_chart or '<p class="muted">no drift computed</p>'}
-{link}
+{chart_note}
 <h2>Serving, per version</h2>
-<table><tr><th>version</th><th>model</th><th></th><th>deployed</th><th>requests</th>
-<th>records</th><th>avg ms</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>max</th>
-<th>errors (5xx)</th><th>fallbacks</th><th>joined actuals</th><th>live metrics</th></tr>{rows}</table>
+<table><tr><th rowspan=2>version</th><th rowspan=2>model</th><th rowspan=2></th>
+<th rowspan=2>deployed</th><th rowspan=2>requests</th><th rowspan=2>records</th>
+<th colspan=6>latency per request (ms)</th><th rowspan=2>errors (5xx)</th>
+<th rowspan=2>fallbacks</th></tr>
+<tr><th>avg</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>{rows}</table>
+<h2>Drift of the live version against its training reference</h2>
+{_drift_section(live)}
 </body></html>
 """
 

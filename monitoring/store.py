@@ -6,6 +6,9 @@ Ingestion is incremental: a log file is known by its device and inode, so a rota
 only lines appended since the last run are read; only complete lines are taken (a line being
 written is read next time). A file shorter than its offset was truncated: it is read again.
 
+A classifier's record keeps its class probabilities (`outputs.probabilities[i]`, a {class: p}
+object in the model's class order) in `proba`; a regressor's is NULL.
+
 Join key of a record (what an actual names as its `request_id`): the request id for a
 single-record request, `<request id>#<i>` for record i (from 0) of a multi-record request.
 """
@@ -35,7 +38,9 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS predictions (
     key VARCHAR, request_id VARCHAR, idx INTEGER, n INTEGER, time TIMESTAMPTZ, model VARCHAR,
     release VARCHAR, routed_to VARCHAR, fallback BOOLEAN, latency_ms DOUBLE, input JSON,
-    prediction JSON);
+    prediction JSON, proba JSON);
+-- A store created before class probabilities were kept gets the column (NULL in its old rows).
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS proba JSON;
 CREATE TABLE IF NOT EXISTS actuals (
     key VARCHAR, actual JSON, observed_at TIMESTAMPTZ, received_at TIMESTAMPTZ, model VARCHAR,
     release VARCHAR, source VARCHAR);
@@ -72,13 +77,15 @@ INSERT_PREDICTIONS = """
 INSERT INTO predictions
 SELECT CASE WHEN n = 1 THEN request_id ELSE request_id || '#' || idx END,
        request_id, idx, n, time, model, release, routed_to, fallback, latency_ms, input,
-       prediction
+       prediction, proba
 FROM (
     SELECT request_id, len(inputs) AS n, TRY_CAST(time AS TIMESTAMPTZ) AS time, model, release,
            routed_to, coalesce(fallback, false) AS fallback, latency_ms,
            unnest(inputs) AS input,
            unnest(generate_series(0, len(inputs) - 1)) AS idx,
-           unnest(CAST(json_extract(outputs, '$.predictions') AS JSON[])) AS prediction
+           unnest(CAST(json_extract(outputs, '$.predictions') AS JSON[])) AS prediction,
+           -- a classifier's {class: probability} per record; a regressor has none: NULL
+           unnest(CAST(json_extract(outputs, '$.probabilities') AS JSON[])) AS proba
     FROM read_json(?, format = 'newline_delimited', ignore_errors = true,
                    columns = {columns})
     WHERE event = 'prediction' AND request_id IS NOT NULL AND len(inputs) > 0

@@ -24,7 +24,9 @@ def prediction_line(
     latency_ms: float,
     release: str | None = None,
     fallback: bool | None = None,
+    probabilities: Sequence[dict[str, float]] | None = None,
 ) -> str:
+    """A prediction log line; a classifier's has `probabilities`, one {class: p} per record."""
     rec: dict[str, Any] = {"event": "prediction", "time": iso(at), "request_id": request_id}
     rec["model"] = model
     if release is not None:
@@ -35,6 +37,8 @@ def prediction_line(
     rec["latency_ms"] = latency_ms
     rec["inputs"] = list(inputs)
     rec["outputs"] = {"predictions": list(predictions)}
+    if probabilities is not None:
+        rec["outputs"]["probabilities"] = list(probabilities)
     return json.dumps(rec, separators=(",", ":"))
 
 

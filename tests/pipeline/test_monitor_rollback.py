@@ -189,6 +189,9 @@ def test_a_live_model_whose_actuals_go_bad_is_rolled_back_and_reported(repo, dep
     assert summary["action"].startswith("Rolled back")
     page = (repo / "reports" / "monitor" / "production-sales" / "report.html").read_text()
     assert "production/sales: DEGRADED</h1>" in page
+    verdict = page[page.index('<div class="verdict">') : page.index("</div>")]
+    assert "<b>gate:nwrmsle</b>: live nwrmsle = " in verdict  # what failed and why, up top
+    assert "What to do next:</b> This run acted: Rolled back" in verdict
 
 
 def test_the_stand_in_slack_is_told_why_and_what_was_done(slack, first_run):
