@@ -94,9 +94,12 @@ class Tail:
         return records + more
 
 
-def predictions(records: list[dict[str, Any]]) -> dict[str, tuple[str, dict[str, Any], Any]]:
-    """key -> (release that answered, input record, prediction) of prediction log records."""
-    out: dict[str, tuple[str, dict[str, Any], Any]] = {}
+def predictions(
+    records: list[dict[str, Any]],
+) -> dict[str, tuple[str, dict[str, Any], Any, Any]]:
+    """key -> (release that answered, input record, prediction, a classifier's {class: p} or
+    None) of prediction log records."""
+    out: dict[str, tuple[str, dict[str, Any], Any, Any]] = {}
     for r in records:
         if r.get("event") != "prediction" or not r.get("request_id") or not r.get("release"):
             continue
@@ -105,9 +108,12 @@ def predictions(records: list[dict[str, Any]]) -> dict[str, tuple[str, dict[str,
         preds = outputs.get("predictions") if isinstance(outputs, dict) else None
         if not isinstance(inputs, list) or not isinstance(preds, list):
             continue
-        for i, (x, y) in enumerate(zip(inputs, preds, strict=False)):
+        probs = outputs.get("probabilities")
+        if not isinstance(probs, list) or len(probs) != len(preds):
+            probs = [None] * len(preds)
+        for i, (x, y, p) in enumerate(zip(inputs, preds, probs, strict=False)):
             key = str(r["request_id"]) if len(inputs) == 1 else f"{r['request_id']}#{i}"
-            out[key] = (str(r["release"]), x, y)
+            out[key] = (str(r["release"]), x, y, p)
     return out
 
 
@@ -141,15 +147,20 @@ class AccuracyCheck:
         """release -> (joined rows, live metrics) over what was logged since the last call."""
         preds = predictions(self.predictions.read())
         truth = actuals(self.actuals.read())
-        rows: dict[str, list[tuple[dict[str, Any], Any, Any]]] = {}
-        for key, (release, x, y) in preds.items():
+        rows: dict[str, list[tuple[dict[str, Any], Any, Any, Any]]] = {}
+        for key, (release, x, y, proba) in preds.items():
             if key in truth:
-                rows.setdefault(release, []).append((x, truth[key], y))
+                rows.setdefault(release, []).append((x, truth[key], y, proba))
         out = {}
         for release, joined in rows.items():
-            inputs = pd.DataFrame.from_records([x for x, _, _ in joined])
+            inputs = pd.DataFrame.from_records([x for x, _, _, _ in joined])
+            probabilities = [p for _, _, _, p in joined]
             metrics = quality.live_metrics(
-                self.spec, inputs, [a for _, a, _ in joined], [p for _, _, p in joined]
+                self.spec,
+                inputs,
+                [a for _, a, _, _ in joined],
+                [y for _, _, y, _ in joined],
+                probabilities if self.spec.task == "classification" else None,
             )
             out[release] = (len(joined), metrics)
         return out

@@ -152,7 +152,10 @@ def test_records_of_a_multi_record_request_join_by_their_index(tmp_path):
         ]
     )
 
-    assert preds == {"q#0": (CANARY, {"a": 1}, 1.0), "q#1": (CANARY, {"a": 2}, 2.0)}
+    assert preds == {
+        "q#0": (CANARY, {"a": 1}, 1.0, None),
+        "q#1": (CANARY, {"a": 2}, 2.0, None),
+    }
 
 
 def test_a_failing_accuracy_check_fails_the_canary_analysis(tmp_path):
@@ -212,7 +215,7 @@ def test_a_prediction_stable_made_for_a_late_canary_counts_for_stable(tmp_path):
         ]
     )
 
-    assert preds == {"late": (STABLE, {"a": 1}, 3.0)}
+    assert preds == {"late": (STABLE, {"a": 1}, 3.0, None)}
 
 
 def test_lines_that_are_no_record_of_the_log_are_skipped_not_fatal(tmp_path):
@@ -222,3 +225,45 @@ def test_lines_that_are_no_record_of_the_log_are_skipped_not_fatal(tmp_path):
     log(tmp_path, CANARY, 30, 1.0)
 
     assert c(INPUT).verdict == canary.PASS
+
+
+def log_classifier(directory: Path, release: str, n: int, informative: bool) -> None:
+    """`n` predictions of a two-class model, half of each actual class, all labelled right, each
+    with its logged class probabilities: ranking the classes right, or all 0.5 (ROC AUC 0.5:
+    only the probabilities can tell)."""
+    preds, truth = [], []
+    for i in range(n):
+        actual = i % 2
+        p1 = (0.6 if actual == 1 else 0.4) if informative else 0.5
+        rid = f"{release}-c{i}"
+        preds.append(
+            {
+                "event": "prediction",
+                "request_id": rid,
+                "release": release,
+                "inputs": [{"x": i}],
+                "outputs": {
+                    "predictions": [actual],
+                    "probabilities": [{"0": 1 - p1, "1": p1}],
+                },
+            }
+        )
+        truth.append({"event": "actual", "request_id": rid, "actual": actual})
+    write(directory / accuracy.PREDICTIONS, preds)
+    write(directory / accuracy.ACTUALS, truth)
+
+
+def test_a_classifier_canary_is_judged_on_the_roc_auc_of_its_logged_probabilities(tmp_path):
+    c = accuracy.for_model(
+        tmp_path, "cancer", AccuracyChecks(min_joined=20, ratchet_tolerance=None)
+    )
+    log_classifier(tmp_path, STABLE, 40, informative=True)
+    log_classifier(tmp_path, CANARY, 40, informative=True)
+    assert c(INPUT).verdict == canary.PASS
+
+    log_classifier(tmp_path, STABLE, 40, informative=True)
+    log_classifier(tmp_path, CANARY, 40, informative=False)
+    result = c(INPUT)
+
+    assert result.verdict == canary.FAIL, result.detail
+    assert "live roc_auc = 0.5000 fails the gate's roc_auc >= 0.97" in result.detail
