@@ -154,13 +154,12 @@ class AccuracyCheck:
         out = {}
         for release, joined in rows.items():
             inputs = pd.DataFrame.from_records([x for x, _, _, _ in joined])
-            probabilities = [p for _, _, _, p in joined]
-            metrics = quality.live_metrics(
+            metrics = quality.live_metrics(  # a regressor's probabilities (None) go unread
                 self.spec,
                 inputs,
                 [a for _, a, _, _ in joined],
                 [y for _, _, y, _ in joined],
-                probabilities if self.spec.task == "classification" else None,
+                [p for _, _, _, p in joined],
             )
             out[release] = (len(joined), metrics)
         return out
