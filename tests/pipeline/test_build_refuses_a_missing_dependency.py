@@ -92,9 +92,10 @@ def test_build_refuses_a_model_needing_a_library_the_bento_lacks_until_it_is_add
     assert (repo / "build" / "bento-tag").read_text() == "sales_api:previous\n"
     assert not list(bentos.glob("*/*/bento.yaml"))
 
-    # The fix the message gives (offline here: uv.lock already pins it for the dev group).
+    # The fix the message gives. Not --offline: re-locking reads every package's index page,
+    # which a fresh machine's `uv sync --frozen` never cached (the registry is reachable, as in CI).
     added = subprocess.run(
-        [str(repo / ".venv" / "bin" / "uv"), "add", "--offline", "--no-sync", "sortedcontainers"],
+        [str(repo / ".venv" / "bin" / "uv"), "add", "--no-sync", "sortedcontainers"],
         cwd=repo,
         capture_output=True,
         text=True,
