@@ -23,6 +23,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from starlette.responses import Response as HTTPResponse
 
 from core.settings import get_settings
 from serving import feedback, gc_pauses, predlog
-from serving.batching import MicroBatcher
+from serving.batching import MicroBatcher, Part
 from serving.docs_page import DocsPage
 from serving.guard import RequestGuard
 from serving.runtime import load_served_model, serve_runtime
@@ -69,6 +70,15 @@ ACTUALS = Counter(
 ).labels(**LABELS)
 
 
+def _answer_body(outputs: Sequence[Any]) -> dict[str, Any] | None:
+    """A request's answer from its outputs; None when a regressor's output is not finite."""
+    if MODEL.task == "classification":
+        return {"predictions": [o[0] for o in outputs], "probabilities": [o[1] for o in outputs]}
+    if not all(math.isfinite(v) for v in outputs):
+        return None
+    return {"predictions": outputs}
+
+
 @bentoml.service(
     name=f"{MODEL.name}_api",
     # One worker per replica: the model is small and cheap; scale with replicas, not workers.
@@ -100,8 +110,35 @@ class Predictor:
             self.runtime.predict,
             max_batch_rows=max(MODEL.max_records, 256),
             threaded=self.runtime.name == "sklearn",
+            finish=self._answer,
         )
         LOG.info("%s loaded (runtime: %s), ready: %s", MODEL.tag, self.runtime.name, self.ready)
+
+    def _answer(self, parts: list[Part]) -> list[dict[str, Any] | None]:
+        """The answer to each request of a micro-batch (None: a non-finite output, a 500), their
+        records appended to the prediction log in one write before any of them is sent: a
+        record built and written per request cost ~2 points more of the throughput."""
+        done = time.perf_counter()
+        answers, lines = [], []
+        for (at, start, request_id, routed_to), rows, outputs in parts:
+            body = _answer_body(outputs)
+            answers.append(body)
+            if body is not None and self.log.enabled:
+                lines.append(
+                    predlog.prediction_record(
+                        at,
+                        request_id,
+                        MODEL.tag,
+                        RELEASE,
+                        routed_to,
+                        (done - start) * 1000,
+                        rows,
+                        body,
+                    )
+                )
+        if lines:  # a failed write fails the batch's requests (500) rather than answer unlogged
+            self.log.append(b"".join(lines))
+        return answers
 
     def __is_ready__(self) -> bool:
         return self.ready
@@ -125,25 +162,12 @@ class Predictor:
             if routed_to != RELEASE:
                 FALLBACKS.inc()
         rows = [r.model_dump() for r in records]
-        outputs = await self.batcher.submit(rows)
-        if MODEL.task == "classification":
-            body: dict[str, Any] = {
-                "predictions": [o[0] for o in outputs],
-                "probabilities": [o[1] for o in outputs],
-            }
-        else:
-            if not all(math.isfinite(v) for v in outputs):
-                raise bentoml.exceptions.InternalServerError("model returned a non-finite value")
-            body = {"predictions": outputs}
-        elapsed = time.perf_counter() - start
+        # Built, and logged, in the micro-batch: see _answer.
+        body = await self.batcher.submit(rows, (at, start, request_id, routed_to))
+        if body is None:
+            raise bentoml.exceptions.InternalServerError("model returned a non-finite value")
         PREDICTIONS.inc(len(rows))
-        LATENCY.observe(elapsed)
-        if self.log.enabled:
-            self.log.append(
-                predlog.prediction_record(
-                    at, request_id, MODEL.tag, RELEASE, routed_to, elapsed * 1000, rows, body
-                )
-            )
+        LATENCY.observe(time.perf_counter() - start)
         # Answered ready-made (same bytes): BentoML's serialization of a returned model plus the
         # merge of ctx.response headers cost ~36 us per request. The annotation still makes the schema.
         return HTTPResponse(

@@ -1,8 +1,9 @@
 """The prediction and actuals logs: JSON lines, each in the kernel before the response is sent.
 
 A record is encoded (pydantic-core's JSON encoder) and appended with one `os.write` on an O_APPEND
-descriptor, synchronously, in the request: once `write` returns the line is in the kernel's page
-cache, so a SIGKILL of the worker right after loses nothing it answered (a crash of the machine
+descriptor, synchronously, before its response is sent (the service writes the records of a
+micro-batch's requests in one `write`, before any of them is answered): once `write` returns
+the line is in the kernel's page cache, so a SIGKILL of the worker right after loses nothing it answered (a crash of the machine
 itself can still lose what the kernel had not written to disk). Appends of several processes to
 one file (two releases of an environment, the stable one and its fallback) do not interleave: the
 kernel positions and writes each one as a whole.
@@ -15,11 +16,12 @@ the path's, or was dropped) reopens the path before it writes.
 
 A writer looks at its file (fstat, then the path under the lock) only when its own appends since
 the last look would fill it, once a second, or after it was idle for IDLE_S: a per-write fstat
-cost ~2.5 us of the ~5 us an append took. A busy writer then notices another's rotation within
-a second (its lines in between land in `<name>.1`, not lost; a file dropped in that second would
-take `keep` rotations by others in it); an idle one, the previous release rarely asked, before
-its next line. With two writers a file can outgrow `max_bytes` by what the other wrote since its
-last look.
+cost ~2.5 us of the ~5 us an append took, and a look (five system calls) half the CPU of a
+service's batched append under load when IDLE_S was 1 ms (a busy service appends every few ms).
+A busy writer then notices another's rotation within a second (its lines in between land in
+`<name>.1`, not lost; a file dropped in that second would take `keep` rotations by others in
+it, 500 MiB by default); an idle one, the previous release rarely asked, before its next line.
+With two writers a file can outgrow `max_bytes` by what the other wrote since its last look.
 
 `path`: a file; None: standard output (the default when nothing is configured); OFF: nothing.
 The two record formats (the contract with the monitoring job) are `prediction_record` and
@@ -43,7 +45,7 @@ OFF: Literal["off"] = "off"
 MODE = 0o600
 FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 PATH_CHECK_S = 1.0  # how often a busy writer looks at its file, to follow one moved by another
-IDLE_S = 0.001  # a writer idle this long looks before it writes (see above)
+IDLE_S = 0.25  # a writer idle this long looks before it writes (see above)
 
 
 def _open(path: Path) -> int:

@@ -12,10 +12,15 @@ In each round the three are loaded *at the same time*, 32 connections each, so t
 and whatever else the machine is doing in the same seconds: a paired measurement. Taking turns
 instead (one server loaded after another) read the noise of a shared machine as a cost: two
 identical servers (both logs off) differed by 4-7% that way, and rounds spread from 0.68x to
-1.01x. The figure is each server's CPU time per predict (all its processes, from /proc/<pid>/stat;
-feedback handling is charged to the predicts) over the baseline's, round by round. A server
-saturated by its load is CPU-bound, so its throughput is 1 / CPU per predict: the ratio is the
-throughput ratio. The target reads the median round. `--same` runs the control: every server
+1.01x. Where a server stands in the start order matters too: on a busy machine the one started
+first read 3-10% slower than the last in a control run, whatever it ran. So the rounds are run
+in six sessions, one per order (every load in every place equally often; servers restarted
+between sessions).
+
+The figure is each server's CPU time per predict (all its processes, from /proc/<pid>/stat;
+feedback handling is charged to the predicts) over the baseline's, round by round, averaged
+geometrically over the rounds. A server saturated by its load is CPU-bound, so its throughput is
+1 / CPU per predict: the ratio is the throughput ratio. `--same` runs the control: every server
 with its logs off, which must read ~1.0x. Report: reports/bench/logging.{json,md}.
 """
 
@@ -23,9 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import json
+import math
 import os
-import statistics
 import sys
 import threading
 from pathlib import Path
@@ -64,6 +70,48 @@ def cpu_seconds(root: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def load_all(
+    servers: dict[str, Server],
+    order: tuple[str, ...],
+    body: Path,
+    env: dict[str, dict[str, str] | None],
+    clients: int,
+    seconds: float,
+) -> dict[str, dict]:
+    """All loads at once, started in `order`, for `seconds`: each one's wrk figures and its
+    server's CPU time and predicts."""
+    pids = {name: servers[name].proc.pid for name in order}  # type: ignore[union-attr]
+    found: dict[str, dict] = {}
+    failed: list[BaseException] = []
+
+    def one(name: str) -> None:
+        try:
+            found[name] = run_wrk(
+                f"{servers[name].url}/predict",
+                body,
+                clients,
+                seconds,
+                cpu=LOAD_CPU,
+                script=MIX_SCRIPT,
+                env=env[name],
+            )
+        except BaseException as exc:  # re-raised below, in the bench's thread
+            failed.append(exc)
+
+    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    threads = [threading.Thread(target=one, args=(name,)) for name in order]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
+        raise failed[0]
+    for name, pid in pids.items():
+        found[name]["cpu_s"] = cpu_seconds(pid) - cpu0[name]
+        found[name]["predicts"] = found[name]["requests"] * SHARE[name]
+    return found
+
+
 def bench(
     tag: str,
     clients: int,
@@ -96,63 +144,35 @@ def bench(
             }
         )
     mix = {"BENTOGATE_WRK_EVERY": str(EVERY), "BENTOGATE_WRK_FEEDBACK": str(feedback)}
-    env = {"off": None, "log": None, "log+feedback": mix}
-    servers: dict[str, Server] = {}
+    env: dict[str, dict[str, str] | None] = {"off": None, "log": None, "log+feedback": mix}
     runs: dict[str, list[dict]] = {name: [] for name in LOADS}
-    try:
-        for name, variant in variants.items():
-            server = servers[name] = Server(
-                "service:Predictor",
-                prefix=PIN_SERVER,
-                cwd=ROOT,
-                env={"BENTOGATE_MODEL_TAG": tag, **variant},
-                log_path=out / f"logging_{name.replace('+', '-')}_server.log",
-            )
-            print(f"[bench-logging] {name}: starting", file=sys.stderr)
-            server.start()
-            server.wait_ready(90)
-
-        def load_all(seconds: float) -> dict[str, dict]:
-            """All loads at once, for `seconds`: each one's wrk figures and server CPU time."""
-            pids = {name: servers[name].proc.pid for name in LOADS}  # type: ignore[union-attr]
-            found: dict[str, dict] = {}
-            failed: list[BaseException] = []
-
-            def one(name: str) -> None:
-                try:
-                    found[name] = run_wrk(
-                        f"{servers[name].url}/predict",
-                        body,
-                        clients,
-                        seconds,
-                        cpu=LOAD_CPU,
-                        script=MIX_SCRIPT,
-                        env=env[name],
-                    )
-                except BaseException as exc:  # re-raised below, in the bench's thread
-                    failed.append(exc)
-
-            cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-            threads = [threading.Thread(target=one, args=(name,)) for name in LOADS]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            if failed:
-                raise failed[0]
-            for name, pid in pids.items():
-                found[name]["cpu_s"] = cpu_seconds(pid) - cpu0[name]
-                found[name]["predicts"] = found[name]["requests"] * SHARE[name]
-            return found
-
-        load_all(warmup)  # not recorded
-        for _ in range(rounds):
-            _settle(SERVER_CPU)
-            for name, run in load_all(duration / rounds).items():
-                runs[name].append(run)
-    finally:
-        for server in servers.values():
-            server.stop()
+    # One session per start order: the place in it is worth several percent (module docstring).
+    orders = list(itertools.permutations(LOADS))
+    for session, order in enumerate(orders):
+        count = rounds // len(orders)
+        servers: dict[str, Server] = {}
+        try:
+            for name in order:
+                server = servers[name] = Server(
+                    "service:Predictor",
+                    prefix=PIN_SERVER,
+                    cwd=ROOT,
+                    env={"BENTOGATE_MODEL_TAG": tag, **variants[name]},
+                    log_path=out / f"logging_{name.replace('+', '-')}_server.log",
+                )
+                print(f"[bench-logging] session {session + 1}: starting {name}", file=sys.stderr)
+                server.start()
+                server.wait_ready(90)
+            load_all(servers, order, body, env, clients, warmup)  # not recorded
+            for _ in range(count):
+                _settle(SERVER_CPU)
+                for name, run in load_all(
+                    servers, order, body, env, clients, duration / rounds
+                ).items():
+                    runs[name].append(run)
+        finally:
+            for server in servers.values():
+                server.stop()
     figures: dict[str, dict] = {}
     for name in LOADS:
         f = figures[name] = pool(runs[name])
@@ -170,13 +190,14 @@ def bench(
         return out
 
     ratios = {key: {name: per_round(name, key) for name in LOADS[1:]} for key in ("rps", "cpu")}
-    medians = {
-        key: {name: statistics.median(v) for name, v in by.items()} for key, by in ratios.items()
+    means = {
+        key: {name: math.exp(sum(map(math.log, v)) / len(v)) for name, v in by.items()}
+        for key, by in ratios.items()
     }
     logged = sum(
         sum(1 for _ in p.open()) for p in logs.glob("*/predictions.jsonl*") if p.suffix != ".lock"
     )
-    value = medians["cpu"]["log+feedback"]
+    value = means["cpu"]["log+feedback"]
     return {
         "model": tag,
         "date": dt.date.today().isoformat(),
@@ -187,12 +208,12 @@ def bench(
         "feedback": {"every": EVERY, "actuals_per_request": FEEDBACK_ITEMS},
         "figures": figures,
         "ratios_per_round": ratios,
-        "ratios_median_round": medians,
+        "ratios_mean_round": means,
         "lines_logged": logged,
         "targets": {
             "logging_and_feedback_32": {
                 "target": f"predict throughput with log and feedback >= {TARGET:.0%} of without"
-                " (median round, CPU per predict)",
+                " (geometric mean of the rounds, CPU per predict)",
                 "value": value,
                 "met": value >= TARGET,
             },
@@ -211,16 +232,17 @@ def markdown(r: dict) -> str:
         f"### Logging cost: `{r['model']}`, {r['clients']} clients each ({r['date']})"
         + (" - CONTROL RUN: every server with its logs off" if r["control"] else ""),
         "",
-        f"wrk, keep-alive; {r['duration_s']:g} s in {r['rounds']} rounds, the three servers "
+        f"wrk, keep-alive; {r['duration_s']:g} s in {r['rounds']} rounds (6 sessions, one per "
+        "order of starting the servers), the three servers "
         "loaded at the same time in each (all on core 0, wrk on core 1: latencies are those of "
         "a core shared three ways). `log+feedback`: one POST /feedback of "
         f"{f['actuals_per_request']} actuals every {f['every']} requests.",
         "",
-        "| load | req/s | predict req/s | vs off (median round) | server CPU us per predict "
-        "| vs off (median round) | P50 ms | P99 ms | errors |",
+        "| load | req/s | predict req/s | vs off (mean round) | server CPU us per predict "
+        "| vs off (mean round) | P50 ms | P99 ms | errors |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    med = r["ratios_median_round"]
+    med = r["ratios_mean_round"]
     for name in LOADS:
         s = r["figures"][name]
         rps_x = f"{med['rps'][name]:.3f}x" if name in med["rps"] else "1"
@@ -246,12 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--duration", type=float, default=36.0, help="seconds per load, all rounds")
     p.add_argument("--warmup", type=float, default=3.0)
-    p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--rounds", type=int, default=12, help="a multiple of 6: rounds per order")
     p.add_argument("--out", type=Path, default=get_settings().reports_dir / "bench")
     p.add_argument(
         "--same", action="store_true", help="control run: every server with its logs off (~1.0x)"
     )
     args = p.parse_args(argv)
+    if args.rounds < 6 or args.rounds % 6:
+        p.error(f"--rounds: {args.rounds} is not a multiple of 6 (one session per start order)")
     try:
         tag = resolve_tag(get_settings())
         wrk_path()
