@@ -21,6 +21,12 @@ _HOME = tempfile.mkdtemp(prefix="bentogate-test-home-")
 atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ["BENTOML_HOME"] = _HOME
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+# One OpenMP thread in the test processes and every command they start, as the service runs
+# (service.py): on 2 cores shared by 2 xdist workers and their servers, HistGradientBoosting's
+# threads mostly wait for each other (measured beside a busy core: a 100-round sales fit 7-19 s
+# with threads, 0.6-1.3 s with one; 64 one-row predictions 3-6 s against 0.4-0.9 s). Set before
+# scikit-learn loads its OpenMP runtime, which reads it once. An explicit setting is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import bentoml  # noqa: E402
 
