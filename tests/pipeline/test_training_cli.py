@@ -21,6 +21,13 @@ def config_with(tmp_path: Path, **changes) -> Path:
     return path
 
 
+def short_fit(folder: Path) -> Path:
+    """The default config with 100 boosting rounds instead of 300: it passes the same gates."""
+    folder.mkdir(parents=True, exist_ok=True)
+    params = yaml.safe_load((ROOT / "models/sales/config.yaml").read_text())["params"]
+    return config_with(folder, params={**params, "max_iter": 100})
+
+
 def store_models(env) -> list[Path]:
     return sorted(Path(env["BENTOML_HOME"]).glob("models/sales/*/model.yaml"))
 
@@ -136,7 +143,10 @@ def test_bad_config_exits_2_naming_the_line(tmp_path, isolated_env):
 
 
 def test_promote_then_a_worse_candidate_fails_the_production_ratchet(tmp_path, isolated_env):
-    first = run_cli("-m", "training", "run", env=isolated_env)
+    # A shorter fit than the default's 300 rounds for production (the ratchet compares whatever
+    # production is); 8 rounds stay clearly worse than 100.
+    short = short_fit(tmp_path / "short")
+    first = run_cli("-m", "training", "--config", str(short), "run", env=isolated_env)
     assert first.returncode == 0, first.stderr
     promoted = run_cli("-m", "training", "promote", env=isolated_env)
     assert promoted.returncode == 0, promoted.stderr
@@ -155,9 +165,12 @@ def test_promote_then_a_worse_candidate_fails_the_production_ratchet(tmp_path, i
     )
 
 
-def test_each_stage_runs_alone_in_order(isolated_env):
+def test_each_stage_runs_alone_in_order(tmp_path, isolated_env):
+    # A shorter fit than the default's: what is tested is each stage reading the one before's
+    # output, which the full default run of `trained` above does not do.
+    short = short_fit(tmp_path)
     for name in ("load", "validate", "split", "train", "evaluate", "gate", "register"):
-        result = run_cli("-m", "training", name, env=isolated_env)
+        result = run_cli("-m", "training", "--config", str(short), name, env=isolated_env)
         assert result.returncode == 0, f"{name}: {result.stderr}"
     assert len(store_models(isolated_env)) == 1
 
