@@ -109,8 +109,8 @@ class Predictor:
         self.batcher = MicroBatcher(
             self.runtime.predict,
             max_batch_rows=max(MODEL.max_records, 256),
-            threaded=self.runtime.name == "sklearn",
             finish=self._answer,
+            threaded=self.runtime.name == "sklearn",
         )
         LOG.info("%s loaded (runtime: %s), ready: %s", MODEL.tag, self.runtime.name, self.ready)
 

@@ -6,8 +6,8 @@ requests are waiting while the model is busy into the next call: no added latenc
 larger batches exactly when load makes them pay off. It never sheds load; the server's
 max_concurrency bounds the queue.
 
-`finish`, if given, turns a batch's outputs into each submission's result in one call, after the
-model and before any submitter resumes: the service builds its answers there and logs them all
+`finish` turns a batch's outputs into each submission's result in one call, after the model and
+before any submitter resumes: the service builds its answers there and logs them all
 in one write, so each is in the prediction log before any is sent (a record built and written
 per request cost ~2 points more of the throughput: README, "Prediction and actuals logs").
 """
@@ -27,8 +27,8 @@ class MicroBatcher:
         self,
         predict: Callable[[list[Any]], Sequence[Any]],
         max_batch_rows: int,
+        finish: Callable[[list[Part]], Sequence[Any]],
         threaded: bool = True,
-        finish: Callable[[list[Part]], Sequence[Any]] | None = None,
     ) -> None:
         self._predict = predict
         self._max_rows = max_batch_rows
@@ -39,7 +39,7 @@ class MicroBatcher:
         self.batches = 0  # calls of the model, for tests and metrics
 
     async def submit(self, rows: list[Any], tag: Any = None) -> Any:
-        """The outputs of `rows` (or what `finish` made of them); `tag` is handed to `finish`."""
+        """What `finish` made of the outputs of `rows`; `tag` is handed to `finish` with them."""
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._worker = asyncio.create_task(self._run(), name="micro-batcher")
@@ -70,7 +70,7 @@ class MicroBatcher:
                 for part, tag, _ in batch:
                     parts.append((tag, part, out[start : start + len(part)]))
                     start += len(part)
-                results = self._finish(parts) if self._finish else [p[2] for p in parts]
+                results = self._finish(parts)
             except Exception as exc:  # the model's or finish's: every submission of the batch fails
                 for _, _, future in batch:
                     if not future.done():

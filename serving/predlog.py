@@ -3,8 +3,8 @@
 A record is encoded (pydantic-core's JSON encoder) and appended with one `os.write` on an O_APPEND
 descriptor, synchronously, before its response is sent (the service writes the records of a
 micro-batch's requests in one `write`, before any of them is answered): once `write` returns
-the line is in the kernel's page cache, so a SIGKILL of the worker right after loses nothing it answered (a crash of the machine
-itself can still lose what the kernel had not written to disk). Appends of several processes to
+the line is in the kernel's page cache, so a SIGKILL of the worker right after loses nothing it
+answered (a crash of the machine itself can still lose what the kernel had not written to disk). Appends of several processes to
 one file (two releases of an environment, the stable one and its fallback) do not interleave: the
 kernel positions and writes each one as a whole.
 

@@ -30,8 +30,8 @@ import contextlib
 import datetime as dt
 import itertools
 import json
-import math
 import os
+import statistics
 import sys
 import threading
 from pathlib import Path
@@ -48,6 +48,8 @@ EVERY = 100  # one feedback request per EVERY requests...
 FEEDBACK_ITEMS = 10  # ... carrying this many actuals: ~1 actual per 10 predictions
 TARGET = 0.95
 LOADS = ("off", "log", "log+feedback")
+# One session per start order: the place in it is worth several percent (docstring above).
+ORDERS = list(itertools.permutations(LOADS))
 SHARE = {"off": 1.0, "log": 1.0, "log+feedback": (EVERY - 1) / EVERY}  # predicts per request
 
 
@@ -146,10 +148,7 @@ def bench(
     mix = {"BENTOGATE_WRK_EVERY": str(EVERY), "BENTOGATE_WRK_FEEDBACK": str(feedback)}
     env: dict[str, dict[str, str] | None] = {"off": None, "log": None, "log+feedback": mix}
     runs: dict[str, list[dict]] = {name: [] for name in LOADS}
-    # One session per start order: the place in it is worth several percent (module docstring).
-    orders = list(itertools.permutations(LOADS))
-    for session, order in enumerate(orders):
-        count = rounds // len(orders)
+    for session, order in enumerate(ORDERS):
         servers: dict[str, Server] = {}
         try:
             for name in order:
@@ -164,7 +163,7 @@ def bench(
                 server.start()
                 server.wait_ready(90)
             load_all(servers, order, body, env, clients, warmup)  # not recorded
-            for _ in range(count):
+            for _ in range(rounds // len(ORDERS)):
                 _settle(SERVER_CPU)
                 for name, run in load_all(
                     servers, order, body, env, clients, duration / rounds
@@ -191,7 +190,7 @@ def bench(
 
     ratios = {key: {name: per_round(name, key) for name in LOADS[1:]} for key in ("rps", "cpu")}
     means = {
-        key: {name: math.exp(sum(map(math.log, v)) / len(v)) for name, v in by.items()}
+        key: {name: statistics.geometric_mean(v) for name, v in by.items()}
         for key, by in ratios.items()
     }
     logged = sum(
@@ -208,7 +207,7 @@ def bench(
         "feedback": {"every": EVERY, "actuals_per_request": FEEDBACK_ITEMS},
         "figures": figures,
         "ratios_per_round": ratios,
-        "ratios_mean_round": means,
+        "ratios_geometric_mean": means,
         "lines_logged": logged,
         "targets": {
             "logging_and_feedback_32": {
@@ -232,21 +231,21 @@ def markdown(r: dict) -> str:
         f"### Logging cost: `{r['model']}`, {r['clients']} clients each ({r['date']})"
         + (" - CONTROL RUN: every server with its logs off" if r["control"] else ""),
         "",
-        f"wrk, keep-alive; {r['duration_s']:g} s in {r['rounds']} rounds (6 sessions, one per "
+        f"wrk, keep-alive; {r['duration_s']:g} s in {r['rounds']} rounds ({len(ORDERS)} sessions, one per "
         "order of starting the servers), the three servers "
         "loaded at the same time in each (all on core 0, wrk on core 1: latencies are those of "
         "a core shared three ways). `log+feedback`: one POST /feedback of "
         f"{f['actuals_per_request']} actuals every {f['every']} requests.",
         "",
-        "| load | req/s | predict req/s | vs off (mean round) | server CPU us per predict "
-        "| vs off (mean round) | P50 ms | P99 ms | errors |",
+        "| load | req/s | predict req/s | vs off (geometric mean) | server CPU us per predict "
+        "| vs off (geometric mean) | P50 ms | P99 ms | errors |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    med = r["ratios_mean_round"]
+    mean = r["ratios_geometric_mean"]
     for name in LOADS:
         s = r["figures"][name]
-        rps_x = f"{med['rps'][name]:.3f}x" if name in med["rps"] else "1"
-        cpu_x = f"{med['cpu'][name]:.3f}x" if name in med["cpu"] else "1"
+        rps_x = f"{mean['rps'][name]:.3f}x" if name in mean["rps"] else "1"
+        cpu_x = f"{mean['cpu'][name]:.3f}x" if name in mean["cpu"] else "1"
         lines.append(
             f"| {name} | {s['rps']:.0f} | {s['predict_rps']:.0f} | {rps_x} | "
             f"{s['cpu_us_per_predict']:.0f} | {cpu_x} | {s['p50']:.2f} | {s['p99']:.1f} |"
@@ -274,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         "--same", action="store_true", help="control run: every server with its logs off (~1.0x)"
     )
     args = p.parse_args(argv)
-    if args.rounds < 6 or args.rounds % 6:
-        p.error(f"--rounds: {args.rounds} is not a multiple of 6 (one session per start order)")
+    if args.rounds < len(ORDERS) or args.rounds % len(ORDERS):
+        p.error(
+            f"--rounds: {args.rounds} is not a multiple of {len(ORDERS)} (one session per start order)"
+        )
     try:
         tag = resolve_tag(get_settings())
         wrk_path()

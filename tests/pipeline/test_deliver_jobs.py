@@ -24,7 +24,7 @@ import yaml
 
 from core.process import free_port
 from core.settings import ROOT
-from tests.conftest import copy_project
+from tests.conftest import copy_project, shorten_sales_fit
 from tests.fixtures.actions import WorkflowRun, failed_logs
 
 pytestmark = pytest.mark.slow
@@ -48,8 +48,7 @@ def origin(tmp_path_factory) -> Path:
     copy_project(dest)
     (dest / ".venv").unlink()  # setup-python provides it on each runner
     (dest / "loadtests" / "config.yaml").write_text(yaml.safe_dump(SHORT_LOADTEST))
-    model_config = dest / "models" / "sales" / "config.yaml"  # a shorter fit, same gates
-    model_config.write_text(model_config.read_text().replace("max_iter: 300", "max_iter: 100"))
+    shorten_sales_fit(dest)
     cfg = yaml.safe_load((dest / "deploy" / "config.yaml").read_text())
     for env in cfg["environments"].values():
         env["local"].update(port=free_port(), ready_timeout_s=90, drain_s=1)

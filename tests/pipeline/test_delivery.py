@@ -18,7 +18,7 @@ import yaml
 
 from core.process import free_port
 from core.settings import ROOT
-from tests.conftest import copy_project, make
+from tests.conftest import copy_project, make, shorten_sales_fit
 from tests.fixtures import polling
 
 pytestmark = pytest.mark.slow
@@ -40,11 +40,7 @@ def repo(tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("delivery") / "repo"
     copy_project(dest)
     (dest / "loadtests" / "config.yaml").write_text(yaml.safe_dump(SHORT_LOADTEST))
-    # A shorter fit, same gates (as tests/pipeline/test_deliver_jobs.py): both runs still train,
-    # pass the quality gate and the ratchet; what is tested is the delivery, not the model.
-    model_config = dest / "models" / "sales" / "config.yaml"
-    assert "max_iter: 300" in model_config.read_text()
-    model_config.write_text(model_config.read_text().replace("max_iter: 300", "max_iter: 100"))
+    shorten_sales_fit(dest)  # both runs still train and pass the quality gate and the ratchet
     cfg = yaml.safe_load((dest / "deploy" / "config.yaml").read_text())
     for env in cfg["environments"].values():
         env["local"].update(port=free_port(), ready_timeout_s=60, drain_s=1)
