@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,10 +29,43 @@ class ServerError(RuntimeError):
     pass
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+# Ports for our servers come from below the kernel's ephemeral range. A port from bind(0) lies
+# inside it, where every outgoing connection also takes its local port: in the seconds before the
+# server binds it, some client's connection could take it ("Address already in use", seen in CI).
+LOWEST_PORT = 10000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_block(size: int, host: str = "127.0.0.1") -> int:
+    """A first port such that it and the next `size - 1` are free now, outside the ephemeral
+    range, picked at random so that parallel pickers (test workers, a developer's pipeline)
+    rarely pick the same."""
+    high = max(_ephemeral_low(), LOWEST_PORT + 1000)  # an odd range: at worst, racier
+    pick = random.SystemRandom()
+    for _ in range(500):
+        first = pick.randrange(LOWEST_PORT, high - size + 1)
+        if all(_bindable(host, p) for p in range(first, first + size)):
+            return first
+    raise ServerError(f"no {size} free consecutive ports on {host} in {LOWEST_PORT}-{high - 1}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    return free_block(1, host)
 
 
 @dataclass

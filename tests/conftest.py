@@ -7,7 +7,6 @@ import fcntl
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -162,32 +161,6 @@ def shorten_sales_fit(project: Path) -> None:
     text = config.read_text()
     assert "max_iter: 300" in text, "the default sales config changed: update this helper"
     config.write_text(text.replace("max_iter: 300", "max_iter: 100"))
-
-
-def free_block(size: int) -> int:
-    """A first port such that it and the next `size - 1` are free on loopback. SO_REUSEADDR, as
-    the servers that will listen there set it: a port whose last connection is in TIME_WAIT is
-    free for them, and must count as free here (a busy suite leaves hundreds)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = s.getsockname()[1]
-        if first + size > 65535:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for port in range(first, first + size):
-                s = socket.socket()
-                socks.append(s)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no block of free ports")
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import pytest
 import yaml
 from sklearn.datasets import load_wine
 
-from tests.conftest import copy_project, free_block, make
+from core.process import free_block
+from tests.conftest import copy_project, make
 
 pytestmark = pytest.mark.slow
 

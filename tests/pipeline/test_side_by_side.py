@@ -18,9 +18,10 @@ import pytest
 import yaml
 from sklearn.datasets import load_wine
 
+from core.process import free_block
 from core.settings import ROOT
 from models.scaffold import scaffold
-from tests.conftest import copy_project, free_block, make
+from tests.conftest import copy_project, make
 
 pytestmark = pytest.mark.slow
 

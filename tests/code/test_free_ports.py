@@ -1,0 +1,46 @@
+"""Ports for our servers are picked where no client connection can take them first."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from core import process
+from core.process import free_block, free_port
+
+
+def test_a_free_port_lies_below_the_kernels_ephemeral_range_and_can_be_bound():
+    low = process._ephemeral_low()
+    for _ in range(50):
+        port = free_port()
+        assert process.LOWEST_PORT <= port < low
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+
+
+def test_a_free_block_is_consecutive_free_ports_and_skips_a_taken_one(monkeypatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        # Only two starts are possible; the one whose block holds the taken port must be skipped.
+        monkeypatch.setattr(process, "LOWEST_PORT", busy - 1)
+        monkeypatch.setattr(process, "_ephemeral_low", lambda: busy + 1000 - 1)
+        picks = iter([busy - 1, busy + 1])
+        monkeypatch.setattr(process.random, "SystemRandom", lambda: _Fixed(picks))
+        assert free_block(2) == busy + 1
+
+
+def test_no_free_block_is_a_clear_error_not_a_loop(monkeypatch):
+    monkeypatch.setattr(process, "_bindable", lambda host, port: False)
+    with pytest.raises(process.ServerError, match=r"no 3 free consecutive ports on 127.0.0.1"):
+        free_block(3)
+
+
+class _Fixed:
+    def __init__(self, picks):
+        self.picks = picks
+
+    def randrange(self, start, stop):
+        return next(self.picks)
