@@ -33,6 +33,9 @@ class ServerError(RuntimeError):
 # inside it, where every outgoing connection also takes its local port: in the seconds before the
 # server binds it, some client's connection could take it ("Address already in use", seen in CI).
 LOWEST_PORT = 10000
+# "LOW-HIGH" narrows the range for this process and its children. The test session gives each
+# xdist worker its own part: one worker never picks a port the other picked but has not bound yet.
+PORTS_ENV = "BENTOGATE_PORTS"
 
 
 def _ephemeral_low() -> int:
@@ -40,6 +43,21 @@ def _ephemeral_low() -> int:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 32768  # Linux's default
+
+
+def port_range() -> tuple[int, int]:
+    """[low, high) where free ports are picked."""
+    if spec := os.environ.get(PORTS_ENV):
+        try:
+            low, high = (int(x) for x in spec.split("-"))
+        except ValueError:
+            raise ServerError(
+                f"{PORTS_ENV}={spec!r}: expected LOW-HIGH, e.g. 10000-20000"
+            ) from None
+        if not 1024 <= low < high <= 65536:
+            raise ServerError(f"{PORTS_ENV}={spec!r}: expected 1024 <= LOW < HIGH <= 65536")
+        return low, high
+    return LOWEST_PORT, max(_ephemeral_low(), LOWEST_PORT + 1000)  # an odd range: at worst, racier
 
 
 def _bindable(host: str, port: int) -> bool:
@@ -55,13 +73,13 @@ def free_block(size: int, host: str = "127.0.0.1") -> int:
     """A first port such that it and the next `size - 1` are free now, outside the ephemeral
     range, picked at random so that parallel pickers (test workers, a developer's pipeline)
     rarely pick the same."""
-    high = max(_ephemeral_low(), LOWEST_PORT + 1000)  # an odd range: at worst, racier
+    low, high = port_range()
     pick = random.SystemRandom()
     for _ in range(500):
-        first = pick.randrange(LOWEST_PORT, high - size + 1)
+        first = pick.randrange(low, high - size + 1)
         if all(_bindable(host, p) for p in range(first, first + size)):
             return first
-    raise ServerError(f"no {size} free consecutive ports on {host} in {LOWEST_PORT}-{high - 1}")
+    raise ServerError(f"no {size} free consecutive ports on {host} in {low}-{high - 1}")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -190,7 +208,7 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(target: str, *, ready_timeout: float = 60.0, **kwargs: object) -> Iterator[Server]:
+def serving(target: str, *, ready_timeout: float = 120.0, **kwargs: object) -> Iterator[Server]:
     server = Server(target, **kwargs).start()  # type: ignore[arg-type]
     try:
         server.wait_ready(ready_timeout)

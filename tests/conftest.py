@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 # Before anything imports bentoml: it reads BENTOML_HOME once.
 _HOME = tempfile.mkdtemp(prefix="bentogate-test-home-")
@@ -26,6 +27,24 @@ os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 # with threads, 0.6-1.3 s with one; 64 one-row predictions 3-6 s against 0.4-0.9 s). Set before
 # scikit-learn loads its OpenMP runtime, which reads it once. An explicit setting is kept.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from core.process import PORTS_ENV, port_range  # noqa: E402 (imports no bentoml)
+
+
+def worker_ports(worker: str, count: int, low: int, high: int) -> str:
+    """The part of [low, high) that xdist worker `worker` ("gw<i>") of `count` picks ports from."""
+    index, share = int(worker.removeprefix("gw")), (high - low) // count
+    return f"{low + index * share}-{low + (index + 1) * share}"
+
+
+# Each xdist worker picks server ports from its own part of the range, and so do the commands it
+# starts: a port one worker has picked, to bind seconds or minutes later, is never the other's pick.
+if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw") and PORTS_ENV not in os.environ:
+    os.environ[PORTS_ENV] = worker_ports(
+        os.environ["PYTEST_XDIST_WORKER"],
+        int(os.environ["PYTEST_XDIST_WORKER_COUNT"]),
+        *port_range(),
+    )
 
 import bentoml  # noqa: E402
 
@@ -152,6 +171,22 @@ def copy_project(dest: Path) -> Path:
             shutil.copy2(ROOT / rel, dest / rel)
     (dest / ".venv").symlink_to(ROOT / ".venv")
     return dest
+
+
+# The pipeline tests' load test: short, with limits no busy machine misses. These tests protect
+# delivery, not speed (tests/pipeline/test_loadtest_gate_runs.py shows each threshold failing).
+RELAXED_LOADTEST = {
+    "load": {"users": 2, "spawn_rate": 2, "rate_per_user": 5, "duration_s": 3, "warmup_s": 1},
+    "traffic": {"bodies": 100, "multi_record_share": 0.1, "multi_record_size": 5},
+    "thresholds": ["p90 < 5000ms", "error_rate < 1%"],
+    "regression": {"rounds": 1, "p90_ratio": 1000.0},  # still run against production
+    "capacity": {"users": 2, "duration_s": 1},
+}
+
+
+def relax_loadtest(project: Path) -> None:
+    """A project copy's load-test gate runs RELAXED_LOADTEST."""
+    (project / "loadtests" / "config.yaml").write_text(yaml.safe_dump(RELAXED_LOADTEST))
 
 
 def shorten_sales_fit(project: Path) -> None:

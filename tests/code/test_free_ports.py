@@ -8,6 +8,7 @@ import pytest
 
 from core import process
 from core.process import free_block, free_port
+from tests.conftest import worker_ports
 
 
 def test_a_free_port_lies_below_the_kernels_ephemeral_range_and_can_be_bound():
@@ -44,3 +45,17 @@ class _Fixed:
 
     def randrange(self, start, stop):
         return next(self.picks)
+
+
+def test_the_port_range_can_be_narrowed_and_a_bad_one_is_named(monkeypatch):
+    monkeypatch.setenv(process.PORTS_ENV, "12000-12010")
+    assert all(12000 <= free_port() < 12010 for _ in range(20))
+    for bad in ("12000", "a-b", "12010-12000", "80-90"):
+        monkeypatch.setenv(process.PORTS_ENV, bad)
+        with pytest.raises(process.ServerError, match=rf"BENTOGATE_PORTS='{bad}'"):
+            free_port()
+
+
+def test_test_workers_pick_ports_from_parts_of_the_range_that_do_not_overlap():
+    parts = [worker_ports(f"gw{i}", 3, 10000, 32768) for i in range(3)]
+    assert parts == ["10000-17589", "17589-25178", "25178-32767"]  # [low, high): no overlap

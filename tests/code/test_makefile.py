@@ -67,6 +67,6 @@ def test_every_target_runs_with_telemetry_off():
         env={k: v for k, v in os.environ.items() if not k.endswith("DO_NOT_TRACK")},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
     )
     assert result.stdout.split() == ["true", "1"], result.stderr

@@ -132,7 +132,7 @@ def feedback(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
         env={**os.environ, "BENTOGATE_MONITOR_DIR": str(tmp_path / "monitor")},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
     )
 
 

@@ -41,7 +41,11 @@ def test_a_connection_closed_without_a_response_is_resent_once_on_a_new_one():
 
 
 def test_a_second_close_is_a_failure_not_another_resend():
-    with httpx.Client(timeout=5) as client, pytest.raises(httpx.RemoteProtocolError):
+    # A body that arrives after the server's one read turns its close into a reset.
+    with (
+        httpx.Client(timeout=5) as client,
+        pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)),
+    ):
         polling.post(client, server(closes=2), json={})
 
 

@@ -172,7 +172,9 @@ def test_a_writer_whose_file_another_rotated_away_writes_its_next_line_to_the_cu
 def test_a_busy_writer_follows_a_file_moved_away_by_another_within_the_path_check(
     tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(predlog, "PATH_CHECK_S", 0.05)
+    monkeypatch.setattr(
+        predlog, "PATH_CHECK_S", 0.5
+    )  # wide: a stalled worker must not seem "at once"
     path = tmp_path / "p.jsonl"
     log = JsonLinesLog(path)
     log.append(b'{"n": 0}\n')

@@ -173,7 +173,7 @@ def test_a_saved_compiled_predictor_runs_without_scikit_learn_or_pandas(
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
         check=True,
     )
     report = json.loads(result.stdout)

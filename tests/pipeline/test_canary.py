@@ -36,7 +36,10 @@ CANARY = {
     "min_requests": 8,
     "max_failed_checks": 2,
     "max_holds": 2,
-    "checks": {"error_rate_max": 0.05, "p90_ratio_max": 10, "p90_max_ms": 300},
+    # Loose enough that a busy test machine never fails the good canary (the checks' own
+    # thresholds are tested in tests/code/test_canary.py); the slow canary still fails them all:
+    # every one of its requests runs past the budget, and a late request counts as an error.
+    "checks": {"error_rate_max": 0.2, "p90_ratio_max": 100, "p90_max_ms": 2000},
 }
 SUSTAINED = {"max_share": 0.5, "window_s": 4, "min_requests": 10, "every_s": 0.5}
 
@@ -276,7 +279,11 @@ def reporting_actuals(url: str, example: dict, bad: str, max_s: float = 120) -> 
                     {"request_id": key, "actual": p * 10 + 10 if release == bad else p}
                     for key, p in zip(keys, preds, strict=True)
                 ]
-                client.post(f"{url}/feedback", json={"actuals": actuals})
+                try:  # through the router too: it reloads as the canary moves
+                    keepalive.post(client, f"{url}/feedback", json={"actuals": actuals})
+                except httpx.HTTPError as exc:
+                    with lock:
+                        seen[(0, f"feedback: {exc!r}")] += 1
                 time.sleep(0.01)
 
     threads = [threading.Thread(target=poll, args=(n,)) for n in range(2)]

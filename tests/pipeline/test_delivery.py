@@ -18,20 +18,10 @@ import yaml
 
 from core.process import free_port
 from core.settings import ROOT
-from tests.conftest import copy_project, make, shorten_sales_fit
+from tests.conftest import copy_project, make, relax_loadtest, shorten_sales_fit
 from tests.fixtures import polling
 
 pytestmark = pytest.mark.slow
-
-SHORT_LOADTEST = {
-    "load": {"users": 4, "spawn_rate": 4, "rate_per_user": 5, "duration_s": 4, "warmup_s": 1},
-    "traffic": {"bodies": 200, "multi_record_share": 0.1, "multi_record_size": 5},
-    # These tests protect delivery, not speed: limits no busy machine misses (the gate's own
-    # tests show each threshold failing when it should).
-    "thresholds": ["p90 < 2000ms", "error_rate < 0.1%"],
-    "regression": {"rounds": 1, "p90_ratio": 10.0},
-    "capacity": {"users": 4, "duration_s": 2},
-}
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +29,11 @@ def repo(tmp_path_factory) -> Path:
     """A copy of the project's files with short load tests and free ports for its environments."""
     dest = tmp_path_factory.mktemp("delivery") / "repo"
     copy_project(dest)
-    (dest / "loadtests" / "config.yaml").write_text(yaml.safe_dump(SHORT_LOADTEST))
+    relax_loadtest(dest)
     shorten_sales_fit(dest)  # both runs still train and pass the quality gate and the ratchet
     cfg = yaml.safe_load((dest / "deploy" / "config.yaml").read_text())
     for env in cfg["environments"].values():
-        env["local"].update(port=free_port(), ready_timeout_s=60, drain_s=1)
+        env["local"].update(port=free_port(), ready_timeout_s=120, drain_s=1)
     (dest / "deploy" / "config.yaml").write_text(yaml.safe_dump(cfg))
     return dest
 
@@ -129,14 +119,14 @@ class Poller(threading.Thread):
 
 
 def example_request(url: str) -> dict:
-    spec = httpx.get(f"{url}/docs.json").json()
+    spec = httpx.get(f"{url}/docs.json", timeout=30).json()
     return spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"][
         "schema"
     ]["example"]
 
 
 def serving_model(url: str) -> str:
-    return httpx.post(f"{url}/predict", json=example_request(url)).json()["model"]
+    return httpx.post(f"{url}/predict", json=example_request(url), timeout=30).json()["model"]
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +155,7 @@ def production_model(repo: Path, env: dict[str, str]) -> str:
         env={**os.environ, **env},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
         check=True,
     )
     return out.stdout.strip()
@@ -177,7 +167,9 @@ def test_pipeline_from_a_fresh_copy_ends_with_the_model_serving_in_production(
     assert "Quality gate: passed" in first_run.stdout
     assert "### Load test: passed" in first_run.stdout
     assert f"serving at {production_url}" in first_run.stdout
-    response = httpx.post(f"{production_url}/predict", json=example_request(production_url))
+    response = httpx.post(
+        f"{production_url}/predict", json=example_request(production_url), timeout=30
+    )
     assert response.status_code == 200
     assert response.headers["x-bentogate-release"] == "r0001"
     assert response.json()["model"] == production_model(repo, env)

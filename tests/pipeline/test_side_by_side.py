@@ -42,7 +42,7 @@ def repo(tmp_path_factory) -> Path:
     first = free_block(8)
     cfg = yaml.safe_load((dest / "deploy" / "config.yaml").read_text())
     for env, port in (("staging", first), ("production", first + 4)):
-        cfg["environments"][env]["local"].update(port=port, ready_timeout_s=60, drain_s=0.2)
+        cfg["environments"][env]["local"].update(port=port, ready_timeout_s=120, drain_s=0.2)
     (dest / "deploy" / "config.yaml").write_text(yaml.safe_dump(cfg))
     return dest
 
@@ -102,7 +102,7 @@ def address(repo: Path, model: str) -> str:
 
 def answer(url: str) -> tuple[str, str]:
     """(x-model-tag, x-bentogate-release) of a prediction through a stable address."""
-    spec = httpx.get(f"{url}/docs.json").json()
+    spec = httpx.get(f"{url}/docs.json", timeout=30).json()
     example = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"][
         "schema"
     ]["example"]
