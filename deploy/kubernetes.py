@@ -1,6 +1,7 @@
 """The `kubernetes` deploy target: manifests rendered from config, applied with kubectl.
 
-`render` is pure and tested offline against the Kubernetes JSON schemas (kubernetes-validate).
+`render_stable` (what ships) and `render_routed` are pure and tested offline against the
+Kubernetes JSON schemas (kubernetes-validate).
 `apply` is a thin shell: kubectl apply, wait for the rollout, `kubectl rollout undo` when the
 rollout or the smoke test fails. The image comes from `bentoml containerize` (make image), which
 needs a Docker daemon: not available on every machine, so it stays outside this module.
@@ -8,7 +9,6 @@ needs a Docker daemon: not available on every machine, so it stays outside this 
 
 from __future__ import annotations
 
-import copy
 import re
 import shutil
 import subprocess
@@ -40,23 +40,35 @@ def image_of(bento_tag: str, repository: str) -> str:
     return f"{repository}:{bento_tag.split(':', 1)[1]}"
 
 
-def render(
-    cfg: KubernetesConfig, *, environment: str, bento_tag: str, model_tag: str, image: str
-) -> list[dict[str, Any]]:
-    name = app_name(model_tag.split(":")[0])
-    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "bentogate"}
-    meta = {
-        "name": name,
-        "namespace": cfg.namespace,
-        "labels": {**labels, "bentogate/environment": environment},
-    }
+def _app_labels(app: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "bentogate"}
+
+
+def _release_labels(app: str, release_id: str) -> dict[str, str]:
+    """A release's pods: what its Service, budget and the router's NetworkPolicy select."""
+    return {**_app_labels(app), "bentogate/role": "release", "bentogate/release": release_id}
+
+
+def _release_deployment(
+    cfg: KubernetesConfig,
+    release: RoutedRelease,
+    *,
+    name: str,
+    labels: dict[str, str],
+    environment: str,
+    image: str,
+) -> dict[str, Any]:
+    """One release's Bento, serving behind the router."""
+    annotations = {"bentogate/bento": release.bento, "bentogate/model": release.model_tag}
     probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5}
-    deployment = {
+    return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            **meta,
-            "annotations": {"bentogate/bento": bento_tag, "bentogate/model": model_tag},
+            "name": name,
+            "namespace": cfg.namespace,
+            "labels": {**labels, "bentogate/environment": environment},
+            "annotations": annotations,
         },
         "spec": {
             "replicas": cfg.replicas,
@@ -68,10 +80,8 @@ def render(
                 "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
             },
             "template": {
-                "metadata": {
-                    "labels": labels,
-                    "annotations": {"bentogate/bento": bento_tag, "bentogate/model": model_tag},
-                },
+                # A copy: yaml.safe_dump writes a dict met twice as an anchor and an alias.
+                "metadata": {"labels": labels, "annotations": {**annotations}},
                 "spec": {
                     "terminationGracePeriodSeconds": 30,
                     "securityContext": {
@@ -87,6 +97,7 @@ def render(
                             "env": [
                                 {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
                                 {"name": "OMP_NUM_THREADS", "value": "1"},
+                                {"name": "BENTOGATE_RELEASE", "value": release.id},
                             ],
                             "resources": {
                                 "requests": {"cpu": cfg.cpu, "memory": cfg.memory},
@@ -110,21 +121,16 @@ def render(
             },
         },
     }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": meta,
-        "spec": {
-            "selector": labels,
-            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-        },
-    }
-    hpa = {
+
+
+def _autoscaler(cfg: KubernetesConfig, meta: dict[str, Any], target: str) -> dict[str, Any]:
+    """Scales the Deployment `target` on CPU, between the config's replicas and max_replicas."""
+    return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": meta,
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
             "minReplicas": cfg.replicas,
             "maxReplicas": cfg.max_replicas,
             "metrics": [
@@ -141,13 +147,18 @@ def render(
             ],
         },
     }
-    pdb = {
+
+
+def _disruption_budget(
+    cfg: KubernetesConfig, meta: dict[str, Any], selector: dict[str, Any]
+) -> dict[str, Any]:
+    """Keeps min_available of the selected pods up while nodes are drained."""
+    return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": meta,
-        "spec": {"minAvailable": cfg.min_available, "selector": {"matchLabels": labels}},
+        "spec": {"minAvailable": cfg.min_available, "selector": selector},
     }
-    return [deployment, service, hpa, pdb]
 
 
 MONITOR_SCHEDULE = "17 * * * *"  # hourly, off the hour
@@ -282,32 +293,16 @@ def render_routed(
     from deploy import nginx
 
     app = app_name(routing.model)
-    base = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "bentogate"}
+    base = _app_labels(app)
     env_label = {"bentogate/environment": environment}
     live = [r for r in routing.releases if r.routed or r.id == routing.shadow]
     out: list[dict[str, Any]] = []
     addresses = {}
     for r in live:
-        name = _release_name(app, r.id)
-        labels = {**base, "bentogate/role": "release", "bentogate/release": r.id}
+        name, labels = _release_name(app, r.id), _release_labels(app, r.id)
         addresses[r.id] = f"{name}.{cfg.namespace}.svc.cluster.local:{r.port}"
-        (deployment,) = [
-            m
-            for m in render(
-                cfg,
-                environment=environment,
-                bento_tag=r.bento,
-                model_tag=r.model_tag,
-                image=images[r.id],
-            )
-            if m["kind"] == "Deployment"
-        ]
-        deployment["metadata"]["name"] = name
-        deployment["metadata"]["labels"] = {**labels, **env_label}
-        deployment["spec"]["selector"] = {"matchLabels": labels}
-        deployment["spec"]["template"]["metadata"]["labels"] = labels
-        deployment["spec"]["template"]["spec"]["containers"][0]["env"].append(
-            {"name": "BENTOGATE_RELEASE", "value": r.id}
+        deployment = _release_deployment(
+            cfg, r, name=name, labels=labels, environment=environment, image=images[r.id]
         )
         service = {
             "apiVersion": "v1",
@@ -448,23 +443,18 @@ def render_stable(
         ],
         stable=STABLE_RELEASE,
     )
-    routed = render_routed(cfg, routing, {STABLE_RELEASE: image}, environment=environment)
-    release = routed[0]  # the release's Deployment
-    assert release["kind"] == "Deployment"
-    name, selector = release["metadata"]["name"], release["spec"]["selector"]
-    extra = []
-    for m in copy.deepcopy(
-        render(cfg, environment=environment, bento_tag=bento_tag, model_tag=model_tag, image=image)
-    ):
-        if m["kind"] == "HorizontalPodAutoscaler":
-            m["metadata"]["name"] = name
-            m["spec"]["scaleTargetRef"]["name"] = name
-            extra.append(m)
-        elif m["kind"] == "PodDisruptionBudget":
-            m["metadata"]["name"] = name
-            m["spec"]["selector"] = selector
-            extra.append(m)
-    return [*routed, *extra]
+    app = app_name(model)
+    deployment = stable_deployment(model)
+    meta = {
+        "name": deployment,
+        "namespace": cfg.namespace,
+        "labels": {**_app_labels(app), "bentogate/environment": environment},
+    }
+    return [
+        *render_routed(cfg, routing, {STABLE_RELEASE: image}, environment=environment),
+        _autoscaler(cfg, meta, deployment),
+        _disruption_budget(cfg, meta, {"matchLabels": _release_labels(app, STABLE_RELEASE)}),
+    ]
 
 
 def to_yaml(manifests: Sequence[dict[str, Any]]) -> str:

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -381,60 +382,66 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _version_labels(base: str, v: Version) -> str:
+    return f'{base},model_tag="{_label(v.model)}",release="{_label(v.release or "")}"'
+
+
+def _gauge(name: str, description: str, samples: Iterable[tuple[str, Any]]) -> list[str]:
+    """One gauge in the text format: HELP and TYPE, then a line per (labels, value)."""
+    return [
+        f"# HELP {name} {description}",
+        f"# TYPE {name} gauge",
+        *(f"{name}{{{labels}}} {value}" for labels, value in samples),
+    ]
+
+
 def prometheus(r: Result) -> str:
     """Textfile-collector metrics: per version, joined actuals, live metrics, drift share; and
     the verdict (0 healthy, 1 degraded, 2 no data)."""
     base = f'environment="{_label(r.environment)}",model="{_label(r.model)}"'
-    out = [
-        "# HELP bentogate_monitor_verdict 0 healthy, 1 degraded, 2 no data",
-        "# TYPE bentogate_monitor_verdict gauge",
-        f"bentogate_monitor_verdict{{{base}}} {[HEALTHY, DEGRADED].index(r.verdict) if r.verdict in (HEALTHY, DEGRADED) else 2}",
-        "# HELP bentogate_monitor_joined_actuals Predictions joined to an actual in the window",
-        "# TYPE bentogate_monitor_joined_actuals gauge",
-    ]
-    for v in r.versions:
-        labels = f'{base},model_tag="{_label(v.model)}",release="{_label(v.release or "")}"'
-        out.append(f"bentogate_monitor_joined_actuals{{{labels}}} {v.joined}")
-    for name, what, figure in (
-        ("requests", "Requests served in the window", lambda v: v.requests),
-        ("records", "Records predicted in the window", lambda v: v.records),
-        (
-            "fallbacks",
-            "Requests the previous release answered (router fallback)",
-            lambda v: v.fallbacks,
-        ),
+    labelled = [(_version_labels(base, v), v) for v in r.versions]  # each version, its labels
+    verdict = [HEALTHY, DEGRADED].index(r.verdict) if r.verdict in (HEALTHY, DEGRADED) else 2
+    out = _gauge("bentogate_monitor_verdict", "0 healthy, 1 degraded, 2 no data", [(base, verdict)])
+    for name, what, attribute in (
+        ("joined_actuals", "Predictions joined to an actual in the window", "joined"),
+        ("requests", "Requests served in the window", "requests"),
+        ("records", "Records predicted in the window", "records"),
+        ("fallbacks", "Requests the previous release answered (router fallback)", "fallbacks"),
     ):
-        out += [f"# HELP bentogate_monitor_{name} {what}", f"# TYPE bentogate_monitor_{name} gauge"]
-        for v in r.versions:
-            labels = f'{base},model_tag="{_label(v.model)}",release="{_label(v.release or "")}"'
-            out.append(f"bentogate_monitor_{name}{{{labels}}} {figure(v)}")
-    out += [
-        "# HELP bentogate_monitor_latency_ms Serving latency in the window, from the prediction log",
-        "# TYPE bentogate_monitor_latency_ms gauge",
-    ]
-    for v in r.versions:
-        labels = f'{base},model_tag="{_label(v.model)}",release="{_label(v.release or "")}"'
-        for stat, value in v.latency_ms.items():
-            if value is not None:
-                out.append(f'bentogate_monitor_latency_ms{{{labels},stat="{stat}"}} {value:.6g}')
-    out += [
-        "# HELP bentogate_monitor_live_metric The model's gate metrics on joined actuals",
-        "# TYPE bentogate_monitor_live_metric gauge",
-    ]
-    for v in r.versions:
-        labels = f'{base},model_tag="{_label(v.model)}",release="{_label(v.release or "")}"'
-        for name, value in v.metrics.items():
-            if not math.isnan(value):
-                out.append(f'bentogate_monitor_live_metric{{{labels},metric="{name}"}} {value:.6g}')
-    out += [
-        "# HELP bentogate_monitor_drift_share Share of features drifted vs the training reference",
-        "# TYPE bentogate_monitor_drift_share gauge",
-    ]
-    for v in r.versions:
-        labels = f'{base},model_tag="{_label(v.model)}",release="{_label(v.release or "")}"'
-        if v.drift and v.drift["features"]:
-            share = len(v.drift["drifted_features"]) / v.drift["features"]
-            out.append(f"bentogate_monitor_drift_share{{{labels}}} {share:.6g}")
+        out += _gauge(
+            f"bentogate_monitor_{name}",
+            what,
+            [(labels, getattr(v, attribute)) for labels, v in labelled],
+        )
+    out += _gauge(
+        "bentogate_monitor_latency_ms",
+        "Serving latency in the window, from the prediction log",
+        [
+            (f'{labels},stat="{stat}"', f"{value:.6g}")
+            for labels, v in labelled
+            for stat, value in v.latency_ms.items()
+            if value is not None
+        ],
+    )
+    out += _gauge(
+        "bentogate_monitor_live_metric",
+        "The model's gate metrics on joined actuals",
+        [
+            (f'{labels},metric="{metric}"', f"{value:.6g}")
+            for labels, v in labelled
+            for metric, value in v.metrics.items()
+            if not math.isnan(value)
+        ],
+    )
+    out += _gauge(
+        "bentogate_monitor_drift_share",
+        "Share of features drifted vs the training reference",
+        [
+            (labels, f"{len(v.drift['drifted_features']) / v.drift['features']:.6g}")
+            for labels, v in labelled
+            if v.drift and v.drift["features"]
+        ],
+    )
     return "\n".join(out) + "\n"
 
 

@@ -1,5 +1,6 @@
-"""The kubernetes target: manifests valid against the Kubernetes schemas, probes and rollout safety
-in place, and a failed rollout undone. No cluster here: kubectl is a stand-in that records calls."""
+"""The kubernetes target: the manifests that ship (render_stable: `make manifests`, `make deploy`)
+valid against the Kubernetes schemas, probes and rollout safety in place, and a failed rollout
+undone. No cluster here: kubectl is a stand-in that records calls."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from core.settings import ROOT
 from deploy import config, kubernetes
 
 CFG = config.load(ROOT / "deploy" / "config.yaml").env("production", "kubernetes").kubernetes
+RELEASE = kubernetes.stable_deployment("sales")  # what rolls out and back
 
 
 def rendered(model_tag: str = "sales:abc123") -> list[dict]:
-    return kubernetes.render(
+    return kubernetes.render_stable(
         CFG,
         environment="production",
         bento_tag="sales_api:xyz789",
@@ -23,8 +25,30 @@ def rendered(model_tag: str = "sales:abc123") -> list[dict]:
     )
 
 
-def by_kind(manifests: list[dict]) -> dict[str, dict]:
-    return {m["kind"]: m for m in manifests}
+def release_objects(manifests: list[dict]) -> dict[str, dict]:
+    """The stable release's Deployment, Service, autoscaler and budget, by kind: the objects named
+    after the release (the router's Deployment and Service are not)."""
+    suffix = f"-{kubernetes.STABLE_RELEASE}"
+    return {m["kind"]: m for m in manifests if m["metadata"]["name"].endswith(suffix)}
+
+
+def selectors(manifests: list[dict]) -> list[dict[str, str]]:
+    """The labels each object picks pods by: Services, Deployments, the budget, the policy."""
+    found = []
+    for m in manifests:
+        if m["kind"] == "Service":
+            found.append(m["spec"]["selector"])
+        elif m["kind"] in ("Deployment", "PodDisruptionBudget"):
+            found.append(m["spec"]["selector"]["matchLabels"])
+        elif m["kind"] == "NetworkPolicy":
+            found.append(m["spec"]["podSelector"]["matchLabels"])
+    return found
+
+
+def pod_labels(manifests: list[dict]) -> list[dict[str, str]]:
+    return [
+        m["spec"]["template"]["metadata"]["labels"] for m in manifests if m["kind"] == "Deployment"
+    ]
 
 
 def test_rendered_manifests_are_valid_kubernetes_objects():
@@ -32,6 +56,10 @@ def test_rendered_manifests_are_valid_kubernetes_objects():
     assert [m["kind"] for m in manifests] == [
         "Deployment",
         "Service",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "NetworkPolicy",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
     ]
@@ -40,16 +68,17 @@ def test_rendered_manifests_are_valid_kubernetes_objects():
 
 def test_validation_reports_a_field_kubernetes_does_not_know():
     manifests = rendered()
-    manifests[0]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["path"] = "/readyz"
+    dep = release_objects(manifests)["Deployment"]
+    dep["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["path"] = "/readyz"
     problems = kubernetes.validate(manifests)
     assert len(problems) == 1
     assert problems[0].startswith(
-        "Deployment/sales-api: spec.template.spec.containers.0.readinessProbe"
+        "Deployment/sales-api-r0001: spec.template.spec.containers.0.readinessProbe"
     )
 
 
 def test_deployment_probes_the_service_health_endpoints_and_never_drops_capacity():
-    dep = by_kind(rendered())["Deployment"]
+    dep = release_objects(rendered())["Deployment"]
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
@@ -61,7 +90,7 @@ def test_deployment_probes_the_service_health_endpoints_and_never_drops_capacity
 
 
 def test_autoscaler_and_disruption_budget_follow_the_config():
-    kinds = by_kind(rendered())
+    kinds = release_objects(rendered())
     assert kinds["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == CFG.replicas
     assert kinds["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] == CFG.max_replicas
     assert kinds["PodDisruptionBudget"]["spec"]["minAvailable"] == CFG.min_available
@@ -69,7 +98,8 @@ def test_autoscaler_and_disruption_budget_follow_the_config():
 
 def test_a_model_name_with_underscores_becomes_a_valid_object_name():
     manifests = rendered("wine_quality:abc")
-    assert manifests[0]["metadata"]["name"] == "wine-quality-api"
+    names = {m["metadata"]["name"] for m in manifests}
+    assert {"wine-quality-api", "wine-quality-api-r0001"} <= names
     assert kubernetes.validate(manifests) == []
 
 
@@ -90,9 +120,7 @@ def test_failed_rollout_is_undone_with_a_stand_in_kubectl():
     with pytest.raises(
         kubernetes.RolloutError, match="rollout did not complete: timed out; rolled back"
     ):
-        kubernetes.apply(
-            kubernetes.to_yaml(rendered()), CFG, "sales-api", "sales:abc123", run=kubectl
-        )
+        kubernetes.apply(kubernetes.to_yaml(rendered()), CFG, RELEASE, "sales:abc123", run=kubectl)
     assert kubectl.calls == [["apply", "-f"], ["rollout", "status"], ["rollout", "undo"]]
 
 
@@ -101,7 +129,7 @@ def test_successful_rollout_is_not_undone_with_a_stand_in_kubectl():
     kubernetes.apply(
         kubernetes.to_yaml(rendered()),
         CFG,
-        "sales-api",
+        RELEASE,
         "sales:abc123",
         run=kubectl,
         log=lambda _: None,
@@ -115,6 +143,8 @@ def test_two_models_in_one_namespace_never_share_an_object_or_select_each_others
         (m["kind"], m["metadata"]["name"]) for m in wine
     )
     for mine, other in ((sales, wine), (wine, sales)):
-        selector = by_kind(mine)["Service"]["spec"]["selector"]
-        pod_labels = by_kind(other)["Deployment"]["spec"]["template"]["metadata"]["labels"]
-        assert not selector.items() <= pod_labels.items()
+        assert not any(
+            selector.items() <= pods.items()
+            for selector in selectors(mine)
+            for pods in pod_labels(other)
+        )
