@@ -140,6 +140,7 @@ def parser() -> argparse.ArgumentParser:
 COMMANDS = {"score": cmd_score, "submit": cmd_submit, "status": cmd_status}
 
 
+@cli.refuses_bad_settings
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     return COMMANDS[args.command](args, get_settings())

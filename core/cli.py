@@ -1,10 +1,18 @@
-"""The command lines' argument parser: a bad argument is refused with exit 2 and one line naming
-it (argparse's own prints the usage and the error: two lines, or a screenful for subcommands)."""
+"""The command lines' shared front: a bad argument or a malformed BENTOGATE_* variable is refused
+with exit 2 and one line naming it (argparse's own prints the usage and the error: two lines, or a
+screenful for subcommands; pydantic's, a traceback)."""
 
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+import functools
+import sys
+from collections.abc import Callable
+from typing import NoReturn, ParamSpec
+
+from core.settings import SettingsError
+
+P = ParamSpec("P")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -14,3 +22,19 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         one_line = " ".join(message.split())
         self.exit(2, f"error: {one_line} (see {self.prog} --help)\n")
+
+
+def refuses_bad_settings(main: Callable[P, int]) -> Callable[P, int]:
+    """A command line's main: a malformed BENTOGATE_* variable is exit 2 and a line naming it,
+    never a traceback (settings are read as the parser is built, before any other check)."""
+
+    @functools.wraps(main)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> int:
+        try:
+            return main(*args, **kwargs)
+        except SettingsError as exc:
+            for line in str(exc).splitlines():
+                print(f"error: {line}", file=sys.stderr)
+            return 2
+
+    return guarded

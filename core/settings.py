@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,5 +81,17 @@ class Settings(BaseSettings):
     )
 
 
-def get_settings() -> Settings:
-    return Settings()
+class SettingsError(ValueError):
+    """A malformed BENTOGATE_* variable; the message names each one, a line each."""
+
+
+def get_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(
+            "\n".join(
+                f"BENTOGATE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+                for err in exc.errors(include_url=False)
+            )
+        ) from None

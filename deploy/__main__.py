@@ -502,6 +502,7 @@ COMMANDS = {
 }
 
 
+@cli.refuses_bad_settings
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = get_settings()

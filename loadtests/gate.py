@@ -318,6 +318,7 @@ def markdown(report: dict[str, Any], summaries: dict[str, dict[str, float]]) -> 
     return "\n".join(lines) + "\n"
 
 
+@cli.refuses_bad_settings
 def main(argv: list[str] | None = None) -> int:
     p = cli.ArgumentParser(
         prog="python -m loadtests.gate",

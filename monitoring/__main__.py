@@ -24,6 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's telemetry, before it is imported
 
+from core import cli
 from core.settings import Settings, get_settings
 from core.yamlconf import ConfigError
 from deploy import config as deploy_config
@@ -142,7 +143,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def parser() -> argparse.ArgumentParser:
     settings = get_settings()
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m monitoring",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -169,6 +170,7 @@ def parser() -> argparse.ArgumentParser:
 COMMANDS = {"run": cmd_run, "feedback": cmd_feedback}
 
 
+@cli.refuses_bad_settings
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = get_settings()

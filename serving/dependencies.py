@@ -741,9 +741,9 @@ def _model_dir(tag: str | None) -> tuple[str, Path]:
     import bentoml
 
     from core import registry
-    from core.settings import Settings
+    from core.settings import get_settings
 
-    settings = Settings()
+    settings = get_settings()
     tag = tag or settings.model_tag
     if tag is None:
         try:
@@ -760,6 +760,7 @@ def _model_dir(tag: str | None) -> tuple[str, Path]:
     return str(model.tag), Path(model.path)
 
 
+@cli.refuses_bad_settings
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m serving.dependencies",

@@ -13,10 +13,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from core import cli, modelfile, registry
-from core.settings import Settings
+from core.settings import Settings, get_settings
 from core.yamlconf import ConfigError
 from models import UnknownModelError, blame
 from training import pipeline
@@ -74,19 +72,14 @@ def _settings(args: argparse.Namespace) -> Settings:
         for k, v in {"model": args.model, "config": args.config, "data_source": args.data}.items()
         if v is not None
     }
-    return Settings(**overrides)
+    return get_settings(**overrides)
 
 
+@cli.refuses_bad_settings
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        settings = _settings(args)
-    except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            name = "BENTOGATE_" + "_".join(str(p) for p in err["loc"]).upper()
-            print(f"error: {name}: {err['msg']}", file=sys.stderr)
-        return EXIT_INVALID_INPUT
+    settings = _settings(args)  # a malformed one: exit 2 (cli.refuses_bad_settings)
     try:
         if args.command == "models":
             return _list_models(settings)

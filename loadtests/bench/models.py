@@ -23,7 +23,7 @@ import yaml
 from core import cli
 from core.process import Server
 from core.settings import ROOT, get_settings
-from loadtests.bench.run import PIN_SERVER, measure_point
+from loadtests.bench.run import PIN_SERVER, measure_servers
 from models.contract import FeatureSchema
 
 VARIANTS = {  # name -> params over models/cancer/config.yaml
@@ -90,23 +90,9 @@ def bench_variant(
             )
             servers[name].start()
             results[name] = {"cold_start_s": servers[name].wait_ready(90)}
-        for c in clients:
-            point = measure_point(
-                {n: f"{v.url}/predict" for n, v in servers.items()},
-                body,
-                c,
-                duration,
-                warmup,
-                rounds,
-            )
-            for name in servers:
-                s = results[name][str(c)] = point[name]
-                print(
-                    f"[bench-models] {tag} {name} c={c}: {s['rps']:.0f} req/s, "
-                    f"p50 {s['p50']:.2f} ms, p90 {s['p90']:.1f} ms, p99 {s['p99']:.1f} ms, "
-                    f"errors {s['errors']}",
-                    file=sys.stderr,
-                )
+        measure_servers(
+            servers, body, clients, duration, warmup, rounds, results, f"[bench-models] {tag}"
+        )
         for name, server in servers.items():
             results[name]["rss_mb"] = server.rss_bytes() / 2**20
     finally:

@@ -148,6 +148,30 @@ def measure_point(
     return {name: pool(r) for name, r in runs.items()}
 
 
+def measure_servers(
+    servers: dict[str, Server],
+    body: Path,
+    concurrency: list[int],
+    duration: float,
+    warmup: float,
+    rounds: int,
+    results: dict,
+    label: str,
+) -> None:
+    """measure_point at each concurrency: results[name][str(c)], and a line each on stderr."""
+    for c in concurrency:
+        point = measure_point(
+            {n: f"{v.url}/predict" for n, v in servers.items()}, body, c, duration, warmup, rounds
+        )
+        for name in servers:
+            s = results[name][str(c)] = point[name]
+            print(
+                f"{label} {name} c={c}: {s['rps']:.0f} req/s, p50 {s['p50']:.2f} ms, "
+                f"p90 {s['p90']:.1f} ms, p99 {s['p99']:.1f} ms, errors {s['errors']}",
+                file=sys.stderr,
+            )
+
+
 def _ratios(r: dict, clients: list[int], suffix: str = "") -> dict:
     """bentogate's figures over the floor's and FastAPI's; suffix "@baseline": the baseline pair."""
     out = {}
@@ -220,22 +244,7 @@ def bench(
             print(f"[bench] {name}: starting", file=sys.stderr)
             server.start()
             results[name] = {"cold_start_s": server.wait_ready(90)}
-        for c in concurrency:
-            point = measure_point(
-                {n: f"{v.url}/predict" for n, v in servers.items()},
-                body,
-                c,
-                duration,
-                warmup,
-                rounds,
-            )
-            for name in servers:
-                s = results[name][str(c)] = point[name]
-                print(
-                    f"[bench] {name} c={c}: {s['rps']:.0f} req/s, p50 {s['p50']:.2f} ms, "
-                    f"p90 {s['p90']:.1f} ms, p99 {s['p99']:.1f} ms, errors {s['errors']}",
-                    file=sys.stderr,
-                )
+        measure_servers(servers, body, concurrency, duration, warmup, rounds, results, "[bench]")
         for name, server in servers.items():
             results[name]["rss_mb"] = server.rss_bytes() / 2**20
         if locust:

@@ -1,6 +1,8 @@
 -- wrk script for `make bench-logging`: like wrk.lua (POST $BENTOGATE_WRK_BODY to the URL's path),
 -- but every $BENTOGATE_WRK_EVERY-th request (0: never) POSTs $BENTOGATE_WRK_FEEDBACK to /feedback.
 -- Both requests are built once; the same script drives every server of the comparison.
+-- Not merged into wrk.lua: a script that defines request() has wrk call Lua for every request,
+-- client CPU that `make bench` would then take from the servers it measures on 2 cores.
 
 local function read(name)
   local file = assert(io.open(os.getenv(name), "rb"))
