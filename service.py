@@ -22,6 +22,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import logging
 import math
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,19 +32,23 @@ import bentoml
 from prometheus_client import Counter, Histogram
 from starlette.responses import Response as HTTPResponse
 
-from core.settings import get_settings
+from core.settings import SettingsError, get_settings
 from serving import feedback, gc_pauses, predlog
 from serving.batching import MicroBatcher, Part
 from serving.docs_page import DocsPage
 from serving.guard import RequestGuard
-from serving.runtime import load_served_model, serve_runtime
+from serving.runtime import NoModelError, load_served_model, serve_runtime
 from serving.schema import ClassificationResponse, RegressionResponse, request_model
 
 # Runtimes import numpy, ONNX Runtime or scikit-learn only when the worker loads them: BentoML
 # imports this file in its supervising process too, which never predicts (~2.5 s, ~100 MB saved).
-SETTINGS = get_settings()
-# Reads the model's record from the store (not the model itself) to derive the API from it.
-MODEL = load_served_model(SETTINGS, Path(__file__).resolve().parent)
+try:
+    SETTINGS = get_settings()
+    # Reads the model's record from the store (not the model itself) to derive the API from it.
+    MODEL = load_served_model(SETTINGS, Path(__file__).resolve().parent)
+except (SettingsError, NoModelError) as exc:  # the operator's to fix: a line, not a traceback
+    print(f"error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
 PredictRequest = request_model(MODEL.schema, MODEL.max_records)
 Response = ClassificationResponse if MODEL.task == "classification" else RegressionResponse
 FeedbackRequest = feedback.feedback_request(SETTINGS.feedback_max_items)
