@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
+import re
 import sys
 from collections.abc import Callable
 from typing import NoReturn, ParamSpec
 
-from core.settings import SettingsError
+from core.settings import TAG_PATTERN, SettingsError
 
 P = ParamSpec("P")
 
@@ -38,3 +40,25 @@ def refuses_bad_settings(main: Callable[P, int]) -> Callable[P, int]:
             return 2
 
     return guarded
+
+
+def model_tag(text: str) -> str:
+    """argparse type: a model tag, name[:version]."""
+    if not re.match(TAG_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"expected a model tag (name:version), got {text!r}")
+    return text
+
+
+def number(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], float]:
+    """argparse type: a finite `kind` in [low, high]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"expected {low:g} to {high:g}, got {text}")
+        return value
+
+    return parse

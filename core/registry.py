@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import bentoml
 import yaml
 
 from core import modelfile
+from core.settings import TAG_PATTERN
 
 MODEL_FILES = (modelfile.SKOPS_FILE, modelfile.PICKLE_FILE)  # the fitted model: one, always saved
 STORE_FILES = ("model.yaml",)  # BentoML's own record, which holds the hashes
@@ -153,6 +155,8 @@ def _set_stage(model: bentoml.Model, stage: str) -> None:
 def promote(tag: str) -> tuple[str, str | None]:
     """Make `tag` the production model of its name; the previous one becomes archived.
     Returns (promoted tag, previous production tag or None)."""
+    if not re.match(TAG_PATTERN, tag):
+        raise RegistryError(f"expected a model tag (name:version), got {tag!r}")
     try:
         model = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:

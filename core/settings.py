@@ -8,10 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[1]
+# A BentoML model tag: name[:version] (BentoML's own characters, lowercase).
+TAG_PATTERN = r"^[a-z0-9][a-z0-9_.-]*(:[a-z0-9][a-z0-9_.-]*)?$"
 
 
 class Settings(BaseSettings):
@@ -25,7 +27,9 @@ class Settings(BaseSettings):
     )
     config: Path | None = Field(default=None, description="Override models/<model>/config.yaml.")
     data_source: str | None = Field(default=None, description="Override the config's data.source.")
-    model_tag: str | None = Field(default=None, description="Serve this model tag, not production.")
+    model_tag: str | None = Field(
+        default=None, pattern=TAG_PATTERN, description="Serve this model tag, not production."
+    )
     work_dir: Path = ROOT / ".bentogate" / "run"
     reports_dir: Path = ROOT / "reports"
     runtime: Literal["auto", "compiled", "onnx", "sklearn"] | None = Field(
@@ -79,6 +83,14 @@ class Settings(BaseSettings):
         default=ROOT / ".bentogate" / "batch",
         description="Batch scoring jobs: their store (jobs.sqlite) and logs.",
     )
+
+    @field_validator("prediction_log", "actuals_log")
+    @classmethod
+    def _a_file(cls, value: Literal["off"] | Path | None) -> Literal["off"] | Path | None:
+        # Checked here, not in the worker: there it is a traceback and a server never ready.
+        if isinstance(value, Path) and value.is_dir():
+            raise ValueError(f"{value} is a folder: name a file (it is created if missing)")
+        return value
 
 
 class SettingsError(ValueError):

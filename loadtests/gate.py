@@ -328,12 +328,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("bento", nargs="?", help="candidate Bento tag (default: the last `make build`)")
     p.add_argument("--url", help="test a running service at this URL instead (no servers started)")
     p.add_argument("--serve", help="any `bentoml serve` target (import path) instead of a Bento")
-    p.add_argument("--model-tag", help="model whose held-out data makes the traffic")
+    p.add_argument(
+        "--model-tag", type=cli.model_tag, help="model whose held-out data makes the traffic"
+    )
     p.add_argument("--model", help="refuse a candidate that serves another model (name)")
     p.add_argument("--thresholds", help='override thresholds, e.g. "p90<20ms,error_rate<1%%"')
     p.add_argument("--config", type=Path, default=CONFIG)
-    p.add_argument("--duration", type=float, help="measured seconds per target (overrides config)")
-    p.add_argument("--workers", type=int, help="distributed Locust: N worker processes")
+    p.add_argument(
+        "--duration",
+        type=cli.number(float, 0.1, 3600),
+        help="measured seconds per target (overrides config)",
+    )
+    p.add_argument(
+        "--workers", type=cli.number(int, 0, 16), help="distributed Locust: N worker processes"
+    )
     p.add_argument("--no-compare", action="store_true", help="skip the production comparison")
     p.add_argument("--out", type=Path, default=get_settings().reports_dir / "loadtest")
     args = p.parse_args(argv)
@@ -371,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         thresholds.ThresholdError,
         traffic.NoReferenceError,
         registry.RegistryError,
+        bentoml.exceptions.NotFound,  # --model-tag, or a Bento, the store does not hold
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

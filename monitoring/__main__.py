@@ -54,6 +54,8 @@ def _check_target(settings: Settings, env: str, model: str) -> str:
 
 
 def _logs(settings: Settings, args: argparse.Namespace) -> Path:
+    if args.logs and not Path(args.logs).is_dir():  # a typo would judge (and act on) old data
+        raise UsageError(f"--logs {args.logs}: no such folder")
     return Path(args.logs) if args.logs else settings.deploy_dir / args.env / args.model
 
 
@@ -83,9 +85,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             raise UsageError(f"--now {args.now!r}: not an ISO 8601 time") from None
         if now.tzinfo is None:
             raise UsageError(f"--now {args.now!r}: give a time zone, e.g. +00:00")
+    logs = _logs(settings, args)
     out_dir = args.out or settings.reports_dir / "monitor" / f"{args.env}-{args.model}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    logs = _logs(settings, args)
     database = store.database(settings.monitor_dir, args.env, args.model)
     # Evidently is imported in a worker process while the logs are ingested; with no logs and no
     # store there is nothing to compare, and no worker to wait for.

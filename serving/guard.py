@@ -75,7 +75,13 @@ class RequestGuard:
         self.success = dict(success or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in INFRA_PATHS or scope["method"] == "HEAD":
+        method = scope.get("method")
+        # Probes and scrapes (GET) pass untouched; a HEAD answer has no body to reshape.
+        if (
+            scope["type"] != "http"
+            or method == "HEAD"
+            or (method == "GET" and scope["path"] in INFRA_PATHS)
+        ):
             await self.app(scope, receive, send)
             return
         send = _Reshaper(send, scope, self.schemas, self.success)

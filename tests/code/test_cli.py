@@ -73,3 +73,51 @@ def test_a_subcommand_parser_is_the_one_line_parser_too(capsys):
     assert capsys.readouterr().err == (
         "error: argument --n: invalid int value: 'x' (see tool run --help)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--workers", "100"], "argument --workers: expected 0 to 16, got 100"),
+        (["--duration", "nan"], "argument --duration: expected 0.1 to 3600, got nan"),
+        (["--duration", "-5"], "argument --duration: expected 0.1 to 3600, got -5"),
+        (["--model-tag", "bad tag"], "argument --model-tag: expected a model tag"),
+    ],
+    ids=["too many workers", "nan duration", "negative duration", "malformed tag"],
+)
+def test_the_load_test_refuses_an_out_of_range_number_or_a_malformed_tag_before_starting(
+    argv, said, capsys
+):
+    from loadtests import gate
+
+    with pytest.raises(SystemExit) as exit_:
+        gate.main(argv)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: {said}")
+
+
+@pytest.mark.parametrize("tag", ["sales:", "bad tag", "Sales:1"])
+def test_promoting_a_malformed_tag_is_refused_naming_it(tag, capsys):
+    from training.__main__ import main
+
+    assert main(["promote", tag]) == 2
+    assert capsys.readouterr().err == f"error: expected a model tag (name:version), got {tag!r}\n"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("BENTOGATE_MODEL_TAG", "bad tag", "BENTOGATE_MODEL_TAG: String should match pattern"),
+        ("BENTOGATE_PREDICTION_LOG", ".", "BENTOGATE_PREDICTION_LOG: Value error, . is a folder"),
+        ("BENTOGATE_ACTUALS_LOG", "/tmp", "BENTOGATE_ACTUALS_LOG: Value error, /tmp is a folder"),
+    ],
+)
+def test_a_setting_the_server_could_not_use_is_refused_when_read(
+    variable, value, said, monkeypatch
+):
+    from core.settings import SettingsError, get_settings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as error:
+        get_settings()
+    assert str(error.value).startswith(said)

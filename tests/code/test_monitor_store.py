@@ -206,9 +206,20 @@ def test_router_errors_are_read_from_its_access_log_predict_lines_only(con, tmp_
     assert got.fetchall() == [(200, "r0002"), (503, "r0002")]
 
 
-def test_the_monitor_exits_2_naming_a_bad_window_and_writes_no_report(tmp_path):
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["--window", "24 hours"],
+            "error: window '24 hours': expected a positive number and m, h, d or w, e.g. 24h",
+        ),
+        (["--logs", "/nonexistent/logs"], "error: --logs /nonexistent/logs: no such folder"),
+    ],
+    ids=["bad window", "logs folder mistyped"],
+)
+def test_the_monitor_exits_2_naming_a_bad_argument_and_writes_no_report(tmp_path, args, said):
     result = subprocess.run(
-        [sys.executable, "-m", "monitoring", "run", "production", "--window", "24 hours"],
+        [sys.executable, "-m", "monitoring", "run", "production", *args],
         cwd=ROOT,
         env={**os.environ, "BENTOGATE_REPORTS_DIR": str(tmp_path / "reports")},
         capture_output=True,
@@ -216,9 +227,7 @@ def test_the_monitor_exits_2_naming_a_bad_window_and_writes_no_report(tmp_path):
         timeout=120,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "error: window '24 hours': expected a positive number and m, h, d or w, e.g. 24h"
-    )
+    assert result.stderr.strip() == said
     assert not (tmp_path / "reports").exists()
 
 

@@ -182,6 +182,7 @@ ERROR_RESPONSES = [
     ("invalid body", "POST", "/predict", b'{"records": 1}', {}, 400, "records"),
     ("no such endpoint", "GET", "/nope", None, {}, 404, "path"),
     ("wrong method", "GET", "/predict", None, {}, 405, "method"),
+    ("wrong method on a probe", "POST", "/readyz", b"{}", {}, 405, "method"),
     ("body too large", "POST", "/predict", b" " * (2 << 20), {}, 413, "body"),
     ("not JSON", "POST", "/predict", b"a", {"content-type": "text/csv"}, 415, "Content-Type"),
 ]
