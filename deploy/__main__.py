@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
+import httpx
 
 from core import cli, registry
 from core.settings import ROOT, Settings, get_settings
@@ -311,6 +312,10 @@ def cmd_smoke(args: argparse.Namespace, settings: Settings, cfg: deploy_config.D
     url = args.target_url
     if not url.startswith("http"):
         url = _local(settings, cfg, url, args.model or settings.model).url
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise UsageError(f"{url!r}: not a URL: {exc}") from None
     checks = smoke.smoke(url, args.model_tag)
     for c in checks:
         print(f"{'ok  ' if c.passed else 'FAIL'} {c.name}: {c.detail}")

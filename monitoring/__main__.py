@@ -85,6 +85,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             raise UsageError(f"--now {args.now!r}: not an ISO 8601 time") from None
         if now.tzinfo is None:
             raise UsageError(f"--now {args.now!r}: give a time zone, e.g. +00:00")
+        if now.year < 2000:  # the window reaches back from it: no date before year 1 exists
+            raise UsageError(f"--now {args.now!r}: expected a time after 2000")
     logs = _logs(settings, args)
     out_dir = args.out or settings.reports_dir / "monitor" / f"{args.env}-{args.model}"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -14,13 +14,17 @@ __all__ = ["ConfigError", "MonitorConfig", "load", "parse_window"]
 
 _WINDOW = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_WINDOW_S = 520 * 604800  # ten years: past that, a typo
 
 
 def parse_window(text: str) -> int:
     """'24h' -> seconds; minutes, hours, days or weeks."""
     m = _WINDOW.match(str(text))
-    if not m or int(m[1]) == 0:
-        raise ValueError(f"window {text!r}: expected a positive number and m, h, d or w, e.g. 24h")
+    if not m or not 0 < int(m[1]) * _SECONDS[m[2]] <= MAX_WINDOW_S:
+        raise ValueError(
+            f"window {text!r}: expected a positive number and m, h, d or w, e.g. 24h,"
+            " of at most 520w"
+        )
     return int(m[1]) * _SECONDS[m[2]]
 
 

@@ -121,3 +121,10 @@ def test_a_setting_the_server_could_not_use_is_refused_when_read(
     with pytest.raises(SettingsError) as error:
         get_settings()
     assert str(error.value).startswith(said)
+
+
+def test_a_smoke_test_of_a_malformed_url_is_refused_naming_it(capsys):
+    from deploy.__main__ import main
+
+    assert main(["smoke", "http://[::1"]) == 2
+    assert capsys.readouterr().err.startswith("error: 'http://[::1': not a URL")

@@ -211,11 +211,21 @@ def test_router_errors_are_read_from_its_access_log_predict_lines_only(con, tmp_
     [
         (
             ["--window", "24 hours"],
-            "error: window '24 hours': expected a positive number and m, h, d or w, e.g. 24h",
+            "error: window '24 hours': expected a positive number and m, h, d or w, e.g. 24h,"
+            " of at most 520w",
+        ),
+        (
+            ["--window", "99999999999w"],
+            "error: window '99999999999w': expected a positive number and m, h, d or w,"
+            " e.g. 24h, of at most 520w",
+        ),
+        (
+            ["--now", "0001-01-01T00:00:00+00:00"],
+            "error: --now '0001-01-01T00:00:00+00:00': expected a time after 2000",
         ),
         (["--logs", "/nonexistent/logs"], "error: --logs /nonexistent/logs: no such folder"),
     ],
-    ids=["bad window", "logs folder mistyped"],
+    ids=["bad window", "endless window", "time before the window", "logs folder mistyped"],
 )
 def test_the_monitor_exits_2_naming_a_bad_argument_and_writes_no_report(tmp_path, args, said):
     result = subprocess.run(
