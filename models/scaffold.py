@@ -10,6 +10,7 @@ trains and serves as it is; the data scientist then refines the parts marked FIL
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -193,13 +194,15 @@ def _column(name: str, s: pd.Series, is_target: bool, task: str) -> str:
                 "encode it or drop it before scaffolding"
             )
         kind, extra = "category", f", categories={tuple(values)!r}"
-    example = (
-        ""
-        if is_target
-        else f", example={s.iloc[0].item() if hasattr(s.iloc[0], 'item') else s.iloc[0]!r}"
-    )
-    if kind == "date":
-        example = f", example={str(s.iloc[0])[:10]!r}"
+    # The first non-null value: an empty first cell would write `example=nan`, which is no name.
+    present = s.dropna()
+    if is_target or present.empty:
+        example = ""
+    elif kind == "date":
+        example = f", example={str(present.iloc[0])[:10]!r}"
+    else:
+        first = present.iloc[0]
+        example = f", example={first.item() if hasattr(first, 'item') else first!r}"
     return f"        Column(name={name!r}, kind={kind!r}{extra}{example}),"
 
 
@@ -210,12 +213,23 @@ def scaffold(name: str, data: Path, target: str, task: str, root: Path = MODELS_
         )
     if name in available() or (root / "models" / name).exists():
         raise ScaffoldError(f"models/{name} already exists")
+    if (root / "models" / f"{name}.py").exists():
+        # models/<name>/ would shadow the module of that name and break every command.
+        raise ScaffoldError(
+            f"NAME {name!r}: models/{name}.py is a module of the project; choose another name"
+        )
     if task not in THRESHOLDS:
         raise ScaffoldError(f"TASK {task!r}: use classification or regression")
     path = data if data.is_absolute() else root / data
     if not path.is_file():
         raise ScaffoldError(f"DATA {data}: no such file")
-    df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    try:
+        df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:  # as training/load.py does
+        reason = " ".join(str(exc).split())  # pandas ends some messages with a newline
+        raise ScaffoldError(f"DATA {data}: cannot read: {reason}") from None
+    if df.empty:
+        raise ScaffoldError(f"DATA {data}: no rows to infer the data contract from")
     if target not in df.columns:
         raise ScaffoldError(
             f"TARGET {target!r} is not a column of {data} ({', '.join(map(str, df.columns))})"
@@ -235,25 +249,36 @@ def scaffold(name: str, data: Path, target: str, task: str, root: Path = MODELS_
     )
     thresholds, ratchet = THRESHOLDS[task]
     rel = path.relative_to(root) if path.is_relative_to(root) else path
-    pkg = root / "models" / name
-    pkg.mkdir(parents=True)
     fmt = {"name": name, "task": task, "data": rel}
-    (pkg / "__init__.py").write_text(INIT.format(**fmt, imports=_imports(name)))
-    (pkg / "schema.py").write_text(
-        SCHEMA.format(**fmt, columns=columns, features=features, target=target, time_column=None)
-    )
-    (pkg / "estimator.py").write_text(
-        ESTIMATOR.format(**fmt, estimator=estimator, categorical=categorical, numeric=numeric)
-    )
-    (pkg / "config.yaml").write_text(
-        CONFIG.format(
+    files = {
+        "__init__.py": INIT.format(**fmt, imports=_imports(name)),
+        "schema.py": SCHEMA.format(
+            **fmt, columns=columns, features=features, target=target, time_column=None
+        ),
+        "estimator.py": ESTIMATOR.format(
+            **fmt, estimator=estimator, categorical=categorical, numeric=numeric
+        ),
+        "config.yaml": CONFIG.format(
             **fmt,
             split="  validation_fraction: 0.2",
             thresholds=thresholds,
             ratchet=ratchet,
             port_offset=next_port_offset(root / "models"),
-        )
-    )
+        ),
+    }
+    # Every file is rendered before the folder exists; a failed write removes it, so a failure
+    # never leaves a half-written package that other commands would then try to import.
+    pkg = root / "models" / name
+    try:
+        pkg.mkdir(parents=True)
+    except OSError as exc:
+        raise ScaffoldError(f"models/{name}: cannot create: {exc}") from None
+    try:
+        for filename, text in files.items():
+            (pkg / filename).write_text(text)
+    except OSError as exc:
+        shutil.rmtree(pkg, ignore_errors=True)
+        raise ScaffoldError(f"models/{name}: cannot write: {exc}") from None
     return pkg
 
 

@@ -5,7 +5,9 @@ observed_at (ISO 8601 time of the outcome)."""
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import math
 from datetime import datetime
@@ -23,15 +25,25 @@ def read(path: Path, task: str) -> list[tuple[str, str, str]]:
     """(key, actual as JSON text, observed_at ISO) per row; FeedbackError naming the first bad
     line and column."""
     try:
-        f = open(path, newline="", encoding="utf-8")  # noqa: SIM115
+        data = path.read_bytes()
     except OSError as exc:
         raise FeedbackError(f"{path}: cannot read: {exc.strerror}") from None
+    # Decoded whole, so a bad byte's offset is in the file and names its line; Excel's "CSV UTF-8"
+    # starts with a byte order mark, which would otherwise be part of the first column's name.
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise FeedbackError(
+            f"{path}:{line}: not UTF-8 text: byte 0x{data[exc.start]:02x} ({exc.reason})"
+        ) from None
     rows = []
-    with f:
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         try:
             header = reader.fieldnames or []
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except csv.Error as exc:
             raise FeedbackError(f"{path}:1: not a CSV file: {exc}") from None
         missing = [c for c in COLUMNS if c not in header]
         if missing:
@@ -57,7 +69,7 @@ def read(path: Path, task: str) -> list[tuple[str, str, str]]:
                         ) from None
                     if not math.isfinite(value):
                         raise FeedbackError(
-                            f"{path}:{line}: column 'actual': {raw!r} is not finite"
+                            f"{path}:{line}: column 'actual': {raw[:40]!r} is not a finite number"
                         )
                     actual = json.dumps(value)
                 elif raw:
@@ -77,6 +89,8 @@ def read(path: Path, task: str) -> list[tuple[str, str, str]]:
                         f"{path}:{line}: column 'observed_at': {when!r} has no time zone"
                     )
                 rows.append((key, actual, at.isoformat()))
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except csv.Error as exc:
             raise FeedbackError(f"{path}:{reader.line_num}: not readable as CSV: {exc}") from None
+    if not rows:  # a header alone is almost surely the wrong file (or an export that failed)
+        raise FeedbackError(f"{path}: no rows")
     return rows

@@ -66,6 +66,8 @@ def value(v: Any) -> str:
     if isinstance(v, bool):
         return f"a boolean {json.dumps(v)}"
     if isinstance(v, int):
+        if v.bit_length() > 128:  # named by its size: echoed whole it would fill the message
+            return f"an integer of about {int(v.bit_length() * math.log10(2)) + 1} digits"
         return f"an integer {v}"
     if isinstance(v, float):
         return f"a number {v!r}" if math.isfinite(v) else f"a number {json.dumps(v)}"

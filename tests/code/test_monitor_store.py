@@ -162,6 +162,8 @@ def test_feedback_file_rows_are_stored(tmp_path):
         ("r1,3.5,2026-12-04T10:00:00\n", ":2: column 'observed_at'"),
         (",3.5,2026-12-04T10:00:00Z\n", ":2: column 'request_id'"),
         ("r1,nan,2026-12-04T10:00:00Z\n", ":2: column 'actual'"),
+        # As POST /feedback: a number a float cannot hold would break every later monitor run.
+        ("r1," + "9" * 400 + ",2026-12-04T10:00:00Z\n", ":2: column 'actual': .* not a finite"),
     ],
 )
 def test_a_bad_feedback_cell_is_refused_naming_line_and_column(tmp_path, body, where):
@@ -176,6 +178,28 @@ def test_a_feedback_file_without_a_required_column_is_refused(tmp_path):
     path.write_text("request_id,value\nr1,3\n")
     with pytest.raises(FeedbackError, match=r":1: missing column\(s\) actual, observed_at"):
         read(path, "regression")
+
+
+def test_a_feedback_file_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "actuals.csv"
+    path.write_bytes(b"\xef\xbb\xbfrequest_id,actual,observed_at\nr1,3.5,2026-12-04T10:00:00Z\n")
+    assert read(path, "regression") == [("r1", "3.5", "2026-12-04T10:00:00+00:00")]
+
+
+def test_a_byte_that_is_not_utf8_is_refused_naming_its_line(tmp_path):
+    path = tmp_path / "actuals.csv"
+    path.write_bytes(
+        b"request_id,actual,observed_at\nr1,3.5,2026-12-04T10:00:00Z\nr2,s\xe9v,2026-12-04T10:00:00Z\n"
+    )
+    with pytest.raises(FeedbackError, match=r"actuals\.csv:3: not UTF-8 text: byte 0xe9"):
+        read(path, "classification")
+
+
+def test_a_feedback_file_with_a_header_and_no_rows_exits_2_naming_it(tmp_path):
+    result = feedback(tmp_path, "request_id,actual,observed_at\n")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"error: {tmp_path / 'actuals.csv'}: no rows\n"
+    assert stored(tmp_path) == 0
 
 
 def test_the_feedback_command_exits_2_on_a_bad_file_and_stores_nothing(tmp_path):

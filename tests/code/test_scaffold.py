@@ -1,4 +1,5 @@
-"""models/scaffold.py: the package it writes passes the project's lint for any model name."""
+"""models/scaffold.py: the package it writes imports and passes the project's lint for any model
+name; a bad data file or a name that would shadow a module is refused with nothing written."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from models.scaffold import scaffold
+from models.scaffold import ScaffoldError, scaffold
 from tests.conftest import copy_project
 
 RUFF = str(Path(sys.executable).with_name("ruff"))
@@ -45,3 +46,71 @@ def test_scaffolded_package_passes_lint_whatever_its_name(project, name):
 
     assert lint.returncode == 0, lint.stdout
     assert formatted.returncode == 0, formatted.stdout
+
+
+def test_an_empty_first_cell_takes_the_first_present_value_as_the_example(project):
+    (project / "gaps.csv").write_text(
+        "age,stage,smoker,note,relapsed\n,,,,yes\n41,II,False,,no\n58,I,True,,no\n"
+    )
+    scaffold("gaps", Path("gaps.csv"), "relapsed", "classification", root=project)
+
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from models.gaps.schema import SCHEMA\n"
+            "print({c.name: c.example for c in SCHEMA.columns})",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert shown.returncode == 0, shown.stderr
+    # `note` is empty in every row: it gets no example rather than nan.
+    assert shown.stdout.strip() == (
+        "{'age': 41.0, 'stage': 'II', 'smoker': False, 'note': None, 'relapsed': None}"
+    )
+
+
+UNREADABLE = [
+    ("an empty file", "empty.csv", b""),
+    ("a header and no rows", "header.csv", b"age,relapsed\n"),
+    ("a ragged row", "ragged.csv", b"age,relapsed\n63,yes\n41,no,extra\n"),
+    ("an unclosed quote", "quote.csv", b'age,relapsed\n63,"yes\n'),
+    ("Latin-1 bytes", "latin1.csv", b"age,relapsed\n63,s\xe9v\xe8re\n"),
+    ("a Parquet name on text", "fake.parquet", b"age,relapsed\n63,yes\n"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "filename", "content"), UNREADABLE, ids=[c[0] for c in UNREADABLE]
+)
+def test_a_data_file_that_cannot_be_read_exits_2_naming_it_and_writes_nothing(
+    project, case, filename, content
+):
+    (project / filename).write_bytes(content)
+    name = f"bad_{Path(filename).stem}"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "models.scaffold", name, "--data", filename),
+            *("--target", "relapsed", "--task", "classification"),
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: DATA {filename}: ")
+    assert result.stderr.count("\n") == 1
+    assert not (project / "models" / name).exists()
+
+
+@pytest.mark.parametrize("name", ["config", "contract", "metrics", "scaffold", "predict"])
+def test_a_name_of_a_module_of_models_is_refused_as_it_would_shadow_it(project, name):
+    with pytest.raises(ScaffoldError, match=rf"models/{name}\.py is a module"):
+        scaffold(name, Path("patients.csv"), "relapsed", "classification", root=project)
+    assert not (project / "models" / name).exists()

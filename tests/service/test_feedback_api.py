@@ -55,6 +55,7 @@ BAD = [
     ("no actual", {"request_id": "a"}, "actual"),
     ("a boolean actual", {**OK, "actual": True}, "actual"),
     ("a null actual in a batch", {"actuals": [OK, {**OK, "actual": None}]}, "actuals[1].actual"),
+    ("an integer actual a float cannot hold", {**OK, "actual": 10**400}, "actual"),
     ("an observed_at that is not a time", {**OK, "observed_at": "yesterday"}, "observed_at"),
     (
         "an observed_at before year 1 in UTC",
@@ -79,6 +80,14 @@ def test_bad_feedback_gets_400_naming_the_field_and_writes_nothing(
     assert response.json()["field"] == field
     assert response.json()["error"].startswith(field)
     assert written(capfd) == []
+
+
+def test_an_actual_a_float_cannot_hold_is_named_by_its_size_not_echoed(client):
+    response = client.post("/feedback", json={**OK, "actual": 10**400})
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        "actual: expected a number or a string, got an integer of about 401 digits"
+    )
 
 
 def test_feedback_that_is_not_json_gets_415_and_one_over_the_size_limit_413(client, service_module):
