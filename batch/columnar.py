@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from batch.rows import json_value
+from batch.rows import FIRST_DAY, LAST_DAY, json_value, readable_day
 from models.contract import Column, FeatureSchema
 from serving.schema import STRICT, field_type
 
@@ -68,7 +68,10 @@ def _column(s: pd.Series, col: Column) -> tuple[Any, np.ndarray]:
         day = s.dt.normalize()
         if getattr(day.dt, "tz", None) is not None:  # the row's date where it was recorded
             day = day.dt.tz_localize(None)
-        return day.astype("datetime64[ns]").to_numpy(), s.notna().to_numpy()
+        # A day datetime64[ns] cannot hold (a 9999-12-31 sentinel in a datetime64[us] column)
+        # is flagged: the per-row path refuses it, naming it.
+        ok = s.notna() & (day >= pd.Timestamp(FIRST_DAY)) & (day <= pd.Timestamp(LAST_DAY))
+        return day.where(ok).astype("datetime64[ns]").to_numpy(), ok.to_numpy()
     if types.is_bool_dtype(s.dtype):
         if col.kind != "bool":
             return _nothing(n, col)  # true/false where a number or text is due
@@ -122,7 +125,10 @@ def _text(s: pd.Series, col: Column) -> tuple[Any, np.ndarray]:
     for v in distinct.tolist():
         try:
             text = json.dumps(json_value(v, col), allow_nan=True)
-            values.append(adapter.validate_json(text))
+            value = adapter.validate_json(text)
+            if col.kind == "date" and not readable_day(value):
+                raise ValueError("a day datetime64[ns] cannot hold")
+            values.append(value)
             good.append(True)
         except (ValidationError, TypeError, ValueError):
             values.append(None)

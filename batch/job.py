@@ -174,7 +174,8 @@ def _score(
         raise UsageError(f"DATA={request.data}: {exc}") from None
     try:
         rows.check_columns(planned.columns, model.schema)
-    except rows.MissingColumns as exc:
+        rows.check_types(planned.types, model.schema)
+    except (rows.MissingColumns, rows.UnusableColumns) as exc:
         raise UsageError(f"DATA={request.data}: {exc}") from None
     if request.key is not None and request.key not in planned.columns:
         raise UsageError(f"KEY={request.key}: not a column of DATA ({', '.join(planned.columns)})")

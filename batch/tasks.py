@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import math
 import os
 import time
@@ -73,6 +74,8 @@ class Plan:
     columns: list[str]  # the input's columns (the first file's)
     tasks: list[Task]
     rows: int
+    # Each column's types across the files (Parquet); none for CSV, whose every value is text.
+    types: dict[str, list[pa.DataType]] = dataclasses.field(default_factory=dict)
 
 
 def input_files(data: Path, fmt: str) -> list[Path]:
@@ -92,8 +95,9 @@ def plan(data: Path, fmt: str, cores: int) -> Plan:
     """The tasks for DATA: at least 2 a core when there are rows enough (one slow task then
     leaves no core idle), each at most MAX_TASK_ROWS rows (Parquet) or the same share of the
     bytes (CSV). Reads footers (Parquet) or lines (CSV), never decodes a value. The columns are
-    those every file has (in the first file's order): a file without a feature column is then
-    refused before any task runs."""
+    those every file has (in the first file's order), with each one's types across the files
+    (Parquet): a file without a feature column, or with one of a type that never holds a valid
+    value, is then refused before any task runs."""
     files = input_files(data, fmt)
     return _parquet_plan(files, cores) if fmt == "parquet" else _csv_plan(files, cores)
 
@@ -102,13 +106,19 @@ def _parquet_plan(files: list[Path], cores: int) -> Plan:
     import pyarrow.parquet as pq
 
     counts, names = [], []
+    types: dict[str, list[pa.DataType]] = {}
     for f in files:
         try:
             meta = pq.read_metadata(f)
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise Unreadable(f"{f}: not a readable Parquet file ({exc})") from None
         counts.append(meta.num_rows)
-        names.append(meta.schema.to_arrow_schema().names)
+        schema = meta.schema.to_arrow_schema()
+        names.append(schema.names)
+        for column in schema:
+            seen = types.setdefault(column.name, [])
+            if column.type not in seen:
+                seen.append(column.type)
     total = sum(counts)
     size = max(1, min(MAX_TASK_ROWS, math.ceil(total / (2 * cores))))
     tasks: list[Task] = []
@@ -118,7 +128,8 @@ def _parquet_plan(files: list[Path], cores: int) -> Plan:
             stop = min(n, start + size)
             tasks.append(Task(len(tasks), str(f), "parquet", start, stop, first, stop - start))
             first += stop - start
-    return Plan(_common(names), tasks, total)
+    columns = _common(names)
+    return Plan(columns, tasks, total, {c: types[c] for c in columns})
 
 
 def _common(names: list[list[str]]) -> list[str]:

@@ -186,6 +186,19 @@ def test_input_without_a_feature_column_is_refused_naming_it_and_nothing_is_writ
     assert sorted(p.name for p in tmp_path.iterdir()) == ["no-family.csv"]
 
 
+def test_a_list_column_where_a_feature_is_due_is_refused_naming_it_and_nothing_is_written(
+    session, production_tag, tmp_path
+):
+    data = get_spec("sales").default_data(42).head(5)
+    data["class"] = [[1, 2]] * 5
+    data.to_parquet(tmp_path / "lists.parquet", index=False)
+
+    with pytest.raises(job.UsageError, match="column 'class' is list<element: int64>"):
+        score(tmp_path, tmp_path / "lists.parquet", production_tag)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lists.parquet"]
+
+
 def test_an_existing_output_folder_is_refused_and_left_as_it_was(production_tag, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("earlier job")
