@@ -1,9 +1,11 @@
+import re
 from pathlib import Path
 
 import pytest
 
 from models import get_spec
 from models.config import ConfigError, load_config, package_config
+from training.__main__ import main
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -115,3 +117,48 @@ def test_a_bad_recorded_config_is_refused_naming_the_model_and_field():
     recorded = {"seed": 1, "gate": {"thresholds": {}}, "deploy": {"port_offset": "far"}}
     with pytest.raises(ConfigError, match=r"recorded with model 'gone': deploy\.port_offset:"):
         package_config("gone", recorded)
+
+
+def test_a_config_that_is_not_utf8_is_refused_naming_the_line_of_the_bad_byte(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_bytes("seed: 1\ngate:\n  # r\xe9sum\xe9\n  thresholds: {}\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"config.yaml:3: not UTF-8 text: byte 0xe9"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "seed: 1\ngate:\n  thresholds: {}\nseed: 2\n",
+            ":4: duplicate key 'seed' (first at line 1)",
+        ),
+        (
+            "seed: 1\nparams: {a: 1}\ngate:\n  thresholds: {}\nparams:\n  a: 2\n",
+            ":5: duplicate key 'params' (first at line 2)",
+        ),
+        (
+            "seed: 1\ngate:\n  thresholds:\n    r2: '> 0'\n    r2: '> 0.5'\n",
+            ":5: duplicate key 'r2' (first at line 4)",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}{message}")):
+        load_config(path)
+
+
+def test_keys_merged_from_an_anchor_may_be_overridden(tmp_path):
+    path = write(
+        tmp_path,
+        "seed: 1\ngate:\n  thresholds: {}\nparams:\n  <<: {max_iter: 5, lr: 1}\n  lr: 2\n",
+    )
+    assert load_config(path).params == {"max_iter": 5, "lr": 2}
+
+
+def test_training_exits_2_on_a_config_that_is_not_utf8(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"# caf\xe9\nseed: 1\ngate:\n  thresholds: {}\n")
+    assert main(["--config", str(path), "run"]) == 2
+    assert "config.yaml:1: not UTF-8 text: byte 0xe9" in capsys.readouterr().err
