@@ -69,7 +69,8 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     t0 = time.monotonic()
     _check_target(settings, args.env, args.model)
-    cfg = monitor_config.load(settings.monitor_config)
+    environments = deploy_config.load(settings.deploy_config).environments
+    cfg = monitor_config.load(settings.monitor_config, environments)
     window = args.window or cfg.window
     try:
         window_s = monitor_config.parse_window(window)
