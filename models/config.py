@@ -203,13 +203,18 @@ class DeployConfig(_Strict):
     environments: dict[str, DeployEnvironment] = {}
 
 
-def package_config(name: str, recorded: Mapping[str, Any] | None = None) -> ModelConfig | None:
+def package_config(
+    name: str,
+    recorded: Mapping[str, Any] | None = None,
+    metrics: Collection[str] | None = None,
+) -> ModelConfig | None:
     """A model's config: its package's file when the package is here (the reviewed, current one),
     else the config recorded with the model at registration (`info.metadata["config"]`), else
-    None. Errors name file, line and field (or the recorded config and field)."""
+    None. Errors name file, line and field (or the recorded config and field); the file's gate
+    metrics are checked against `metrics` when given (see `load_config`)."""
     path = MODELS_DIR / name / "config.yaml"
     if path.is_file():
-        return load_config(path)
+        return load_config(path, metrics)
     if recorded is None:
         return None
     try:
