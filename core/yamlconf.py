@@ -15,6 +15,48 @@ class ConfigError(ValueError):
     pass
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: object, line: int, first: int):
+        super().__init__(f"{line}: duplicate key {key!r} (first at line {first})")
+        self.key, self.line, self.first = key, line, first
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping key given twice (PyYAML keeps the last one).
+    Keys merged in with `<<:` may still be overridden, as YAML means them to be."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first:
+                    raise _DuplicateKey(key, line, first[key])
+                first[key] = line
+            except TypeError:  # an unhashable key: the base class says so
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
+def _text(path: Path) -> str:
+    """The file's text; ConfigError naming the line of the first byte that is not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{shown(path)}: cannot read config: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{shown(path)}:{line}: not UTF-8 text: byte 0x{data[exc.start]:02x} "
+            "(save the file as UTF-8)"
+        ) from None
+
+
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     """1-based line of the YAML node at `loc`, or of its nearest existing parent."""
     node, line = root, None
@@ -42,20 +84,21 @@ def shown(path: Path) -> str:
 def line_of(path: Path, loc: tuple[Any, ...]) -> int | None:
     """1-based line of the setting at `loc` in a YAML file (or of its nearest parent)."""
     try:
-        return _line_of(yaml.compose(path.read_text()), loc)
-    except (OSError, yaml.YAMLError):
+        return _line_of(yaml.compose(path.read_text(encoding="utf-8")), loc)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
 
 
 def load_yaml(path: Path, model: type[T]) -> T:
     """Validate a YAML file into `model`; every error names file, line and field."""
+    text = _text(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{shown(path)}: cannot read config: {exc.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_Loader)  # a SafeLoader
         root = yaml.compose(text)
+    except _DuplicateKey as exc:
+        raise ConfigError(
+            f"{shown(path)}:{exc.line}: duplicate key {exc.key!r} (first at line {exc.first})"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{shown(path)}:{mark.line + 1}" if mark else shown(path)
@@ -77,7 +120,7 @@ def load_yaml(path: Path, model: type[T]) -> T:
 def where(path: Path, loc: tuple[Any, ...]) -> str:
     """`file:line: field` of a setting, for a problem found after loading (e.g. across files)."""
     try:
-        root = yaml.compose(path.read_text())
-    except (OSError, yaml.YAMLError):
+        root = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         root = None
     return f"{path}:{_line_of(root, loc) or 1}: {'.'.join(str(p) for p in loc)}"

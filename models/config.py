@@ -6,7 +6,7 @@ Loading fails fast with the file, line and field of every problem.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,13 +22,13 @@ from pydantic import (
 
 from core import thresholds
 from core.thresholds import Threshold
-from core.yamlconf import ConfigError, load_yaml
+from core.yamlconf import ConfigError, line_of, load_yaml, shown
 from models import MODELS_DIR
 
 # What the load-test gate measures (loadtests/gate.py).
 LoadMetric = Literal["p50", "p90", "p99", "error_rate", "rps"]
 
-__all__ = ["ConfigError", "ModelConfig", "load_config", "package_config"]
+__all__ = ["ConfigError", "ModelConfig", "check_metrics", "load_config", "package_config"]
 
 
 class _Strict(BaseModel):
@@ -112,8 +112,30 @@ class ModelConfig(_Strict):
     deploy: DeployConfig = Field(default_factory=lambda: DeployConfig())
 
 
-def load_config(path: Path) -> ModelConfig:
-    return load_yaml(path, ModelConfig)
+def load_config(path: Path, metrics: Collection[str] | None = None) -> ModelConfig:
+    """The config at `path`; given the `metrics` its model's task computes
+    (`models.metrics.names`), a gate naming any other is refused, before anything is trained."""
+    cfg = load_yaml(path, ModelConfig)
+    if metrics is not None:
+        check_metrics(cfg, path, metrics)
+    return cfg
+
+
+def check_metrics(cfg: ModelConfig, path: Path, metrics: Collection[str]) -> None:
+    """ConfigError naming the line of every gate threshold or ratchet on a metric not in
+    `metrics`: a typo would otherwise read as "not measured", a rejection after a whole run."""
+    named = [(("gate", "thresholds", m), m) for m in cfg.gate.thresholds]
+    if cfg.gate.ratchet is not None:
+        named.append((("gate", "ratchet", "metric"), cfg.gate.ratchet.metric))
+    known = ", ".join(metrics)
+    errors = [
+        f"{shown(path)}:{line_of(path, loc) or 1}: {'.'.join(loc)}: no metric {name!r} "
+        f"for this model (known: {known})"
+        for loc, name in named
+        if name not in metrics
+    ]
+    if errors:
+        raise ConfigError("\n".join(errors))
 
 
 # ---- per-model overrides of the load-test gate and the deploy environments ----------------------
@@ -181,13 +203,18 @@ class DeployConfig(_Strict):
     environments: dict[str, DeployEnvironment] = {}
 
 
-def package_config(name: str, recorded: Mapping[str, Any] | None = None) -> ModelConfig | None:
+def package_config(
+    name: str,
+    recorded: Mapping[str, Any] | None = None,
+    metrics: Collection[str] | None = None,
+) -> ModelConfig | None:
     """A model's config: its package's file when the package is here (the reviewed, current one),
     else the config recorded with the model at registration (`info.metadata["config"]`), else
-    None. Errors name file, line and field (or the recorded config and field)."""
+    None. Errors name file, line and field (or the recorded config and field); the file's gate
+    metrics are checked against `metrics` when given (see `load_config`)."""
     path = MODELS_DIR / name / "config.yaml"
     if path.is_file():
-        return load_config(path)
+        return load_config(path, metrics)
     if recorded is None:
         return None
     try:

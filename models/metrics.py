@@ -15,6 +15,14 @@ from models.contract import ModelSpec
 LOWER_IS_BETTER = {"nwrmsle", "rmse", "mae", "log_loss"}
 
 
+def names(spec: ModelSpec) -> tuple[str, ...]:
+    """Every metric the functions below can give for `spec`'s task: what a gate may name.
+    (A classifier's log_loss and roc_auc need its probabilities; roc_auc every class.)"""
+    if spec.task == "regression":
+        return ("rmse", "mae", "r2", *spec.extra_metrics)
+    return ("accuracy", "f1_macro", "log_loss", "roc_auc")
+
+
 def regression_metrics(
     spec: ModelSpec, y: np.ndarray, y_pred: np.ndarray, weights: np.ndarray | None
 ) -> dict[str, float]:

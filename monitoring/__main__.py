@@ -29,7 +29,9 @@ from core.settings import Settings, get_settings
 from core.yamlconf import ConfigError
 from deploy import config as deploy_config
 from models import UnknownModelError, get_spec
+from models import metrics as model_metrics
 from models.config import package_config
+from models.contract import ModelSpec
 from monitoring import act, drift, feedback, monitor, report, store
 from monitoring import config as monitor_config
 
@@ -40,15 +42,15 @@ class UsageError(ValueError):
     pass
 
 
-def _check_target(settings: Settings, env: str, model: str) -> str:
-    """The model's task; UsageError for an unknown environment or model."""
+def _check_target(settings: Settings, env: str, model: str) -> ModelSpec:
+    """The model's spec; UsageError for an unknown environment or model."""
     envs = deploy_config.load(settings.deploy_config).environments
     if env not in envs:
         raise UsageError(
             f"no environment {env!r} in {settings.deploy_config.name} (have: {', '.join(envs)})"
         )
     try:
-        return get_spec(model).task
+        return get_spec(model)
     except UnknownModelError as exc:
         raise UsageError(str(exc)) from None
 
@@ -60,7 +62,7 @@ def _logs(settings: Settings, args: argparse.Namespace) -> Path:
 
 
 def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
-    task = _check_target(settings, args.env, args.model)
+    task = _check_target(settings, args.env, args.model).task
     rows = feedback.read(Path(args.file), task)
     with store.connect(store.database(settings.monitor_dir, args.env, args.model)) as con:
         n = store.add_actuals(con, rows, args.model, source=f"file:{Path(args.file).name}")
@@ -70,8 +72,11 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     t0 = time.monotonic()
-    _check_target(settings, args.env, args.model)
-    cfg = monitor_config.load(settings.monitor_config)
+    spec = _check_target(settings, args.env, args.model)
+    environments = deploy_config.load(settings.deploy_config).environments
+    cfg = monitor_config.load(settings.monitor_config, environments)
+    # Before any work: the model's gate bounds, the live quality checks, name its own metrics.
+    model_cfg = package_config(args.model, metrics=model_metrics.names(spec))
     window = args.window or cfg.window
     try:
         window_s = monitor_config.parse_window(window)
@@ -131,7 +136,6 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         result.action += " " + act.send(
             settings, act.message(args.env, args.model, result.reasons, done, args.link)
         )
-    model_cfg = package_config(args.model)
     bounds = {t.metric: t.value for t in model_cfg.gate.parsed()} if model_cfg else {}
     result.ingested["total_s"] = round(time.monotonic() - t0, 2)
     report.write(result, out_dir, bounds)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from core.yamlconf import ConfigError, load_yaml
+from core.yamlconf import ConfigError, line_of, load_yaml, shown
 
 __all__ = ["ConfigError", "MonitorConfig", "load", "parse_window"]
 
@@ -59,5 +60,18 @@ class MonitorConfig(_Strict):
         return self.on_breach.get(environment, "notify")
 
 
-def load(path: Path) -> MonitorConfig:
-    return load_yaml(path, MonitorConfig)
+def load(path: Path, environments: Collection[str] | None = None) -> MonitorConfig:
+    """The config at `path`; given deploy/config.yaml's `environments`, an `on_breach` key that
+    is none of them is refused (a typo would leave that environment on notify, silently)."""
+    cfg = load_yaml(path, MonitorConfig)
+    if environments is not None:
+        have = ", ".join(environments)
+        errors = [
+            f"{shown(path)}:{line_of(path, ('on_breach', env)) or 1}: on_breach.{env}: "
+            f"no environment {env!r} in the deploy config (have: {have})"
+            for env in cfg.on_breach
+            if env not in environments
+        ]
+        if errors:
+            raise ConfigError("\n".join(errors))
+    return cfg

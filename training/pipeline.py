@@ -28,6 +28,7 @@ import pandas as pd
 from core import modelfile, registry
 from core.settings import ROOT, Settings
 from models import get_spec
+from models import metrics as model_metrics
 from models import predict as path_
 from models import runtimes as model_runtimes
 from models.config import ModelConfig, load_config
@@ -110,7 +111,7 @@ class Context:
     def from_settings(cls, settings: Settings) -> Context:
         spec = get_spec(settings.model)
         path = settings.config or spec.config_path
-        return cls(spec, load_config(path), path, settings)
+        return cls(spec, load_config(path, model_metrics.names(spec)), path, settings)
 
     @property
     def source(self) -> str:

@@ -1,9 +1,11 @@
+import re
 from pathlib import Path
 
 import pytest
 
-from models import get_spec
+from models import get_spec, metrics
 from models.config import ConfigError, load_config, package_config
+from training.__main__ import main
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -115,3 +117,83 @@ def test_a_bad_recorded_config_is_refused_naming_the_model_and_field():
     recorded = {"seed": 1, "gate": {"thresholds": {}}, "deploy": {"port_offset": "far"}}
     with pytest.raises(ConfigError, match=r"recorded with model 'gone': deploy\.port_offset:"):
         package_config("gone", recorded)
+
+
+def test_a_config_that_is_not_utf8_is_refused_naming_the_line_of_the_bad_byte(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_bytes("seed: 1\ngate:\n  # r\xe9sum\xe9\n  thresholds: {}\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"config.yaml:3: not UTF-8 text: byte 0xe9"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "seed: 1\ngate:\n  thresholds: {}\nseed: 2\n",
+            ":4: duplicate key 'seed' (first at line 1)",
+        ),
+        (
+            "seed: 1\nparams: {a: 1}\ngate:\n  thresholds: {}\nparams:\n  a: 2\n",
+            ":5: duplicate key 'params' (first at line 2)",
+        ),
+        (
+            "seed: 1\ngate:\n  thresholds:\n    r2: '> 0'\n    r2: '> 0.5'\n",
+            ":5: duplicate key 'r2' (first at line 4)",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}{message}")):
+        load_config(path)
+
+
+def test_keys_merged_from_an_anchor_may_be_overridden(tmp_path):
+    path = write(
+        tmp_path,
+        "seed: 1\ngate:\n  thresholds: {}\nparams:\n  <<: {max_iter: 5, lr: 1}\n  lr: 2\n",
+    )
+    assert load_config(path).params == {"max_iter": 5, "lr": 2}
+
+
+def test_training_exits_2_on_a_config_that_is_not_utf8(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"# caf\xe9\nseed: 1\ngate:\n  thresholds: {}\n")
+    assert main(["--config", str(path), "run"]) == 2
+    assert "config.yaml:1: not UTF-8 text: byte 0xe9" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("gate", "message"),
+    [
+        (
+            "  thresholds:\n    rsme: '< 5'\n",
+            ":4: gate.thresholds.rsme: no metric 'rsme' for this model "
+            "(known: rmse, mae, r2, nwrmsle)",
+        ),
+        (
+            "  thresholds: {}\n  ratchet:\n    metric: nwrmse\n    tolerance: 0.01\n",
+            ":5: gate.ratchet.metric: no metric 'nwrmse' for this model",
+        ),
+    ],
+)
+def test_a_gate_on_a_metric_the_models_task_does_not_compute_is_refused(tmp_path, gate, message):
+    path = write(tmp_path, "seed: 1\ngate:\n" + gate)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}{message}")):
+        load_config(path, metrics.names(get_spec("sales")))
+
+
+def test_a_classifiers_gate_may_not_name_a_regression_metric(tmp_path):
+    path = write(tmp_path, "seed: 1\ngate:\n  thresholds:\n    r2: '> 0'\n")
+    with pytest.raises(ConfigError, match=r":4: gate.thresholds.r2: .*\(known: accuracy, f1_"):
+        load_config(path, metrics.names(get_spec("cancer")))
+
+
+def test_training_refuses_a_misspelt_gate_metric_before_reading_any_data(tmp_path, capsys):
+    path = write(tmp_path, "seed: 1\ngate:\n  thresholds:\n    rsme: '< 5'\n")
+    missing = tmp_path / "no-such-data.csv"
+    assert main(["--config", str(path), "--data", str(missing), "run"]) == 2
+    err = capsys.readouterr().err
+    assert "config.yaml:4: gate.thresholds.rsme: no metric 'rsme'" in err
+    assert "no-such-data" not in err

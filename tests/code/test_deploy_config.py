@@ -62,3 +62,15 @@ def test_overriding_the_target_needs_that_target_section():
 def test_an_unknown_environment_is_named():
     with pytest.raises(ConfigError, match="unknown environment 'prod'"):
         config.load(SHIPPED).env("prod")
+
+
+def test_an_environment_given_twice_is_refused_naming_both_lines(tmp_path):
+    text = SHIPPED.read_text()
+    path = tmp_path / "deploy.yaml"
+    path.write_text(text + "  staging:\n    target: local\n")
+    first = text.splitlines().index("  staging:") + 1
+    last = len(text.splitlines()) + 1
+    with pytest.raises(
+        ConfigError, match=rf"deploy.yaml:{last}: duplicate key 'staging' \(first at line {first}\)"
+    ):
+        config.load(path)

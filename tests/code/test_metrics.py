@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from models import get_spec, metrics
 from models.sales.metrics import nwrmsle
 
 
@@ -22,3 +23,12 @@ def test_nwrmsle_weighs_errors_on_perishables_more():
 
 def test_nwrmsle_floors_negative_predictions_at_zero():
     assert nwrmsle(np.array([0.0]), np.array([-5.0])) == 0.0
+
+
+def test_the_metric_names_a_gate_may_use_are_the_ones_evaluate_computes():
+    sales, cancer = get_spec("sales"), get_spec("cancer")
+    y = np.array([1.0, 2.0, 3.0])
+    assert set(metrics.names(sales)) == set(metrics.regression_metrics(sales, y, y, None))
+    labels, proba = np.array([0, 1, 0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]] * 2)
+    computed = metrics.classification_metrics(labels, labels, proba, np.array([0, 1]))
+    assert set(metrics.names(cancer)) == set(computed)

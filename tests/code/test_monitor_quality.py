@@ -136,3 +136,15 @@ def test_a_bad_monitor_config_is_refused_naming_line_and_field(tmp_path, text, m
     path.write_text(text)
     with pytest.raises(config.ConfigError, match=message.replace("(", r"\(")):
         config.load(path)
+
+
+def test_an_on_breach_key_that_is_no_deploy_environment_is_refused_listing_them(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("window: 24h\non_breach: {prod: rollback, staging: notify}\n")
+    with pytest.raises(
+        config.ConfigError,
+        match=r"config.yaml:2: on_breach.prod: no environment 'prod' in the deploy config "
+        r"\(have: staging, production\)",
+    ):
+        config.load(path, ["staging", "production"])
+    assert config.load(path).action("prod") == "rollback"  # without environments: unchecked

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from core.settings import ROOT
+from models import config as model_config
 from monitoring import store, synthetic
+from monitoring.__main__ import main
 from monitoring.feedback import FeedbackError, read
 
 NOW = datetime(2026, 12, 4, 14, 0, tzinfo=UTC)
@@ -298,3 +300,34 @@ def test_a_request_logged_twice_counts_once_as_the_fallback_that_answered(con, t
     store.ingest_predictions(con, tmp_path)
     got = {v.version: (v.requests, v.fallbacks) for v in versions(con, NOW, NOW + timedelta(1))}
     assert got == {"r0001": (1, 0)}
+
+
+def test_the_monitor_exits_2_on_an_on_breach_environment_typo_before_any_work(
+    tmp_path, monkeypatch, capsys
+):
+    monitor_config = tmp_path / "monitor.yaml"
+    monitor_config.write_text("on_breach:\n  prod: rollback\n")
+    for name, value in {
+        "MONITOR_CONFIG": monitor_config,
+        "REPORTS_DIR": tmp_path / "reports",
+        "DEPLOY_DIR": tmp_path / "deploy",
+        "MONITOR_DIR": tmp_path / "monitor",
+    }.items():
+        monkeypatch.setenv(f"BENTOGATE_{name}", str(value))
+    assert main(["run", "production"]) == 2
+    assert "monitor.yaml:2: on_breach.prod: no environment 'prod'" in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "monitor").exists()
+
+
+def test_the_monitor_exits_2_on_a_misspelt_gate_metric_before_any_work(
+    tmp_path, monkeypatch, capsys
+):
+    package = tmp_path / "models" / "sales"
+    package.mkdir(parents=True)
+    (package / "config.yaml").write_text("seed: 1\ngate:\n  thresholds:\n    rsme: '< 5'\n")
+    monkeypatch.setattr(model_config, "MODELS_DIR", tmp_path / "models")
+    for name in ("REPORTS_DIR", "DEPLOY_DIR", "MONITOR_DIR"):
+        monkeypatch.setenv(f"BENTOGATE_{name}", str(tmp_path / name.lower()))
+    assert main(["run", "production", "--model", "sales"]) == 2
+    assert "config.yaml:4: gate.thresholds.rsme: no metric 'rsme'" in capsys.readouterr().err
+    assert not (tmp_path / "reports_dir").exists() and not (tmp_path / "monitor_dir").exists()
