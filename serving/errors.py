@@ -132,7 +132,7 @@ def expected(annotation: Any, metadata: Sequence[Any] = (), name: str = "items")
     if annotation is dt.datetime:
         return 'a date and time as "YYYY-MM-DDTHH:MM:SS[.fff][+HH:MM]" (no offset: UTC)'
     if annotation is dt.date:
-        return 'a date as "YYYY-MM-DD"'
+        return 'a date as "YYYY-MM-DD"' + _bounds(metadata)
     if isinstance(annotation, type) and issubclass(annotation, RootModel):
         return expected(annotation.model_fields["root"].annotation, metadata, name)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

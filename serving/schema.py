@@ -16,6 +16,11 @@ from models.contract import Column, FeatureSchema
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
+# The dates pandas can hold (nanosecond timestamps): a model's preprocessing reads dates with it,
+# so a date past them (9999-12-31, a common "no end" sentinel) is refused here, not a 500 there.
+FIRST_DATE, LAST_DATE = dt.date(1677, 9, 22), dt.date(2262, 4, 11)
+
+
 def field_type(col: Column) -> Any:
     """The type a record's field must have: the API's rules for one column (batch scoring checks
     a file's columns with the same types, batch/columnar.py)."""
@@ -30,7 +35,7 @@ def field_type(col: Column) -> Any:
         return Annotated[float, Field(ge=col.minimum, le=col.maximum)]
     if col.kind == "bool":
         return bool
-    return dt.date
+    return Annotated[dt.date, Field(ge=FIRST_DATE, le=LAST_DATE)]
 
 
 def record_model(schema: FeatureSchema) -> type[BaseModel]:
