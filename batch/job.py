@@ -103,6 +103,8 @@ def run(request: Request, settings: Settings) -> dict[str, Any]:
     fmt = input_format(data)
     if out.exists():
         raise UsageError(f"OUT={request.out} exists: remove it or choose another folder")
+    if blocking := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
+        raise UsageError(f"OUT={request.out}: {blocking} is a file, not a folder")
     model, folder = resolve_model(settings)
     model = pick_runtime(model, folder)
     size, sha256 = fingerprint(data)

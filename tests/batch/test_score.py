@@ -210,6 +210,15 @@ def test_an_existing_output_folder_is_refused_and_left_as_it_was(production_tag,
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
 
 
+def test_an_output_folder_under_a_file_is_refused_naming_the_file(production_tag, tmp_path):
+    (tmp_path / "in.csv").write_text("date\n")
+    (tmp_path / "scores").write_text("a file")
+    request = job.Request("test", tmp_path / "in.csv", tmp_path / "scores" / "x", "local[2]")
+
+    with pytest.raises(job.UsageError, match=r"OUT=.*/scores/x: .*/scores is a file, not a folder"):
+        job.run(request, Settings(model_tag=production_tag, batch_dir=tmp_path / "batch"))
+
+
 def test_rows_of_a_folder_are_numbered_in_file_name_order_then_file_order_whatever_the_sizes(
     session, production_tag, tmp_path
 ):
