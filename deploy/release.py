@@ -67,7 +67,7 @@ def read_manifest(src: Path) -> dict[str, Any]:
         raise ReleaseError(f"{path}: not found: not a release exported by `make export`")
     try:
         release = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ReleaseError(f"{path}: not JSON: {exc}") from None
     if not isinstance(release, dict):
         raise ReleaseError(f"{path}: not a JSON object")
@@ -106,6 +106,9 @@ def _model_info(folder: Path, what: str) -> dict[str, Any]:
         raise ReleaseError(f"{what}: model.yaml cannot be read: {exc}") from None
     if not isinstance(info, dict):
         raise ReleaseError(f"{what}: model.yaml is not a mapping")
+    for key in ("metadata", "labels"):
+        if info.get(key) is not None and not isinstance(info[key], dict):
+            raise ReleaseError(f"{what}: model.yaml: {key}: expected a mapping")
     return info
 
 
@@ -203,7 +206,10 @@ def import_(src: Path) -> dict[str, Any]:
         # Nothing is written to the store before every check above has passed.
         if not model_stored:
             _as_candidate(model_dir, info)
-            bentoml.models.import_model(str(model_dir), input_format="folder")
+            try:
+                bentoml.models.import_model(str(model_dir), input_format="folder")
+            except Exception as exc:  # BentoML reads the rest of model.yaml: its words, one line
+                raise ReleaseError(f"{MODEL_FILE}: BentoML refused it: {exc}") from None
         if not bento_stored and bento_dir is not None:
             try:
                 bentoml.import_bento(str(bento_dir), input_format="folder")

@@ -196,6 +196,20 @@ def _edit_manifest(change):
     return edit
 
 
+def _model_yaml(**changes):
+    """An edit of the model's model.yaml by someone who rewrites every hash after it."""
+
+    def edit(folder: Path) -> None:
+        def change(files):
+            info = yaml.safe_load(files["model.yaml"])
+            info.update(changes)
+            files["model.yaml"] = yaml.safe_dump(info).encode()
+
+        rewrite_model(folder, change, rehash=True)
+
+    return edit
+
+
 @pytest.mark.parametrize(
     ("spoil", "says"),
     [
@@ -205,8 +219,19 @@ def _edit_manifest(change):
         (_edit_manifest(lambda m: m.update(bento="x")), "bento: expected name:version or null"),
         (lambda d: (d / release.MODEL_FILE).unlink(), "model.bentomodel: missing"),
         (_traversal, "model.bentomodel: cannot be unpacked"),
+        (lambda d: (d / release.MANIFEST).write_text("[" * 100_000), "release.json: not JSON"),
+        (_model_yaml(labels=[]), "model.yaml: labels: expected a mapping"),
     ],
-    ids=["not-json", "no-tag", "no-hashes", "bad-bento", "no-model", "path-traversal"],
+    ids=[
+        "not-json",
+        "no-tag",
+        "no-hashes",
+        "bad-bento",
+        "no-model",
+        "path-traversal",
+        "nested-json",
+        "labels-not-a-mapping",
+    ],
 )
 def test_a_bad_release_is_refused_with_exit_2_and_one_line(
     exported, import_here, tmp_path, spoil, says
