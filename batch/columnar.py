@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from batch.rows import FIRST_DAY, LAST_DAY, json_value, readable_day
+from batch.rows import json_value
 from models.contract import Column, FeatureSchema
-from serving.schema import STRICT, field_type
+from serving.schema import FIRST_DATE, LAST_DATE, STRICT, field_type
 
 if TYPE_CHECKING:
     import numpy as np
@@ -70,7 +70,7 @@ def _column(s: pd.Series, col: Column) -> tuple[Any, np.ndarray]:
             day = day.dt.tz_localize(None)
         # A day datetime64[ns] cannot hold (a 9999-12-31 sentinel in a datetime64[us] column)
         # is flagged: the per-row path refuses it, naming it.
-        ok = s.notna() & (day >= pd.Timestamp(FIRST_DAY)) & (day <= pd.Timestamp(LAST_DAY))
+        ok = s.notna() & (day >= pd.Timestamp(FIRST_DATE)) & (day <= pd.Timestamp(LAST_DATE))
         return day.where(ok).astype("datetime64[ns]").to_numpy(), ok.to_numpy()
     if types.is_bool_dtype(s.dtype):
         if col.kind != "bool":
@@ -125,10 +125,7 @@ def _text(s: pd.Series, col: Column) -> tuple[Any, np.ndarray]:
     for v in distinct.tolist():
         try:
             text = json.dumps(json_value(v, col), allow_nan=True)
-            value = adapter.validate_json(text)
-            if col.kind == "date" and not readable_day(value):
-                raise ValueError("a day datetime64[ns] cannot hold")
-            values.append(value)
+            values.append(adapter.validate_json(text))
             good.append(True)
         except (ValidationError, TypeError, ValueError):
             values.append(None)

@@ -6,14 +6,13 @@ each feature column is first turned into the values a client would send: numbers
 text "12" in an integer column of a CSV becomes 12, a date becomes "YYYY-MM-DD", an empty cell
 null; a decimal (a warehouse export's NUMERIC) is the number it holds, or its text where text is
 due, and binary is read as UTF-8 text. Anything that cannot be read as its kind is passed on as it
-is, so the record model refuses it with the same reason the API gives. Two refusals are the batch's
-own: bytes that are not UTF-8 text, and a date the model cannot read (outside pandas'
-1677-09-22..2262-04-11: a warehouse's 9999-12-31 or 0001-01-01 sentinel).
+is, so the record model refuses it with the same reason the API gives (a warehouse's 9999-12-31
+sentinel date too: the API's dates are those pandas holds). The batch's own refusal: bytes that
+are not UTF-8 text.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from dataclasses import dataclass
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-# The days a datetime64[ns] holds whole: the model's input (models.predict.default_prepare).
-FIRST_DAY, LAST_DAY = dt.date(1677, 9, 22), dt.date(2262, 4, 11)
 KIND_WORDS = {"int": "integer", "float": "number", "bool": "true/false", "date": "date"}
 
 
@@ -97,10 +94,6 @@ def _numbers_due(col: Column) -> bool:
     """A category column whose categories are integers: a number is due, as for an int."""
     categories = col.categories or ()
     return col.kind == "category" and bool(categories) and isinstance(categories[0], int)
-
-
-def readable_day(day: dt.date) -> bool:
-    return FIRST_DAY <= day <= LAST_DAY
 
 
 def _plain(v: Any, col: Column) -> Any:
@@ -197,28 +190,11 @@ def check(frame: pd.DataFrame, schema: FeatureSchema, model: type[BaseModel]) ->
             bad.setdefault(sent[int(position)], []).append((field, why))
     valid = [i for i in range(len(rows)) if i not in bad]
     records = _dump(model.model_validate_json(json.dumps({"records": [rows[i] for i in valid]})))
-    dates = [c.name for c in schema.feature_columns if c.kind == "date"]
-    unread = {
-        i: [(d, _day_out_of_range(r[d])) for d in dates if not readable_day(r[d])]
-        for i, r in zip(valid, records, strict=True)
-        if not all(readable_day(r[d]) for d in dates)
-    }
-    if unread:
-        bad.update(unread)
-        records = [r for i, r in zip(valid, records, strict=True) if i not in unread]
-        valid = [i for i in valid if i not in unread]
     rejected = [
         (i, reasons[0][0], "; ".join(f"{f}: {why}" for f, why in reasons))
         for i, reasons in sorted(bad.items())
     ]
     return Checked(records, valid, rejected)
-
-
-def _day_out_of_range(day: dt.date) -> str:
-    return (
-        f"the date {day.isoformat()} is outside the dates the model reads "
-        f"({FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()})"
-    )
 
 
 def _dump(parsed: BaseModel) -> list[dict[str, Any]]:

@@ -42,15 +42,16 @@ class UsageError(ValueError):
     pass
 
 
-def _check_target(settings: Settings, env: str, model: str) -> ModelSpec:
-    """The model's spec; UsageError for an unknown environment or model."""
-    envs = deploy_config.load(settings.deploy_config).environments
+def _check_target(settings: Settings, env: str, model: str) -> tuple[ModelSpec, list[str]]:
+    """The model's spec and the deploy config's environments; UsageError for an unknown
+    environment or model."""
+    envs = list(deploy_config.load(settings.deploy_config).environments)
     if env not in envs:
         raise UsageError(
             f"no environment {env!r} in {settings.deploy_config.name} (have: {', '.join(envs)})"
         )
     try:
-        return get_spec(model)
+        return get_spec(model), envs
     except UnknownModelError as exc:
         raise UsageError(str(exc)) from None
 
@@ -62,7 +63,7 @@ def _logs(settings: Settings, args: argparse.Namespace) -> Path:
 
 
 def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
-    task = _check_target(settings, args.env, args.model).task
+    task = _check_target(settings, args.env, args.model)[0].task
     rows = feedback.read(Path(args.file), task)
     with store.connect(store.database(settings.monitor_dir, args.env, args.model)) as con:
         n = store.add_actuals(con, rows, args.model, source=f"file:{Path(args.file).name}")
@@ -72,8 +73,7 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     t0 = time.monotonic()
-    spec = _check_target(settings, args.env, args.model)
-    environments = deploy_config.load(settings.deploy_config).environments
+    spec, environments = _check_target(settings, args.env, args.model)
     cfg = monitor_config.load(settings.monitor_config, environments)
     # Before any work: the model's gate bounds, the live quality checks, name its own metrics.
     model_cfg = package_config(args.model, metrics=model_metrics.names(spec))

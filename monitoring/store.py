@@ -264,8 +264,6 @@ def add_actuals(
     con: duckdb.DuckDBPyConnection, rows: Sequence[tuple[str, str, str]], model: str, source: str
 ) -> int:
     """Store (key, actual as JSON text, observed_at ISO) rows in one transaction, durably."""
-    if not rows:  # duckdb's executemany refuses an empty list
-        return 0
     con.execute("BEGIN")
     con.executemany(
         "INSERT INTO actuals VALUES (?, CAST(? AS JSON), CAST(? AS TIMESTAMPTZ), now(), ?, NULL, ?)",
