@@ -25,7 +25,6 @@ MAX_CATEGORIES = 50
 INIT = '''"""{name}: {task} on {data}. Scaffolded by `make new-model`; refine the FILL IN parts."""
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -38,17 +37,17 @@ def no_embedded_data(seed: int) -> pd.DataFrame:
 
 # ---- FILL IN (optional): the predict path --------------------------------------------------
 # Training fits on prepare(records); evaluation, the gates, the golden prediction, the service
-# and batch scoring all call prepare, then predict. Edit these two and everything follows.
-def prepare(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Request records -> the model's input: by default a DataFrame of the feature columns."""
-    return default_prepare(SCHEMA, records)
-
-
-def predict(model: Any, features: pd.DataFrame) -> Outputs:
-    """The model's input -> predictions (and class probabilities for a classifier)."""
-    return default_predict(model, features)
-
-
+# and batch scoring all call prepare, then predict. The defaults (models/predict.py) build a
+# DataFrame of the feature columns and call model.predict (and predict_proba). To change them,
+# define your own and pass them below as ModelSpec(..., prepare=prepare, predict=predict):
+#
+#     def prepare(records: list[dict[str, Any]]) -> pd.DataFrame:
+#         return default_prepare(SCHEMA, records)  # then add or change columns
+#
+#     def predict(model: Any, features: pd.DataFrame) -> Outputs:
+#         return default_predict(model, features)
+#
+# Only the defaults let batch scoring hand the model whole frames: keep them unless you need to.
 SPEC = ModelSpec(
     name="{name}",
     task="{task}",
@@ -56,8 +55,6 @@ SPEC = ModelSpec(
     build_estimator=build_estimator,
     default_data=no_embedded_data,
     config_path=Path(__file__).with_name("config.yaml"),
-    prepare=prepare,
-    predict=predict,
     # FILL IN (optional): clean=..., sample_weight=..., group_by=(...), extra_metrics={{...}}
 )
 '''
@@ -168,10 +165,9 @@ def next_port_offset(models_dir: Path) -> int:
 
 def _imports(name: str) -> str:
     """The package's first-party imports in the order ruff's isort rule wants (by module name):
-    `models.cancer.*` sorts before `models.contract`, `models.zeta.*` after `models.predict`."""
+    `models.cancer.*` sorts before `models.contract`, `models.zeta.*` after it."""
     lines = {
-        "models.contract": "from models.contract import ModelSpec, Outputs",
-        "models.predict": "from models.predict import default_predict, default_prepare",
+        "models.contract": "from models.contract import ModelSpec",
         f"models.{name}.estimator": f"from models.{name}.estimator import build_estimator",
         f"models.{name}.schema": f"from models.{name}.schema import SCHEMA",
     }

@@ -114,3 +114,24 @@ def test_a_name_of_a_module_of_models_is_refused_as_it_would_shadow_it(project, 
     with pytest.raises(ScaffoldError, match=rf"models/{name}\.py is a module"):
         scaffold(name, Path("patients.csv"), "relapsed", "classification", root=project)
     assert not (project / "models" / name).exists()
+
+
+def test_a_scaffolded_package_keeps_the_default_predict_path(project):
+    # A pass-through prepare would still be a custom one: recorded as `prepare: custom`, and served
+    # from records only (batch scoring could not hand the model whole frames).
+    scaffold("plain", Path("patients.csv"), "relapsed", "classification", root=project)
+
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from models.plain import SPEC\nprint(SPEC.prepare, SPEC.predict)",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == "None None"
