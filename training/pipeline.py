@@ -35,7 +35,7 @@ from models.config import ModelConfig, load_config
 from models.contract import FeatureSchema, ModelSpec, Outputs
 from training import parameters, runtimes
 from training.evaluate import evaluate
-from training.gate import GateResult, is_accepted
+from training.gate import GateResult, is_accepted, located
 from training.load import content_sha256, file_sha256, load
 from training.split import split
 from training.train import train
@@ -287,7 +287,7 @@ def run_gate(ctx: Context) -> GateResult:
         prod_tag, prod_report, why = production_metrics(ctx, valid_df)
         result = is_accepted(
             report["overall"],
-            ctx.config.gate.parsed(),
+            located(ctx.config.gate.parsed(), ctx.config_path),
             production=prod_report["overall"] if prod_report else None,
             ratchet=ctx.config.gate.ratchet,
         )
