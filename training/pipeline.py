@@ -252,8 +252,7 @@ def run_train(ctx: Context) -> Any:
     df = ctx.read("train.parquet")
     parameters.check(ctx.spec, ctx.config.params, ctx.config.seed, ctx.config_path)
     with stage("train", f"fitting on {len(df)} rows (seed {ctx.config.seed})"):
-        with parameters.explained(ctx.spec, ctx.config.params, ctx.config_path):
-            model = train(ctx.spec, df, ctx.config.params, ctx.config.seed)
+        model = train(ctx.spec, df, ctx.config.params, ctx.config.seed, ctx.config_path)
         ctx.write(MODEL_STAGE_FILE, model)
     return model
 

@@ -172,6 +172,19 @@ def test_each_stage_runs_alone_in_order(tmp_path, isolated_env):
     assert len(store_models(isolated_env)) == 1
 
 
+def test_listing_models_without_naming_one_says_it_lists_the_default_and_how_to_choose(
+    isolated_env,
+):
+    default = run_cli("-m", "training", "models", env=isolated_env)
+    named = run_cli("-m", "training", "--model", "cancer", "models", env=isolated_env)
+
+    assert default.returncode == 0, default.stderr
+    first = default.stdout.splitlines()[0]
+    assert first.startswith("sales: the default model (MODEL=<name> for another: ")
+    assert "cancer" in first
+    assert named.stdout == "no models registered for 'cancer'\n"
+
+
 def test_a_stage_without_its_input_says_which_to_run_first(isolated_env):
     result = run_cli("-m", "training", "train", env=isolated_env)
     assert result.returncode == 2
