@@ -3,8 +3,8 @@
 A pickle (joblib) runs whatever its bytes say while it loads: a replaced `model.pkl` runs its
 payload in every process that opens it. So a fitted model is saved with skops (`model.skops`): a
 zip of JSON and numpy arrays that names every type it will build, and `load` builds only the
-types in an explicit list: skops' own defaults, the few scikit-learn internals below, and those
-the model package lists under `persistence.trusted` in its config.yaml (reviewed like code).
+types in an explicit list: skops' own defaults, scikit-learn's own types below, and those the
+model package lists under `persistence.trusted` in its config.yaml (reviewed like code).
 Anything else is refused before any object is built. A model skops cannot save at all may be
 pickled only if its package opts in (`persistence.allow_pickle: true`); `make models` says so.
 
@@ -23,13 +23,66 @@ from typing import Any
 SKOPS_FILE = "model.skops"
 PICKLE_FILE = "model.pkl"  # only with persistence.allow_pickle
 
-# Not in skops' default trusted set, held by the scikit-learn models here (skops 0.16
-# `get_untrusted_types` on the sales and cancer models): HistGradientBoosting's fitted trees, and
-# the functools.partial / check_array it keeps for its input validation.
+# scikit-learn's own types that skops' default set (its estimators, their losses and links)
+# leaves out, measured with skops 0.16 `get_untrusted_types` on fitted forests, boosting (both
+# kinds), neighbours, MLPs, Gaussian processes, calibration, stacking and voting, SelectKBest and
+# SplineTransformer. skops leaves the two tree stores (Tree, TreePredictor) out because a crafted
+# file's node indices can crash `predict` (a crash, not code): here a model file loads only once
+# its sha256 matches the one registered (`verify_files`), so the files are the pipeline's own.
+# Types of other libraries (LightGBM, XGBoost, your own code) stay in persistence.trusted.
+_SKLEARN_TYPES = (
+    *(
+        f"sklearn.{name}"
+        for name in (
+            "calibration._CalibratedClassifier",
+            "calibration._SigmoidCalibration",
+            "ensemble._hist_gradient_boosting.predictor.TreePredictor",
+            "feature_selection._mutual_info.mutual_info_classif",
+            "feature_selection._mutual_info.mutual_info_regression",
+            "feature_selection._univariate_selection.chi2",
+            "feature_selection._univariate_selection.f_classif",
+            "feature_selection._univariate_selection.f_regression",
+            "feature_selection._univariate_selection.r_regression",
+            "gaussian_process._gpc._BinaryGaussianProcessClassifierLaplace",
+            "neighbors._ball_tree.BallTree",
+            "neighbors._kd_tree.KDTree",
+            "neural_network._stochastic_optimizers.AdamOptimizer",
+            "neural_network._stochastic_optimizers.SGDOptimizer",
+            "tree._tree.Tree",
+            "utils._bunch.Bunch",
+            "utils.validation.check_array",  # HistGradientBoosting's input check
+        )
+    ),
+    *(
+        f"sklearn.gaussian_process.kernels.{name}"
+        for name in [
+            "CompoundKernel",
+            "ConstantKernel",
+            "DotProduct",
+            "ExpSineSquared",
+            "Exponentiation",
+            "Matern",
+            "PairwiseKernel",
+            "Product",
+            "RBF",
+            "RationalQuadratic",
+            "Sum",
+            "WhiteKernel",
+        ]
+    ),
+    *(
+        f"sklearn.metrics._dist_metrics.{name}Distance64"
+        for name in ("Chebyshev", "Euclidean", "Manhattan", "Minkowski")
+    ),
+)
+# The numpy, scipy and standard-library pieces those hold (SplineTransformer's BSpline, a dtype,
+# HistGradientBoosting's functools.partial).
 PLATFORM_TRUSTED = (
+    *_SKLEARN_TYPES,
     "functools.partial",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.utils.validation.check_array",
+    "numpy.dtype",
+    "scipy._lib.array_api_compat.numpy._aliases.asarray",
+    "scipy.interpolate._bsplines.BSpline",
 )
 
 
@@ -76,6 +129,47 @@ def _untrusted_in(data: bytes | None, path: Path | None, trusted: Iterable[str])
     return sorted(set(found) - set(_allowed(trusted)))
 
 
+def paste_lines(config: Path, names: list[str]) -> str:
+    """Where in `config` to list `names` as trusted, and the exact YAML lines to paste there: the
+    items alone under an existing persistence.trusted list, else the keys it lacks."""
+    import yaml
+
+    from core.yamlconf import shown
+
+    try:
+        root = yaml.compose(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        root = None
+    key, section = _entry(root, "persistence")
+    _, items = _entry(section, "trusted")
+    where = f"of {shown(config)}"
+    if isinstance(items, yaml.SequenceNode) and not items.flow_style and items.value:
+        indent = " " * items.start_mark.column  # at the column of the list's dashes
+        lines = [f"{indent}- {name}" for name in names]
+        where = f"after line {items.value[-1].end_mark.line + 1} {where} (persistence.trusted)"
+    elif isinstance(section, yaml.MappingNode) and not section.flow_style and items is None:
+        indent = " " * section.value[0][0].start_mark.column
+        lines = [f"{indent}trusted:", *(f"{indent}  - {name}" for name in names)]
+        where = f"after line {key.start_mark.line + 1} {where} (persistence:)"
+    elif key is None:
+        lines = ["persistence:", "  trusted:", *(f"    - {name}" for name in names)]
+        where = f"at the end {where}"
+    else:  # a flow-style or empty list: no lines to paste as they are
+        return f"list them under persistence.trusted in {shown(config)}: {', '.join(names)}"
+    return f"add these lines {where}:\n" + "\n".join(lines)
+
+
+def _entry(node: Any, key: str) -> tuple[Any, Any]:
+    """The key and value nodes of `key` in a YAML mapping node, else (None, None)."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if k.value == key:
+                return k, v
+    return None, None
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -115,8 +209,9 @@ def dump_model(
         return path
     if untrusted := _untrusted_in(data, None, trusted):
         raise UnsafeModelFile(
-            f"the model holds types that loading would refuse: {', '.join(untrusted)}; once "
-            f"reviewed, list them under persistence.trusted in {config}"
+            f"the model holds types that loading would refuse: {', '.join(untrusted)}.\n"
+            "Each can run its own code when the model loads or predicts: once you have reviewed "
+            f"them, {paste_lines(Path(config), untrusted)}"
         )
     path = folder / SKOPS_FILE
     _atomic_write_bytes(path, data)

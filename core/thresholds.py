@@ -34,6 +34,7 @@ class Threshold:
     op: str
     value: float  # in base units: milliseconds, fractions
     text: str  # as written, for messages
+    source: str = ""  # where it is set ("file:line"), for a failure's message
 
     def holds(self, measured: float) -> bool:
         return OPS[self.op](measured, self.value)

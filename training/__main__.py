@@ -16,7 +16,7 @@ from pathlib import Path
 from core import cli, modelfile, registry
 from core.settings import Settings, get_settings
 from core.yamlconf import ConfigError
-from models import UnknownModelError, blame
+from models import UnknownModelError, available, blame
 from training import pipeline
 from training.load import DataLoadError
 from training.split import SplitError
@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = _settings(args)  # a malformed one: exit 2 (cli.refuses_bad_settings)
     try:
         if args.command == "models":
+            if args.model is None and settings.model == Settings.model_fields["model"].default:
+                # `make models` alone: say whose models these are, and how to see another's.
+                others = ", ".join(m for m in available() if m != settings.model)
+                print(f"{settings.model}: the default model (MODEL=<name> for another: {others})")
             return _list_models(settings)
         if args.command == "production":
             prod = registry.production(settings.model)

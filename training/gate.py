@@ -3,23 +3,43 @@ than production (on the same validation data) by more than the configured tolera
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 
 from core.thresholds import Threshold
 from core.verdict import Check, GateResult
+from core.yamlconf import line_of, shown
 from models.config import RatchetConfig
 from training.evaluate import LOWER_IS_BETTER
 
 
+def located(thresholds: list[Threshold], config: Path) -> list[Threshold]:
+    """The config's gate thresholds, each with the file and line it is set at: a failure then
+    says which line to look at (a starter bound, say, or one a PR just changed)."""
+    return [
+        dataclasses.replace(
+            t,
+            source=f"{shown(config)}:{line_of(config, ('gate', 'thresholds', t.metric)) or 1}",
+        )
+        for t in thresholds
+    ]
+
+
 def _threshold_check(metrics: dict[str, float], t: Threshold) -> Check:
     value = metrics.get(t.metric)
+    where = f" (set at {t.source})" if t.source else ""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return Check(
-            t.metric, None, t.text, False, f"{t.metric} was not measured (bound: {t.text})"
+            t.metric,
+            None,
+            t.text,
+            False,
+            f"{t.metric} was not measured (bound: {t.text}{where})",
         )
     ok = t.holds(value)
-    verdict = "meets" if ok else "fails"
-    return Check(t.metric, value, t.text, ok, f"{t.metric} = {value:.4f} {verdict} {t.text}")
+    said = f"meets {t.text}" if ok else f"fails {t.text}{where}"
+    return Check(t.metric, value, t.text, ok, f"{t.metric} = {value:.4f} {said}")
 
 
 def _ratchet_check(

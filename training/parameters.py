@@ -37,10 +37,11 @@ def _param_error(config_path: Path, param: str, reason: str) -> EstimatorParamEr
     return EstimatorParamError(f"{shown(config_path)}:{line}: params.{param}: {reason}")
 
 
-def _where(exc: BaseException, spec: ModelSpec) -> str:
-    """The model package's line to look at: the deepest frame in it, else build_estimator."""
+def _where(exc: BaseException, spec: ModelSpec, hook: Any = None) -> str:
+    """The model package's line to look at: the deepest frame in it, else `hook`'s first line
+    (build_estimator by default)."""
     where = blame(exc, spec.name)
-    code = getattr(spec.build_estimator, "__code__", None)
+    code = getattr(hook or spec.build_estimator, "__code__", None)
     if where.endswith("/") and code is not None:
         path = Path(code.co_filename).resolve()
         if path.is_relative_to(MODELS_DIR / spec.name):
@@ -48,10 +49,51 @@ def _where(exc: BaseException, spec: ModelSpec) -> str:
     return where
 
 
+def _text_columns(features: Any) -> list[str]:
+    """Columns of a DataFrame model input that hold text (a numeric estimator refuses them)."""
+    import pandas as pd
+
+    dtypes = getattr(features, "dtypes", None)
+    if not isinstance(dtypes, pd.Series):
+        return []
+    return [
+        str(c)
+        for c, t in dtypes.items()
+        if pd.api.types.is_object_dtype(t)
+        or pd.api.types.is_string_dtype(t)
+        or isinstance(t, pd.CategoricalDtype)
+    ]
+
+
+def _refused_input(exc: BaseException, spec: ModelSpec, features: Any) -> ModelPackageError:
+    """Fit refused the model input for a reason no parameter names: the package's prepare built
+    it (or its estimator meets it unprepared), so the message points there, not at the params."""
+    text = str(exc)
+    custom = spec.prepare is not None
+    where = _where(exc, spec, spec.prepare if custom else None)
+    made_by = "its prepare" if custom else "the default prepare (the feature columns as they are)"
+    hint = ""
+    if (columns := _text_columns(features)) and "str" in text:
+        listed = ", ".join(repr(c) for c in columns)
+        hint = (
+            f"; columns {listed} hold text: encode them inside the estimator's Pipeline (as the "
+            "scaffold's OrdinalEncoder does) or in prepare"
+        )
+    return ModelPackageError(
+        f"{where}: the {spec.name} estimator cannot fit the model input {made_by} "
+        f"returns{hint}: {type(exc).__name__}: {text}"
+    )
+
+
 def explain(
-    exc: BaseException, spec: ModelSpec, params: dict[str, Any], config_path: Path
+    exc: BaseException,
+    spec: ModelSpec,
+    params: dict[str, Any],
+    config_path: Path,
+    features: Any = None,
 ) -> ConfigError | ModelPackageError:
-    """The error to show for `exc`, raised while building or fitting `spec`'s estimator."""
+    """The error to show for `exc`, raised while building `spec`'s estimator, or fitting it on
+    `features` (given when fitting)."""
     text = str(exc)
     if (m := _UNEXPECTED.search(text)) and m["param"] in params:
         owner = m["owner"].rsplit(".", 1)[-1] or "the estimator"
@@ -73,6 +115,8 @@ def explain(
     named = [p for p in params if re.search(rf"\b{re.escape(p)}\b", text)]
     if len(named) == 1:  # e.g. fit: "monotonic_cst has shape (1,) but the input data X has ..."
         return _param_error(config_path, named[0], f"{type(exc).__name__}: {text}")
+    if features is not None:
+        return _refused_input(exc, spec, features)
     return ModelPackageError(
         f"{_where(exc, spec)}: the {spec.name} estimator failed with the params of "
         f"{shown(config_path)}: {type(exc).__name__}: {text}"
@@ -108,9 +152,11 @@ def explained(
     params: dict[str, Any],
     config_path: Path,
     catch: type[BaseException] | tuple[type[BaseException], ...] = (ValueError, TypeError),
+    features: Any = None,
 ) -> Iterator[None]:
-    """Turn errors of building or fitting the estimator into errors naming file, line, field."""
+    """Turn errors of building the estimator, or fitting it on `features`, into errors naming
+    file, line, field."""
     try:
         yield
     except catch as exc:
-        raise explain(exc, spec, params, config_path) from None
+        raise explain(exc, spec, params, config_path, features) from None

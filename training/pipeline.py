@@ -35,7 +35,7 @@ from models.config import ModelConfig, load_config
 from models.contract import FeatureSchema, ModelSpec, Outputs
 from training import parameters, runtimes
 from training.evaluate import evaluate
-from training.gate import GateResult, is_accepted
+from training.gate import GateResult, is_accepted, located
 from training.load import content_sha256, file_sha256, load
 from training.split import split
 from training.train import train
@@ -252,8 +252,7 @@ def run_train(ctx: Context) -> Any:
     df = ctx.read("train.parquet")
     parameters.check(ctx.spec, ctx.config.params, ctx.config.seed, ctx.config_path)
     with stage("train", f"fitting on {len(df)} rows (seed {ctx.config.seed})"):
-        with parameters.explained(ctx.spec, ctx.config.params, ctx.config_path):
-            model = train(ctx.spec, df, ctx.config.params, ctx.config.seed)
+        model = train(ctx.spec, df, ctx.config.params, ctx.config.seed, ctx.config_path)
         ctx.write(MODEL_STAGE_FILE, model)
     return model
 
@@ -287,7 +286,7 @@ def run_gate(ctx: Context) -> GateResult:
         prod_tag, prod_report, why = production_metrics(ctx, valid_df)
         result = is_accepted(
             report["overall"],
-            ctx.config.gate.parsed(),
+            located(ctx.config.gate.parsed(), ctx.config_path),
             production=prod_report["overall"] if prod_report else None,
             ratchet=ctx.config.gate.ratchet,
         )

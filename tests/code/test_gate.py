@@ -1,6 +1,6 @@
 from core.thresholds import parse
-from models.config import RatchetConfig
-from training.gate import is_accepted
+from models.config import RatchetConfig, load_config
+from training.gate import is_accepted, located
 
 THRESHOLDS = [parse("<= 0.80", metric="nwrmsle"), parse("> 0", metric="r2")]
 RATCHET = RatchetConfig(metric="nwrmsle", tolerance=0.01)
@@ -40,3 +40,17 @@ def test_gate_ratchet_on_higher_is_better_metric_rejects_a_drop():
     ratchet = RatchetConfig(metric="r2", tolerance=0.0)
     result = is_accepted({"nwrmsle": 0.5, "r2": 0.6}, THRESHOLDS, {"r2": 0.7}, ratchet)
     assert not result.accepted
+
+
+def test_a_failed_bound_names_the_config_file_and_line_it_is_set_at(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "seed: 42\ngate:\n  # starter bounds\n  thresholds:\n"
+        '    accuracy: ">= 0.70"\n    f1_macro: ">= 0.60"\n'
+    )
+    bounds = located(load_config(config).gate.parsed(), config)
+
+    result = is_accepted({"accuracy": 0.9, "f1_macro": 0.5}, bounds)
+
+    assert not result.accepted
+    assert result.failures == [f"f1_macro = 0.5000 fails f1_macro >= 0.60 (set at {config}:6)"]

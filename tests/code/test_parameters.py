@@ -6,13 +6,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
-from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 
 from models import ModelPackageError
 from models.config import ConfigError
 from training import parameters
+from training.train import train
 
 
 def config_with_params(tmp_path: Path, sales_spec, **params) -> tuple[Path, dict]:
@@ -75,3 +77,30 @@ def test_invalid_parameter_set_in_package_code_is_blamed_on_the_package(sales_sp
     spec = dataclasses.replace(sales_spec, build_estimator=build)
     with pytest.raises(ModelPackageError, match=r"parameter 'learning_rate' must be a float"):
         parameters.check(spec, {}, 42, sales_spec.config_path)
+
+
+def raw_prepare(records):  # hands the estimator the text of `family` as it is
+    return pd.DataFrame.from_records(records)[["family", "onpromotion"]]
+
+
+def test_a_prepare_passing_text_to_the_estimator_is_blamed_on_prepare_not_the_params(
+    tmp_path, sales_spec, sales_clean
+):
+    spec = dataclasses.replace(
+        sales_spec,
+        prepare=raw_prepare,
+        build_estimator=lambda params, seed: RandomForestRegressor(random_state=seed, **params),
+    )
+    path, params = config_with_params(tmp_path, sales_spec, n_estimators=2)
+
+    with pytest.raises(ModelPackageError) as exc:
+        train(spec, sales_clean.head(50), params, 42, path)
+
+    message = str(exc.value)
+    # The prepare here is no file of the package: the package's folder is named.
+    assert message.startswith(
+        "models/sales/: the sales estimator cannot fit the model input its prepare returns; "
+        "columns 'family' hold text: encode them inside the estimator's Pipeline"
+    ), message
+    assert "ValueError: could not convert string to float: " in message
+    assert "params" not in message

@@ -38,7 +38,9 @@ def repo(tmp_path_factory) -> Path:
         config = scaffold(name, Path("wine.csv"), "target", "classification", root=dest) / (
             "config.yaml"
         )
-        config.write_text(config.read_text().replace("max_iter: 200", "max_iter: 30"))
+        text = config.read_text()
+        assert "params: {}" in text, "the scaffold's params changed: update this fixture"
+        config.write_text(text.replace("params: {}", "params: {max_iter: 30}"))
     first = free_block(8)
     cfg = yaml.safe_load((dest / "deploy" / "config.yaml").read_text())
     for env, port in (("staging", first), ("production", first + 4)):

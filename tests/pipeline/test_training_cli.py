@@ -107,17 +107,14 @@ def test_a_failed_run_leaves_the_last_good_run_current(trained, tmp_path):
     assert not any(p.suffix == ".pkl" for p in good_run.iterdir())  # no stage file is a pickle
 
 
-def test_weak_model_fails_the_gate_and_is_not_registered(tmp_path, isolated_env):
-    result = run_cli(
-        "-m",
-        "training",
-        "--config",
-        str(config_with(tmp_path, params=WEAK)),
-        "run",
-        env=isolated_env,
-    )
+def test_weak_model_fails_the_gate_naming_the_line_of_the_bound_and_is_not_registered(
+    tmp_path, isolated_env
+):
+    config = config_with(tmp_path, params=WEAK)
+    line = next(i for i, t in enumerate(config.read_text().splitlines(), 1) if "nwrmsle:" in t)
+    result = run_cli("-m", "training", "--config", str(config), "run", env=isolated_env)
     assert result.returncode == 1
-    assert "nwrmsle = 0.8227 fails nwrmsle <= 0.80" in result.stderr
+    assert f"nwrmsle = 0.8227 fails nwrmsle <= 0.80 (set at {config}:{line})" in result.stderr
     assert "not registered" in result.stderr
     assert store_models(isolated_env) == []
 
@@ -173,6 +170,19 @@ def test_each_stage_runs_alone_in_order(tmp_path, isolated_env):
         result = run_cli("-m", "training", "--config", str(short), name, env=isolated_env)
         assert result.returncode == 0, f"{name}: {result.stderr}"
     assert len(store_models(isolated_env)) == 1
+
+
+def test_listing_models_without_naming_one_says_it_lists_the_default_and_how_to_choose(
+    isolated_env,
+):
+    default = run_cli("-m", "training", "models", env=isolated_env)
+    named = run_cli("-m", "training", "--model", "cancer", "models", env=isolated_env)
+
+    assert default.returncode == 0, default.stderr
+    first = default.stdout.splitlines()[0]
+    assert first.startswith("sales: the default model (MODEL=<name> for another: ")
+    assert "cancer" in first
+    assert named.stdout == "no models registered for 'cancer'\n"
 
 
 def test_a_stage_without_its_input_says_which_to_run_first(isolated_env):
