@@ -599,7 +599,12 @@ class LocalTarget:
                 "outcome": outcome,
                 "config": cfg.model_dump(),
                 "steps": [
-                    {"weight": s.weight, "action": s.action, **s.analysis.to_dict()} for s in steps
+                    {
+                        "weight": s.weight,
+                        "action": s.action,
+                        **(s.analysis.to_dict() if s.analysis else {}),
+                    }
+                    for s in steps
                 ],
             }
             _write_json(report.with_suffix(".json"), data)
@@ -633,6 +638,8 @@ class LocalTarget:
             raise back(f"not started: {exc}") from None
 
         access = nginx.paths(self.dir / "nginx")["access_log"]
+        limits = self.cfg.router  # no budget: nginx waits read_timeout_s before the other one
+        budget_ms = limits.budget_ms or limits.read_timeout_s * 1000
         step, failed, holds, applied = 0, 0, 0, 0
         while cfg.steps[step] < 100:
             weight = cfg.steps[step]
@@ -645,7 +652,9 @@ class LocalTarget:
             offset = access.stat().st_size if access.is_file() else 0
             time.sleep(cfg.interval_s)
             records = read_from(access, offset)
-            result = analysis.analyse(records, release.id, stable_id, cfg, extra_checks)
+            result = analysis.analyse(
+                records, release.id, stable_id, cfg, extra_checks, budget_ms=budget_ms
+            )
             if result.verdict == analysis.PASS:
                 action, step, holds = "advance", step + 1, 0
             elif result.verdict == analysis.INCONCLUSIVE:
@@ -681,7 +690,7 @@ class LocalTarget:
             if r.id == stable_id:
                 r.status = SUPERSEDED
         self._save(history)
-        steps.append(analysis.Step(100, steps[-1].analysis, "promote"))
+        steps.append(analysis.Step(100, None, "promote"))
         write_report("promoted")
         if any(not r.routed for r in promoted.releases):
             time.sleep(self.cfg.drain_s)
