@@ -242,7 +242,9 @@ def test_a_shadow_release_sees_every_request_and_never_answers_one(target, bento
     )
     mirrored = shadow_report.read_jsonl(shadow_log)
     assert {x["request_id"] for x in access_log(target)} >= set(ids)
-    report = shadow_report.compare(access_log(target), mirrored, [], "sales:a", "sales:b")
+    report = shadow_report.compare(
+        access_log(target), mirrored, [], "sales:a", "sales:b", shadow.id, shadow.port
+    )
     assert report["requests"] >= 20
     # The shadow answers; past its budget (a busy machine) nginx gives up on it with a 504.
     statuses = {int(x["status"]) for x in mirrored if x["request_id"] in ids}
