@@ -8,11 +8,12 @@ Per release, over the requests the split routed to it (POSTs without x-model-ver
 failures (a 5xx from it, or a request it did not answer itself: late, refused or 5xx and the
 other release answered) and the P90 of its own upstream time, where a request it did not answer
 itself counts at the router's time budget (nginx skips a release marked down and logs only the
-other's time; a refused connection logs 0 ms: neither is how fast it answered). Checks (config: deploy/config.yaml
-`canary.checks`): error rate at most `error_rate_max`; P90 at most `p90_ratio_max` x stable's
-and at most `p90_max_ms`. Each check says pass, fail or inconclusive; too few requests (below
-`min_requests`) make every check inconclusive, never a pass, never a fail, and no ratio is ever
-computed over zero requests (Argo Rollouts #180, Flagger #1035: NaN on no data).
+other's time; a refused connection logs 0 ms: neither is how fast it answered). Checks (config:
+deploy/config.yaml `canary.checks`): error rate at most `error_rate_max`; P90 at most
+`p90_ratio_max` x stable's and at most `p90_max_ms`. Each check says pass, fail or inconclusive;
+too few requests (below `min_requests`) make every check inconclusive, never a pass, never a
+fail, and no ratio is ever computed over zero requests (Argo Rollouts #180, Flagger #1035: NaN
+on no data).
 
 More checks plug in as callables `(CheckInput) -> CheckResult` in `extra`, with the same
 verdicts: the accuracy check on joined actuals (accuracy.py, `checks.accuracy`) is one.

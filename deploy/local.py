@@ -8,9 +8,9 @@ smoke test there; only then does the routing file make it stable (nginx reloads 
 smoke test run again through the stable address, and the release it replaces become the previous
 one: it answers requests the new one is late for or cannot take, and requests that name it by
 x-model-version. Older releases stop after a drain period, as does a release rolled back (it is
-never the fallback of the one restored). A release that fails any check never
-takes traffic (or is switched back at once) and the previous one keeps serving. A deploy refused
-before it starts (port taken, no nginx, no such Bento) changes nothing.
+never the fallback of the one restored). A release that fails any check never takes traffic (or
+is switched back at once) and the previous one keeps serving. A deploy refused before it starts
+(port taken, no nginx, no such Bento) changes nothing.
 
 State, per environment and model, in <deploy_dir>/<env>/<model>/: routing.json (what runs and
 what serves, routing.py), history.json (every release of that model and what became of it),
