@@ -299,6 +299,8 @@ def cmd_shadow_report(
         shadow_report.read_jsonl(target.dir / "predictions.jsonl"),
         stable.model_tag,
         shadow.model_tag,
+        shadow.id,
+        shadow.port,
     )
     text = shadow_report.markdown(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,11 +6,14 @@ and moves the weight, holds, or rolls back; `make deploy STRATEGY=canary` runs i
 
 Per release, over the requests the split routed to it (POSTs without x-model-version): requests,
 failures (a 5xx from it, or a request it did not answer itself: late, refused or 5xx and the
-other release answered) and the P90 of its own upstream time. Checks (config: deploy/config.yaml
-`canary.checks`): error rate at most `error_rate_max`; P90 at most `p90_ratio_max` x stable's
-and at most `p90_max_ms`. Each check says pass, fail or inconclusive; too few requests (below
-`min_requests`) make every check inconclusive, never a pass, never a fail, and no ratio is ever
-computed over zero requests (Argo Rollouts #180, Flagger #1035: NaN on no data).
+other release answered) and the P90 of its own upstream time, where a request it did not answer
+itself counts at the router's time budget (nginx skips a release marked down and logs only the
+other's time; a refused connection logs 0 ms: neither is how fast it answered). Checks (config:
+deploy/config.yaml `canary.checks`): error rate at most `error_rate_max`; P90 at most
+`p90_ratio_max` x stable's and at most `p90_max_ms`. Each check says pass, fail or inconclusive;
+too few requests (below `min_requests`) make every check inconclusive, never a pass, never a
+fail, and no ratio is ever computed over zero requests (Argo Rollouts #180, Flagger #1035: NaN
+on no data).
 
 More checks plug in as callables `(CheckInput) -> CheckResult` in `extra`, with the same
 verdicts: the accuracy check on joined actuals (accuracy.py, `checks.accuracy`) is one.
@@ -152,10 +155,19 @@ def split_records(records: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]
     return (r for r in records if r.get("method") == "POST" and not r.get("version"))
 
 
-def stats(records: Iterable[dict[str, Any]], release: str) -> ReleaseStats:
+def _own_ms(record: dict[str, Any], budget_ms: float) -> float | None:
+    """How long the routed release took: its upstream time when it answered itself, else the
+    budget (it was late, refused or skipped: the client waited for the other release)."""
+    if record.get("answered_by") != record.get("routed_to"):
+        return budget_ms
+    t = _seconds(record.get("upstream_time", "-"))
+    return None if t is None else t * 1000
+
+
+def stats(records: Iterable[dict[str, Any]], release: str, budget_ms: float) -> ReleaseStats:
     mine = [r for r in split_records(records) if r.get("routed_to") == release]
     failures = sum(failed(r) for r in mine)
-    times = [t * 1000 for r in mine if (t := _seconds(r.get("upstream_time", "-"))) is not None]
+    times = [t for r in mine if (t := _own_ms(r, budget_ms)) is not None]
     return ReleaseStats(
         release=release,
         requests=len(mine),
@@ -217,10 +229,15 @@ def analyse(
     stable: str,
     cfg: CanaryConfig,
     extra: Sequence[Check] = (),
+    *,
+    budget_ms: float,
 ) -> Analysis:
-    """Fail if any check fails; else inconclusive if any is; else pass."""
+    """Fail if any check fails; else inconclusive if any is; else pass. `budget_ms`: the
+    router's time budget (a request a release did not answer itself took at least that)."""
     rows = list(records)
-    i = CheckInput(stats(rows, canary), stats(rows, stable), cfg.checks, cfg.min_requests)
+    i = CheckInput(
+        stats(rows, canary, budget_ms), stats(rows, stable, budget_ms), cfg.checks, cfg.min_requests
+    )
     results = [check(i) for check in [*builtin_checks(cfg.checks), *extra]]
     verdicts = {r.verdict for r in results}
     verdict = FAIL if FAIL in verdicts else INCONCLUSIVE if INCONCLUSIVE in verdicts else PASS
@@ -232,7 +249,7 @@ class Step:
     """One analysis of the canary loop, for the step report."""
 
     weight: int
-    analysis: Analysis
+    analysis: Analysis | None  # None: the promotion, which nothing measured
     action: str  # "advance", "hold", "failed check", "roll back", "promote"
 
 
@@ -254,10 +271,12 @@ def markdown(canary: str, stable: str, steps: Sequence[Step], outcome: str) -> s
 
     for n, s in enumerate(steps, 1):
         a = s.analysis
-        lines.append(
-            f"| {n} | {s.weight}% | {a.canary.requests} | {rate(a.canary.error_rate)}"
-            f" | {ms(a.canary.p90_ms)} | {a.stable.requests} | {ms(a.stable.p90_ms)}"
-            f" | {a.verdict} | {s.action} |"
+        figures = (
+            "- | - | - | - | - | -"
+            if a is None
+            else f"{a.canary.requests} | {rate(a.canary.error_rate)} | {ms(a.canary.p90_ms)}"
+            f" | {a.stable.requests} | {ms(a.stable.p90_ms)} | {a.verdict}"
         )
-    fails = [f"- step {n}: {s.analysis.describe()}" for n, s in enumerate(steps, 1)]
+        lines.append(f"| {n} | {s.weight}% | {figures} | {s.action} |")
+    fails = [f"- step {n}: {s.analysis.describe()}" for n, s in enumerate(steps, 1) if s.analysis]
     return "\n".join([*lines, "", *fails]) + "\n"

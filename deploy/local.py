@@ -7,9 +7,10 @@ A new release starts beside the live one on a port of its own and must pass read
 smoke test there; only then does the routing file make it stable (nginx reloads gracefully), the
 smoke test run again through the stable address, and the release it replaces become the previous
 one: it answers requests the new one is late for or cannot take, and requests that name it by
-x-model-version. Older releases stop after a drain period. A release that fails any check never
-takes traffic (or is switched back at once) and the previous one keeps serving. A deploy refused
-before it starts (port taken, no nginx, no such Bento) changes nothing.
+x-model-version. Older releases stop after a drain period, as does a release rolled back (it is
+never the fallback of the one restored). A release that fails any check never takes traffic (or
+is switched back at once) and the previous one keeps serving. A deploy refused before it starts
+(port taken, no nginx, no such Bento) changes nothing.
 
 State, per environment and model, in <deploy_dir>/<env>/<model>/: routing.json (what runs and
 what serves, routing.py), history.json (every release of that model and what became of it),
@@ -419,6 +420,8 @@ class LocalTarget:
         # gone (and by version); any older one takes no new traffic and stops after the drain.
         switched = starting.model_copy(deep=True)
         switched.previous = starting.stable if starting.stable != release.id else None
+        if rollback_of is not None:  # the release rolled back is nobody's fallback
+            switched.previous = None
         switched.stable, switched.shadow = release.id, None
         keep = {switched.stable, switched.previous}
         for r in switched.releases:
@@ -599,7 +602,12 @@ class LocalTarget:
                 "outcome": outcome,
                 "config": cfg.model_dump(),
                 "steps": [
-                    {"weight": s.weight, "action": s.action, **s.analysis.to_dict()} for s in steps
+                    {
+                        "weight": s.weight,
+                        "action": s.action,
+                        **(s.analysis.to_dict() if s.analysis else {}),
+                    }
+                    for s in steps
                 ],
             }
             _write_json(report.with_suffix(".json"), data)
@@ -633,6 +641,8 @@ class LocalTarget:
             raise back(f"not started: {exc}") from None
 
         access = nginx.paths(self.dir / "nginx")["access_log"]
+        limits = self.cfg.router  # no budget: nginx waits read_timeout_s before the other one
+        budget_ms = limits.budget_ms or limits.read_timeout_s * 1000
         step, failed, holds, applied = 0, 0, 0, 0
         while cfg.steps[step] < 100:
             weight = cfg.steps[step]
@@ -645,7 +655,9 @@ class LocalTarget:
             offset = access.stat().st_size if access.is_file() else 0
             time.sleep(cfg.interval_s)
             records = read_from(access, offset)
-            result = analysis.analyse(records, release.id, stable_id, cfg, extra_checks)
+            result = analysis.analyse(
+                records, release.id, stable_id, cfg, extra_checks, budget_ms=budget_ms
+            )
             if result.verdict == analysis.PASS:
                 action, step, holds = "advance", step + 1, 0
             elif result.verdict == analysis.INCONCLUSIVE:
@@ -681,7 +693,7 @@ class LocalTarget:
             if r.id == stable_id:
                 r.status = SUPERSEDED
         self._save(history)
-        steps.append(analysis.Step(100, steps[-1].analysis, "promote"))
+        steps.append(analysis.Step(100, None, "promote"))
         write_report("promoted")
         if any(not r.routed for r in promoted.releases):
             time.sleep(self.cfg.drain_s)
@@ -720,20 +732,31 @@ class LocalTarget:
             and (r.model_tag or "").split(":")[0] == self.model
         ]
         if not candidates:
-            raise UsageError(f"{self.name}: no earlier release to roll back to")
+            why = ""
+            routing = self.routing()
+            previous = routing.release(routing.previous) if routing else None
+            if previous is not None and previous.bento == live.bento:
+                # A redeploy of the same Bento: going back to it would serve the same model.
+                why = (
+                    f": the previous release {previous.id} runs the same Bento as {live.id}"
+                    f" ({live.bento}), so going back to it would change nothing; deploy the"
+                    f" Bento you want back with `make deploy ENV={self.env_name} BENTO=...`"
+                )
+            raise UsageError(f"{self.name}: no earlier release to roll back to{why}")
         return live, candidates[-1]
 
     def rollback(self) -> Release:
-        """Instant when the release to go back to still runs as the previous one: stable and
-        previous swap in the routing file (a reload, no restart). Otherwise (going further
-        back) the earlier Bento is released again (readiness, smoke test)."""
+        """Instant when the release to go back to still runs as the previous one: it is stable
+        again in the routing file (a reload, no restart). Otherwise (going further back) the
+        earlier Bento is released again (readiness, smoke test). Either way the release rolled
+        back takes no traffic and stops after the drain: never the fallback of the one that
+        replaces it (a monitor rolls back on a breach; a crash of the stable release must not
+        send its traffic to the model it left)."""
         with self._locked():
             live, target = self.rollback_target()
             routing = self.routing()
             if routing is not None and routing.stable == live.id and routing.previous == target.id:
-                swapped = routing.model_copy(deep=True)
-                swapped.stable, swapped.previous = target.id, live.id
-                swapped.canary, swapped.fallback, swapped.fallback_reason = None, None, ""
+                swapped = rolled_back(routing, live.id, target.id)
                 self._apply(swapped)
                 self._wait_switched(target.id)
                 history = self.history()
@@ -744,6 +767,9 @@ class LocalTarget:
                         r.status, r.reason = LIVE, f"restored: rollback of {live.id}"
                         r.rollback_of = live.id
                 self._save(history)
+                time.sleep(self.cfg.drain_s)  # requests in flight on it finish
+                swapped.releases = [r for r in swapped.releases if r.id != live.id]
+                self._apply(swapped)
                 self.log(f"[{self.name}] rolled back {live.id} to {target.id} (swap, no restart)")
                 return next(r for r in history if r.id == target.id)
             self.log(f"[{self.name}] rolling back {live.id} ({live.bento}) to {target.bento}")
@@ -790,6 +816,18 @@ class LocalTarget:
         supervised = self._supervised() if self._supervisor() is not None else None
         out.update(health.check(self.url, routing, supervised))
         return out
+
+
+def rolled_back(routing: Routing, live: str, target: str) -> Routing:
+    """The routing file once `live` is rolled back to `target`, which runs as its previous
+    release: `target` stable, no previous, `live` no longer routed (it stops after the drain),
+    no canary and no pin."""
+    out = routing.model_copy(deep=True)
+    out.stable, out.previous = target, None
+    out.canary, out.fallback, out.fallback_reason = None, None, ""
+    for r in out.releases:
+        r.routed = r.routed and r.id != live
+    return out
 
 
 def read_from(path: Path, offset: int) -> list[dict[str, Any]]:

@@ -272,7 +272,8 @@ http {{
         '"body_bytes":$body_bytes_sent,"client":"$remote_addr",'
         '"forwarded_for":"$proxy_add_x_forwarded_for"}}';
     log_format bg_shadow escape=json '{{"time":"$time_iso8601","request_id":"$bg_request_id",'
-        '"status":$status,"upstream_addr":"$upstream_addr","upstream_status":"$upstream_status",'
+        '"shadow":"{shadow.id if shadow else ""}","status":$status,'
+        '"upstream_addr":"$upstream_addr","upstream_status":"$upstream_status",'
         '"upstream_time":"$upstream_response_time"}}';
 
     server {{

@@ -1,6 +1,7 @@
 """`make shadow-report ENV=...`: the shadow candidate against the stable release on the same
 requests. Pure functions over the router's access log (a line per client request), its shadow
-log (a line per mirrored copy, same request id) and the prediction log (one line per prediction
+log (a line per mirrored copy, same request id, naming the shadow release: one log holds every
+shadow's lines, and a report is about one) and the prediction log (one line per prediction
 with the request id and the model tag): prediction differences, latency, errors. Markdown.
 """
 
@@ -41,21 +42,35 @@ def _seconds(value: Any) -> float | None:
         return None
 
 
+def mirrored_to(line: dict[str, Any], release: str, port: int) -> bool:
+    """The shadow log line is of a copy mirrored to `release` (a line written before lines
+    named their shadow: by the port it was sent to)."""
+    if "shadow" in line:
+        return bool(line["shadow"] == release)
+    return str(line.get("upstream_addr", "")).split(",")[-1].strip().endswith(f":{port}")
+
+
 def compare(
     access: Iterable[dict[str, Any]],
     shadow: Iterable[dict[str, Any]],
     predictions: Iterable[dict[str, Any]],
     stable_tag: str,
     shadow_tag: str,
+    shadow_release: str,
+    shadow_port: int,
 ) -> dict[str, Any]:
-    """Pure: the stable release's and the shadow's answers to the same requests."""
+    """Pure: the stable release's and the shadow release's answers to the same requests."""
     clients: dict[str, dict[str, Any]] = {}
     mirrored: dict[str, dict[str, Any]] = {}
     for line in access:
         if line.get("request_id"):
             clients[line["request_id"]] = line
     for line in shadow:
-        if line.get("request_id") and line.get("status") != 204:  # 204: not in the share
+        if (
+            line.get("request_id")
+            and line.get("status") != 204  # 204: not in the share
+            and mirrored_to(line, shadow_release, shadow_port)
+        ):
             mirrored[line["request_id"]] = line
     preds: dict[tuple[str, str], list[Any]] = {}
     for p in predictions:

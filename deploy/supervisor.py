@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -310,7 +311,9 @@ class Supervisor:
             while not self.stopping:
                 self.reload()
                 self.ensure()
-                self.misses.tick(self.routing)
+                self.misses.tick(
+                    self.routing, {r: c.last_restart for r, c in self.releases.items()}
+                )
                 now = json.dumps(self.state())
                 if now != last:
                     self.save()
@@ -321,13 +324,88 @@ class Supervisor:
             self.shutdown()
 
 
+# The access log's times have whole seconds, and the supervisor sees a crash within a tick: a miss
+# up to this long before the crash it saw is the crash's.
+CRASH_SLACK_S = 1.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One prediction request of the split, from the access log."""
+
+    when: float  # epoch seconds (the access log's time)
+    release: str  # the release it was routed to
+    missed: bool  # another release answered it (late, refused or failing)
+
+
+def answers(records: Iterable[dict[str, Any]], default_when: float) -> list[Answer]:
+    """The split's requests in `records`; a line with no readable time is `default_when`'s."""
+    out = []
+    for r in canary.split_records(records):
+        try:
+            when = dt.datetime.fromisoformat(str(r.get("time"))).timestamp()
+        except ValueError:
+            when = default_when
+        routed, by = r.get("routed_to", ""), r.get("answered_by")
+        out.append(Answer(when, routed, bool(by) and by != routed))
+    return out
+
+
+@dataclass(frozen=True)
+class Restart:
+    """A release the supervisor restarted after a crash."""
+
+    crashed: float  # when the supervisor saw the crash (epoch seconds)
+    back: float | None = None  # when it first answered a request itself after it
+
+
+def restart_exempt(
+    window: Sequence[Answer], release: str, restarts: Sequence[Restart]
+) -> tuple[list[bool], list[Restart]]:
+    """`release`'s requests over `window` (True: missed), less those it missed while restarting
+    after a crash: from the crash (less CRASH_SLACK_S) until the first request it answered
+    itself after it (a cold first answer past the budget is still the restart's). And
+    `restarts`, each with the time it was back, once it is."""
+    mine = sorted((a for a in window if a.release == release), key=lambda a: a.when)
+    out = [
+        r
+        if r.back is not None
+        else Restart(
+            r.crashed, next((a.when for a in mine if not a.missed and a.when > r.crashed), None)
+        )
+        for r in restarts
+    ]
+
+    def restarting(a: Answer) -> bool:
+        return any(
+            r.crashed - CRASH_SLACK_S <= a.when and (r.back is None or a.when < r.back) for r in out
+        )
+
+    return [a.missed for a in mine if not (a.missed and restarting(a))], out
+
+
+def breach(counted: Sequence[bool], rule: routing.SustainedMiss, previous: str) -> str | None:
+    """Why the stable release's traffic goes to the previous release, or None."""
+    if rule.max_share is None or len(counted) < rule.min_requests:
+        return None
+    missed = sum(counted)
+    if missed / len(counted) <= rule.max_share:
+        return None
+    return (
+        f"{missed}/{len(counted)} ({missed / len(counted):.0%}) of its requests in the last"
+        f" {rule.window_s:g}s were answered by the previous release {previous}"
+        f" (max {rule.max_share:.0%})"
+    )
+
+
 class MissWatch:
     """Better wrong than late, sustained: reads the router's access log every few seconds and,
     when more than `sustained_miss.max_share` of the stable release's requests over the window
     were answered by the previous release (late, refused or failing), pins the stable route to
     the previous release in the routing file (`fallback`), records an event in events.jsonl and
     notifies (Slack, when a webhook is configured). Skipped while a deploy holds the lock: a
-    canary's own analysis judges its traffic."""
+    canary's own analysis judges its traffic. A stable release restarting after a crash is not
+    late: its misses until it answers again do not count (restart_exempt)."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
@@ -335,7 +413,9 @@ class MissWatch:
         # From the end: what was logged before this supervisor started is not recent.
         self.offset = self.log.stat().st_size if self.log.is_file() else 0
         self.next = 0.0
-        self.window: list[tuple[float, str, bool]] = []  # (when, routed to, missed)
+        self.window: list[Answer] = []
+        self.restarts: dict[str, list[Restart]] = {}
+        self.seen: dict[str, float] = {}  # release -> the last crash time the supervisor gave
 
     def _read(self) -> list[dict[str, Any]]:
         try:
@@ -355,33 +435,40 @@ class MissWatch:
                 out.append(json.loads(line))
         return out
 
-    def tick(self, current: routing.Routing | None, now: float | None = None) -> str | None:
+    def tick(
+        self,
+        current: routing.Routing | None,
+        crashed: Mapping[str, float | None] | None = None,
+        now: float | None = None,
+        wall: float | None = None,
+    ) -> str | None:
+        """`crashed`: release -> when (epoch) the supervisor last restarted it after a crash."""
         now = time.monotonic() if now is None else now
+        wall = time.time() if wall is None else wall
+        for rid, when in (crashed or {}).items():  # every tick: two crashes between reads
+            if when is not None and self.seen.get(rid) != when:
+                self.seen[rid] = when
+                mine = self.restarts.setdefault(rid, [])
+                if all(r.back is not None for r in mine):  # one not back yet covers this one
+                    mine.append(Restart(when))
         if current is None or now < self.next:
             return None
         rule = current.limits.sustained_miss
         self.next = now + rule.every_s
-        for r in canary.split_records(self._read()):
-            answered = r.get("answered_by")
-            self.window.append(
-                (now, r.get("routed_to", ""), bool(answered) and answered != r.get("routed_to"))
-            )
-        self.window = [w for w in self.window if now - w[0] <= rule.window_s]
+        self.window += answers(self._read(), wall)
+        self.window = [a for a in self.window if wall - a.when <= rule.window_s]
+        for rid, restarts in self.restarts.items():
+            _, restarts = restart_exempt(self.window, rid, restarts)
+            # Back longer ago than the window: no request it exempts is left in it.
+            self.restarts[rid] = [
+                r for r in restarts if r.back is None or wall - r.back <= rule.window_s
+            ]
         stable, previous = current.stable, current.previous
-        if rule.max_share is None or stable is None or previous is None or current.fallback:
+        if stable is None or previous is None or current.fallback or current.canary is not None:
             return None
-        if current.canary is not None:
-            return None
-        mine = [missed for _, rid, missed in self.window if rid == stable]
-        if len(mine) < rule.min_requests or sum(mine) / len(mine) <= rule.max_share:
-            return None
-        share = sum(mine) / len(mine)
-        reason = (
-            f"{sum(mine)}/{len(mine)} ({share:.0%}) of its requests in the last"
-            f" {rule.window_s:g}s were answered by the previous release {previous}"
-            f" (max {rule.max_share:.0%})"
-        )
-        if not self._pin(stable, reason):
+        counted, _ = restart_exempt(self.window, stable, self.restarts.get(stable, []))
+        reason = breach(counted, rule, previous)
+        if reason is None or not self._pin(stable, reason):
             return None
         self.window = []
         text = (

@@ -164,7 +164,7 @@ def test_a_failing_accuracy_check_fails_the_canary_analysis(tmp_path):
     log(tmp_path, CANARY, 30, 9.0)
     cfg = CanaryConfig(min_requests=1, checks={"p90_ratio_max": None, "p90_max_ms": None})
 
-    result = canary.analyse([], CANARY, STABLE, cfg, extra=(c,))
+    result = canary.analyse([], CANARY, STABLE, cfg, extra=(c,), budget_ms=1000)
 
     assert result.verdict == canary.FAIL
     assert "accuracy fail" in result.describe()

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 
 from core.settings import ROOT
-from deploy import config
+from deploy import config, nginx, routing
 from deploy.local import (
     SUPERSEDED,
     LocalTarget,
@@ -19,8 +20,10 @@ from deploy.local import (
     UsageError,
     _start_time,
     migrate_legacy,
+    rolled_back,
     state_models,
 )
+from deploy.routing import RoutedRelease, Routing
 
 STAGING = config.load(ROOT / "deploy" / "config.yaml").env("staging", "local")
 
@@ -60,6 +63,58 @@ def test_a_rollback_only_goes_back_to_a_release_of_the_same_model(tmp_path):
     )
     live, target = LocalTarget("staging", STAGING, tmp_path, "wine_a").rollback_target()
     assert (live.id, target.id, target.model_tag) == ("r0003", "r0001", "wine_a:v1")
+
+
+def test_a_rollback_to_a_running_previous_release_of_the_same_bento_is_refused_saying_why(
+    tmp_path,
+):
+    directory = tmp_path / "staging" / "sales"
+    same = [release("r0001", "sales:v1", SUPERSEDED), release("r0002", "sales:v1", "live")]
+    same[1].bento = same[0].bento  # the same Bento deployed twice
+    write_history(directory, same)
+    routing.save(
+        directory,
+        Routing(
+            environment="staging",
+            model="sales",
+            port=2,
+            stable="r0002",
+            previous="r0001",
+            releases=[
+                RoutedRelease(id=r.id, bento=r.bento, model_tag="sales:v1", port=3 + n, routed=True)
+                for n, r in enumerate(same)
+            ],
+        ),
+    )
+    with pytest.raises(UsageError) as refused:
+        LocalTarget("staging", STAGING, tmp_path, "sales").rollback_target()
+    assert str(refused.value) == (
+        "staging/sales: no earlier release to roll back to: the previous release r0001 runs the"
+        " same Bento as r0002 (sales_api:r0001), so going back to it would change nothing;"
+        " deploy the Bento you want back with `make deploy ENV=staging BENTO=...`"
+    )
+
+
+def test_a_release_rolled_back_is_never_the_fallback_of_the_one_restored():
+    bad_pinned = Routing(
+        environment="staging",
+        model="sales",
+        port=2,
+        stable="r0002",
+        previous="r0001",
+        fallback="r0002",
+        releases=[
+            RoutedRelease(
+                id=f"r000{n}", bento="b", model_tag=f"sales:v{n}", port=n + 2, routed=True
+            )
+            for n in (1, 2)
+        ],
+    )
+    after = rolled_back(bad_pinned, "r0002", "r0001")
+    assert (after.stable, after.previous, after.fallback) == ("r0001", None, None)
+    assert [r.id for r in after.routed()] == ["r0001"]  # r0002 drains, then stops
+    conf = nginx.render(after, Path("/nonexistent"))
+    assert " backup;" not in conf and ":4;" not in conf  # r0002 (port 4): in no upstream
 
 
 def test_old_single_address_state_moves_under_the_model_of_its_last_release(tmp_path):

@@ -143,19 +143,50 @@ def test_a_shadow_that_answers_clients_is_refused():
 def test_the_shadow_report_compares_the_same_requests_and_counts_shadow_errors():
     access = [{"request_id": f"q{i}", "upstream_time": "0.002", "status": 200} for i in range(3)]
     shadow = [
-        {"request_id": "q0", "status": 200, "upstream_time": "0.010"},
-        {"request_id": "q1", "status": 504, "upstream_time": "0.300"},
-        {"request_id": "q2", "status": 204, "upstream_time": "-"},  # outside the mirrored share
+        {"request_id": "q0", "status": 200, "upstream_time": "0.010", "shadow": "r0003"},
+        {"request_id": "q1", "status": 504, "upstream_time": "0.300", "shadow": "r0003"},
+        {"request_id": "q2", "status": 204, "upstream_time": "-", "shadow": "r0003"},  # unshared
     ]
     predictions = [
         {"request_id": "q0", "model": "sales:a", "outputs": {"predictions": [1.0, 2.0]}},
         {"request_id": "q0", "model": "sales:b", "outputs": {"predictions": [1.5, 2.0]}},
     ]
-    r = shadow_report.compare(access, shadow, predictions, "sales:a", "sales:b")
+    r = shadow_report.compare(access, shadow, predictions, "sales:a", "sales:b", "r0003", 9)
     assert (r["requests"], r["shadow_errors"]) == (2, 1)
     assert (r["compared_predictions"], r["differing_predictions"], r["max_abs_diff"]) == (2, 1, 0.5)
     assert r["latency_ms"]["shadow"]["p99"] == pytest.approx(300.0)
     assert "2 predictions compared, 1 differ" in shadow_report.markdown(r)
+
+
+def test_a_second_shadows_report_counts_only_the_requests_mirrored_to_it():
+    access = [{"request_id": f"q{i}", "upstream_time": "0.002", "status": 200} for i in range(6)]
+    first = [
+        {"request_id": f"q{i}", "status": 200, "upstream_addr": "127.0.0.1:9003", "shadow": "r0003"}
+        for i in range(4)
+    ]
+    second = [
+        {"request_id": f"q{i}", "status": 200, "upstream_addr": "127.0.0.1:9004", "shadow": "r0004"}
+        for i in range(4, 6)
+    ]
+    r = shadow_report.compare(access, first + second, [], "sales:a", "sales:c", "r0004", 9004)
+    assert r["requests"] == 2
+
+
+def test_shadow_log_lines_from_before_they_named_the_shadow_are_told_apart_by_its_port():
+    access = [{"request_id": f"q{i}", "upstream_time": "0.002", "status": 200} for i in range(3)]
+    shadow = [
+        {"request_id": "q0", "status": 200, "upstream_addr": "127.0.0.1:9003"},
+        {"request_id": "q1", "status": 200, "upstream_addr": "127.0.0.1:9004"},
+        {"request_id": "q2", "status": 504, "upstream_addr": "127.0.0.1:9004"},
+    ]
+    r = shadow_report.compare(access, shadow, [], "sales:a", "sales:c", "r0004", 9004)
+    assert (r["requests"], r["shadow_errors"]) == (2, 1)
+
+
+def test_the_shadow_log_names_the_shadow_release_on_each_line(tmp_path):
+    state = routing(release(1), release(2, routed=False), stable="r0001", shadow="r0002")
+    conf = nginx.render(state, tmp_path)
+    assert '"shadow":"r0002"' in conf
 
 
 def test_a_sticky_canary_splits_on_the_client_key_and_falls_back_to_the_request_id(tmp_path):

@@ -229,15 +229,19 @@ def test_an_operator_unpins_the_release_and_it_answers_its_own_traffic_again(tar
     assert r.headers["x-bentogate-release"] == pinned
 
 
-def test_a_rollback_swaps_stable_and_previous_without_restarting_either(target):
+def test_a_rollback_restores_the_previous_release_without_a_restart_and_stops_the_bad_one(target):
     before = target.routing()
     pids = json.loads((target.dir / "supervisor.json").read_text())["releases"]
     restored = target.rollback()
     after = target.routing()
     assert restored.id == before.previous
-    assert (after.stable, after.previous) == (before.previous, before.stable)
+    # The release rolled back is never the fallback: a crash of the restored one must not send
+    # its traffic back to the model it left.
+    assert (after.stable, after.previous) == (before.previous, None)
+    assert [r.id for r in after.releases] == [restored.id]
     now = json.loads((target.dir / "supervisor.json").read_text())["releases"]
-    assert {rid: now[rid]["pid"] for rid in pids} == {rid: p["pid"] for rid, p in pids.items()}
+    # The restored one was not restarted; the bad one stopped.
+    assert {rid: i["pid"] for rid, i in now.items()} == {restored.id: pids[restored.id]["pid"]}
     assert httpx.get(f"{target.url}/readyz").headers["x-bentogate-release"] == restored.id
 
 

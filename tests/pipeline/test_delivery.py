@@ -238,7 +238,7 @@ def test_rollback_restores_the_previous_release(repo, env, production_url, broke
     assert result.returncode == 0, result.stderr
     assert serving_model(production_url) == first["model_tag"]
     assert production_model(repo, env) == first["model_tag"]
-    # Instant: the previous release still ran; stable and previous swapped, nothing restarted.
+    # Instant: the previous release still ran and is stable again, nothing restarted.
     statuses = {r["id"]: r["status"] for r in history(repo)}
     assert statuses[first["id"]] == "live"
     assert statuses[second["id"]] == "rolled_back"

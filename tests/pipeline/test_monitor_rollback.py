@@ -179,6 +179,9 @@ def test_a_live_model_whose_actuals_go_bad_is_rolled_back_and_reported(repo, dep
     routing = state(repo, "routing.json")
     stable = next(r for r in routing["releases"] if r["id"] == routing["stable"])
     assert stable["model_tag"] == deployed[0]
+    # The breaching release is nobody's fallback: it stopped after the drain.
+    assert routing["previous"] is None
+    assert [r["id"] for r in routing["releases"]] == [routing["stable"]]
     history = state(repo, "history.json")
     live = [r for r in history if r["status"] == "live"]
     assert [(r["id"], r["rollback_of"]) for r in live] == [("r0001", "r0002")]

@@ -156,7 +156,7 @@ def test_rolling_back_one_model_restores_its_own_release_and_leaves_the_other_se
     # what came back, and wine_b answers from the very same release as before.
     assert answer(address(repo, "wine_a"))[0] == bentos["a1"][1]
     assert answer(address(repo, "wine_b")) == b_before
-    # Instant: wine_a's first release still ran as the previous one; the two swapped.
+    # Instant: wine_a's first release still ran as the previous one; it is stable again.
     assert [r["status"] for r in history(repo, "wine_a")] == ["live", "rolled_back"]
     assert [r["status"] for r in history(repo, "wine_b")] == ["live"]
 
