@@ -98,9 +98,22 @@ class FeatureSchema(BaseModel):
             df[list(self.features)].to_json(orient="records", date_format="iso")
         )
         dates = [c.name for c in self.feature_columns if c.kind == "date"]
+        # A whole-number column with gaps is float in a frame; its records hold integers.
+        whole = [
+            c.name
+            for c in self.feature_columns
+            if c.nullable
+            and (
+                c.kind == "int"
+                or (c.kind == "category" and isinstance((c.categories or ("",))[0], int))
+            )
+        ]
         for row in rows:
             for name in dates:
                 row[name] = None if row[name] is None else str(row[name])[:10]
+            for name in whole:
+                if isinstance(row[name], float) and row[name].is_integer():
+                    row[name] = int(row[name])
         return rows
 
     def example_record(self) -> dict[str, Any]:

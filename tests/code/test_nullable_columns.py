@@ -108,3 +108,36 @@ def test_learned_categories_leave_missing_values_out_and_records_keep_null_dates
     )
     assert schema.fitted(data).column("stage").categories == ("I",)
     assert [r["seen"] for r in schema.records(data)] == ["2017-08-01", None]
+
+
+def test_records_of_a_typed_frame_with_gaps_are_requests_the_api_accepts():
+    typed = pd.DataFrame(
+        {
+            "age": [41.0, float("nan")],  # whole numbers with a gap: float in a frame
+            "dose": [1.5, float("nan")],
+            "stage": ["I", None],
+            "smoker": [True, None],
+            "seen": pd.to_datetime(["2017-08-01", None]),
+            "weight": [70.0, 80.0],
+            "relapsed": ["no", "yes"],
+        }
+    )
+
+    records = SCHEMA.records(typed)
+    parsed = request_model(SCHEMA, 10).model_validate_json(json.dumps({"records": records}))
+
+    assert records[0]["age"] == 41 and isinstance(records[0]["age"], int)
+    assert records[1] == {**EMPTY, "weight": 80.0}
+    assert len(parsed.records) == 2
+
+
+def test_load_test_traffic_keeps_rows_with_a_missing_category_where_it_is_nullable():
+    from loadtests import traffic
+
+    typed = pd.DataFrame(
+        {**{k: [v] * 3 for k, v in FULL.items()}, "stage": ["I", None, "IV"], "relapsed": "no"}
+    )
+
+    sent = traffic.records(SCHEMA, typed)
+
+    assert [r["stage"] for r in sent] == ["I", None]  # the unknown category alone is dropped
