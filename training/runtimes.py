@@ -20,6 +20,7 @@ from models import predict as path_
 from models import runtimes
 from models.config import ParityConfig
 from models.contract import ModelSpec, Outputs
+from training.train import refuses_missing
 
 log = logging.getLogger("bentogate.training")
 
@@ -179,7 +180,11 @@ def admit(
     probes = null_probes(spec, records)
     if probes:  # first: the ONNX conversion's sample and the one-record calls include them
         records = [*probes, *records]
-        expected = _joined(path_.predict_records(spec, model, probes), expected)
+        try:
+            answers = path_.predict_records(spec, model, probes)
+        except ValueError as exc:
+            raise refuses_missing(spec, exc) or exc from None
+        expected = _joined(answers, expected)
     verdicts: dict[str, dict[str, Any]] = {}
     files: dict[str, Path] = {}
     for name in runtimes.ORDER:

@@ -133,3 +133,24 @@ def test_onnx_is_admitted_only_if_it_answers_rows_with_missing_values_as_the_pre
     assert "onnx" not in files and runtimes.chosen(refused) == "sklearn"
     assert kept["onnx"]["admitted"] is True, kept["onnx"]
     assert kept["onnx"]["rows_with_missing"] == 4 * runtimes.PROBE_ROWS  # 3 fields, then all
+
+
+def test_an_estimator_that_refuses_missing_values_is_named_with_the_nullable_columns(
+    cancer_with_gaps, cancer, tmp_path, monkeypatch
+):
+    from training.train import train
+    from training.validate import DataValidationError
+
+    spec, data, records = cancer_with_gaps
+    _, fitted_without_gaps, _ = cancer  # a logistic regression, fitted on rows without gaps
+
+    with pytest.raises(DataValidationError) as at_training:
+        train(spec, data, {"max_iter": 1000}, 42)
+    with pytest.raises(DataValidationError) as at_registration:
+        admit(spec, fitted_without_gaps, records, tmp_path, monkeypatch)
+
+    for exc in (at_training, at_registration):
+        assert "'mean_concave_points', 'worst_perimeter', 'worst_concave_points' are nullable" in (
+            str(exc.value)
+        )
+        assert "put a SimpleImputer in its Pipeline" in str(exc.value)
