@@ -99,15 +99,7 @@ class FeatureSchema(BaseModel):
         )
         dates = [c.name for c in self.feature_columns if c.kind == "date"]
         # A whole-number column with gaps is float in a frame; its records hold integers.
-        whole = [
-            c.name
-            for c in self.feature_columns
-            if c.nullable
-            and (
-                c.kind == "int"
-                or (c.kind == "category" and isinstance((c.categories or ("",))[0], int))
-            )
-        ]
+        whole = [c.name for c in self.feature_columns if c.nullable and _whole_numbers(c)]
         for row in rows:
             for name in dates:
                 row[name] = None if row[name] is None else str(row[name])[:10]
@@ -132,6 +124,12 @@ class FeatureSchema(BaseModel):
                 lo = c.minimum if c.minimum is not None else 0
                 rec[c.name] = int(lo) if c.kind == "int" else float(lo)
         return rec
+
+
+def _whole_numbers(col: Column) -> bool:
+    """An int column, or a category column whose categories are integers."""
+    first = (col.categories or ("",))[0]
+    return col.kind == "int" or (col.kind == "category" and isinstance(first, int))
 
 
 @dataclass(frozen=True)

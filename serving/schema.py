@@ -2,7 +2,8 @@
 
 Strict by construction: no type coercion, no NaN or infinity, unknown fields rejected, ranges and
 categories enforced, null only in a column the schema marks nullable (the field is still required:
-a misspelt name is refused, not read as missing). The OpenAPI document carries a valid example built from the same schema.
+a misspelt name is refused, not read as missing). The OpenAPI document carries a valid example
+built from the same schema.
 """
 
 from __future__ import annotations
