@@ -2,8 +2,9 @@
 
 The rules are the API's (serving/schema.py: the strict record model built from each column's kind,
 range and categories), applied to whole columns. A typed column (integers, floats, booleans,
-timestamps: what Parquet and Arrow carry) is checked with numpy: no nulls, no non-finite numbers,
-integers where an integer is due, the bounds, the categories. A text column (CSV) is checked
+timestamps: what Parquet and Arrow carry) is checked with numpy: no nulls (in a nullable column a
+null is a value, typed as default_prepare types it), no non-finite numbers, integers where an
+integer is due, the bounds, the categories. A text column (CSV) is checked
 once per distinct value with the API's own field type (`serving.schema.field_type`), after the
 same reading of the text as `batch.rows`. A row that passes becomes one row of a typed frame, as
 `models.predict.default_prepare` would build it from the record the API would accept; a row that
@@ -22,6 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from batch.rows import json_value
 from models.contract import Column, FeatureSchema
+from models.predict import numeric
 from serving.schema import FIRST_DATE, LAST_DATE, STRICT, field_type
 
 if TYPE_CHECKING:
@@ -45,7 +47,9 @@ def check(frame: pd.DataFrame, schema: FeatureSchema) -> Columnar:
     passed = np.ones(len(frame), dtype=bool)
     columns: dict[str, Any] = {}
     for col in schema.feature_columns:
-        values, ok = _column(frame[col.name], col)
+        values, ok, null = _column(frame[col.name], col)
+        if col.nullable:  # a null is a value here: typed as default_prepare types it
+            values, ok = _with_nulls(values, null, col), ok | null
         columns[col.name] = values
         passed &= ok
     typed = pd.DataFrame({n: _take(v, passed) for n, v in columns.items()})
@@ -56,8 +60,29 @@ def _take(values: Any, mask: np.ndarray) -> Any:
     return values[mask] if not hasattr(values, "iloc") else values[mask].reset_index(drop=True)
 
 
-def _column(s: pd.Series, col: Column) -> tuple[Any, np.ndarray]:
-    """(the column's values as the model input holds them, which rows surely pass)."""
+def _with_nulls(values: Any, null: np.ndarray, col: Column) -> Any:
+    """The values of a nullable column with its nulls as `default_prepare` holds them: numbers
+    and flags float64 with NaN, dates NaT, text None."""
+    import numpy as np
+
+    arr = np.asarray(values)
+    if numeric(col):
+        return np.where(null, np.nan, np.where(null, 0, arr).astype(np.float64))
+    if col.kind == "date":
+        return np.where(null, np.datetime64("NaT", "ns"), arr).astype("datetime64[ns]")
+    texts = arr.astype(object)  # a copy
+    texts[null] = None
+    return texts
+
+
+def _column(s: pd.Series, col: Column) -> tuple[Any, np.ndarray, np.ndarray]:
+    """(the column's values as the model input holds them, which rows surely pass, which rows
+    hold a null)."""
+    values, ok, null = _values(s, col)
+    return values, ok, s.isna().to_numpy() if null is None else null
+
+
+def _values(s: pd.Series, col: Column) -> tuple[Any, np.ndarray, np.ndarray | None]:
     import pandas as pd
 
     n = len(s)
@@ -71,12 +96,12 @@ def _column(s: pd.Series, col: Column) -> tuple[Any, np.ndarray]:
         # A day datetime64[ns] cannot hold (a 9999-12-31 sentinel in a datetime64[us] column)
         # is flagged: the per-row path refuses it, naming it.
         ok = s.notna() & (day >= pd.Timestamp(FIRST_DATE)) & (day <= pd.Timestamp(LAST_DATE))
-        return day.where(ok).astype("datetime64[ns]").to_numpy(), ok.to_numpy()
+        return day.where(ok).astype("datetime64[ns]").to_numpy(), ok.to_numpy(), None
     if types.is_bool_dtype(s.dtype):
         if col.kind != "bool":
             return _nothing(n, col)  # true/false where a number or text is due
         ok = s.notna().to_numpy()
-        return s.fillna(False).to_numpy(dtype=bool), ok
+        return s.fillna(False).to_numpy(dtype=bool), ok, None
     if types.is_integer_dtype(s.dtype) or types.is_float_dtype(s.dtype):
         return _numbers(s, col)
     if s.dtype == object or types.is_string_dtype(s.dtype):
@@ -84,7 +109,7 @@ def _column(s: pd.Series, col: Column) -> tuple[Any, np.ndarray]:
     return _nothing(n, col)  # another dtype (e.g. pandas categorical): the per-row path
 
 
-def _numbers(s: pd.Series, col: Column) -> tuple[Any, np.ndarray]:
+def _numbers(s: pd.Series, col: Column) -> tuple[Any, np.ndarray, np.ndarray | None]:
     """An integer or float column: the bounds, the categories, integral values where due."""
     import numpy as np
 
@@ -96,7 +121,7 @@ def _numbers(s: pd.Series, col: Column) -> tuple[Any, np.ndarray]:
             ok &= x >= col.minimum
         if col.maximum is not None:
             ok &= x <= col.maximum
-        return x, ok
+        return x, ok, np.isnan(x)
     if _numeric(col):
         ok = finite & (np.abs(x) <= EXACT)
         ok &= x == np.floor(np.where(ok, x, 0))  # 2.0 is sent as 2; 2.5 is not an integer
@@ -108,11 +133,11 @@ def _numbers(s: pd.Series, col: Column) -> tuple[Any, np.ndarray]:
                 ok &= whole <= int(col.maximum)
         else:
             ok &= np.isin(whole, np.asarray(col.categories, dtype=np.int64))
-        return whole, ok
+        return whole, ok, np.isnan(x)
     return _nothing(len(s), col)  # a number where text, a date or true/false is due
 
 
-def _text(s: pd.Series, col: Column) -> tuple[Any, np.ndarray]:
+def _text(s: pd.Series, col: Column) -> tuple[Any, np.ndarray, np.ndarray | None]:
     """A text (or mixed) column: each distinct value read as `batch.rows` reads it, then
     checked by the API's own type for the field."""
     import numpy as np
@@ -130,20 +155,22 @@ def _text(s: pd.Series, col: Column) -> tuple[Any, np.ndarray]:
         except (ValidationError, TypeError, ValueError):
             values.append(None)
             good.append(False)
-    ok = (positions >= 0) & np.asarray([*good, False], dtype=bool)[positions]  # -1: null
     picked = pd.Series([*values, None], dtype=object).to_numpy()[positions]
+    # -1: a null cell; a good None: a blank cell read as null (a nullable column's type takes it)
+    null = (positions < 0) | (np.asarray([*good, False], dtype=bool)[positions] & (picked == None))  # noqa: E711
+    ok = ~null & np.asarray([*good, False], dtype=bool)[positions]
     if col.kind == "date":
         dates = picked.copy()
         dates[~ok] = None  # unparsed or null: NaT below
         days = pd.Series(dates)
-        return pd.to_datetime(days).astype("datetime64[ns]").to_numpy(), ok
+        return pd.to_datetime(days).astype("datetime64[ns]").to_numpy(), ok, null
     if _numeric(col):
-        return np.where(ok, picked, 0).astype(np.int64), ok
+        return np.where(ok, picked, 0).astype(np.int64), ok, null
     if col.kind == "float":
-        return np.where(ok, picked, np.nan).astype(np.float64), ok
+        return np.where(ok, picked, np.nan).astype(np.float64), ok, null
     if col.kind == "bool":
-        return np.where(ok, picked, False).astype(bool), ok
-    return picked, ok  # strings
+        return np.where(ok, picked, False).astype(bool), ok, null
+    return picked, ok, null  # strings
 
 
 def _numeric(col: Column) -> bool:
@@ -157,11 +184,12 @@ def _numeric(col: Column) -> bool:
     )
 
 
-def _nothing(n: int, col: Column) -> tuple[Any, np.ndarray]:
-    """Every row of this column goes to the per-row path (which words the reason)."""
+def _nothing(n: int, col: Column) -> tuple[Any, np.ndarray, None]:
+    """Every row of this column goes to the per-row path (which words the reason); a null in a
+    nullable column passes all the same."""
     import numpy as np
 
-    return np.zeros(n, dtype=object), np.zeros(n, dtype=bool)
+    return np.zeros(n, dtype=object), np.zeros(n, dtype=bool), None
 
 
 def _adapter(col: Column) -> TypeAdapter[Any]:

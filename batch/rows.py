@@ -7,8 +7,9 @@ text "12" in an integer column of a CSV becomes 12, a date becomes "YYYY-MM-DD",
 null; a decimal (a warehouse export's NUMERIC) is the number it holds, or its text where text is
 due, and binary is read as UTF-8 text. Anything that cannot be read as its kind is passed on as it
 is, so the record model refuses it with the same reason the API gives (a warehouse's 9999-12-31
-sentinel date too: the API's dates are those pandas holds). The batch's own refusal: bytes that
-are not UTF-8 text.
+sentinel date too: the API's dates are those pandas holds); a null likewise, unless its column is
+nullable: then it is a value, as in the API. The batch's own refusal: bytes that are not UTF-8
+text.
 """
 
 from __future__ import annotations

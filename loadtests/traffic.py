@@ -38,11 +38,13 @@ def held_out(model_tag: str) -> tuple[FeatureSchema, pd.DataFrame]:
 
 
 def records(schema: FeatureSchema, valid: pd.DataFrame) -> list[dict[str, Any]]:
-    """Validation rows as request records (ISO dates, JSON types); unknown categories dropped."""
+    """Validation rows as request records (ISO dates, JSON types, null where nullable); unknown
+    categories dropped."""
     feats = valid[list(schema.features)]
     for col in schema.feature_columns:
         if col.kind == "category" and col.categories:
-            feats = feats[feats[col.name].isin(col.categories)]
+            known = feats[col.name].isin(col.categories)
+            feats = feats[known | feats[col.name].isna()] if col.nullable else feats[known]
     return schema.records(feats)
 
 

@@ -37,6 +37,9 @@ class Column(BaseModel):
     # training data": the fitted schema stored with the model then lists them.
     categories: tuple[str | int, ...] | None = None
     example: Any = None
+    # A feature column whose values may be missing: null in a request, an empty cell in a file.
+    # The model must then handle them (HistGradientBoosting does natively; else an imputer).
+    nullable: bool = False
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> Column:
@@ -67,6 +70,9 @@ class FeatureSchema(BaseModel):
             raise ValueError(f"features/target not among the columns: {missing}")
         if self.time_column is not None and self.time_column not in names:
             raise ValueError(f"time_column {self.time_column!r} is not a column")
+        for name in (self.target, self.time_column):
+            if name is not None and self.column(name).nullable:
+                raise ValueError(f"column {name!r}: the target and time column cannot be nullable")
         return self
 
     def column(self, name: str) -> Column:
@@ -81,7 +87,7 @@ class FeatureSchema(BaseModel):
         cols = []
         for c in self.columns:
             if c.kind == "category" and c.categories is None and c.name in self.features:
-                learned = sorted(data[c.name].unique().tolist())
+                learned = sorted(data[c.name].dropna().unique().tolist())
                 c = c.model_copy(update={"categories": tuple(learned)})
             cols.append(c)
         return self.model_copy(update={"columns": tuple(cols)})
@@ -92,9 +98,14 @@ class FeatureSchema(BaseModel):
             df[list(self.features)].to_json(orient="records", date_format="iso")
         )
         dates = [c.name for c in self.feature_columns if c.kind == "date"]
+        # A whole-number column with gaps is float in a frame; its records hold integers.
+        whole = [c.name for c in self.feature_columns if c.nullable and _whole_numbers(c)]
         for row in rows:
             for name in dates:
-                row[name] = str(row[name])[:10]
+                row[name] = None if row[name] is None else str(row[name])[:10]
+            for name in whole:
+                if isinstance(row[name], float) and row[name].is_integer():
+                    row[name] = int(row[name])
         return rows
 
     def example_record(self) -> dict[str, Any]:
@@ -113,6 +124,12 @@ class FeatureSchema(BaseModel):
                 lo = c.minimum if c.minimum is not None else 0
                 rec[c.name] = int(lo) if c.kind == "int" else float(lo)
         return rec
+
+
+def _whole_numbers(col: Column) -> bool:
+    """An int column, or a category column whose categories are integers."""
+    first = (col.categories or ("",))[0]
+    return col.kind == "int" or (col.kind == "category" and isinstance(first, int))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from models.contract import FeatureSchema, ModelSpec, Outputs
+from models.contract import Column, FeatureSchema, ModelSpec, Outputs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -17,16 +17,27 @@ if TYPE_CHECKING:
 
 def default_prepare(schema: FeatureSchema, records: list[dict[str, Any]]) -> pd.DataFrame:
     """Records as a DataFrame of the feature columns, in schema order: float columns as float64
-    (a float field sent as 2 is 2.0, whatever the other records hold), dates as datetime64."""
+    (a float field sent as 2 is 2.0, whatever the other records hold), dates as datetime64. A
+    nullable number or flag is float64 too, null as NaN: its dtype never depends on whether this
+    batch happens to hold a null (a nullable text category keeps None)."""
     import pandas as pd
 
     frame = pd.DataFrame.from_records(records, columns=list(schema.features))
     for col in schema.feature_columns:
-        if col.kind == "float":
+        if col.kind == "float" or (col.nullable and numeric(col)):
             frame[col.name] = frame[col.name].astype("float64")
         elif col.kind == "date":
             frame[col.name] = pd.to_datetime(frame[col.name])
     return frame
+
+
+def numeric(col: Column) -> bool:
+    """A column whose values are numbers in the model input: int, float, bool, or a category
+    whose categories are integers."""
+    if col.kind in ("int", "float", "bool"):
+        return True
+    categories = col.categories or ()
+    return col.kind == "category" and bool(categories) and isinstance(categories[0], int)
 
 
 def default_predict(model: Any, features: Any) -> Outputs:

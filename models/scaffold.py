@@ -11,6 +11,7 @@ marked FILL IN.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import re
 import shutil
@@ -29,6 +30,8 @@ from core import cli
 from models import MODELS_DIR, available
 
 MAX_CATEGORIES = 50
+
+log = logging.getLogger("bentogate.scaffold")
 
 INIT = '''"""{name}: {task} on {data}. Scaffolded by `make new-model`; refine the FILL IN parts."""
 
@@ -101,6 +104,9 @@ NUMERIC = {numeric!r}
 
 def build_estimator(params: dict[str, Any], seed: int) -> Pipeline:
     # FILL IN (optional): feature engineering; keep it inside the Pipeline so serving reuses it.
+    # Missing values (the schema's nullable columns) arrive as NaN, a missing category as None:
+    # the encoder keeps it missing and the trees learn where it goes. An estimator without
+    # native support for them needs a SimpleImputer in front of it.
     features = ColumnTransformer(
         [
             ("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
@@ -288,13 +294,29 @@ def _imports(name: str) -> str:
     return "\n".join(lines[module] for module in sorted(lines))
 
 
+def _kind(s: pd.Series, is_target: bool, task: str) -> str:
+    """The column's kind. A file's empty cells make pandas read whole numbers as floats and
+    true/false as text: the present values decide."""
+    present = s.dropna()
+    if pd.api.types.is_bool_dtype(s) or (
+        len(present) and present.map(lambda v: isinstance(v, bool)).all()
+    ):
+        return "bool"
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return "date"
+    if pd.api.types.is_numeric_dtype(s) and not (is_target and task == "classification"):
+        # Whole numbers with empty cells among them: pandas reads such a column as floats.
+        gaps = len(present) < len(s)
+        whole = gaps and len(present) > 0 and bool((present == present.round()).all())
+        return "int" if pd.api.types.is_integer_dtype(s) or whole else "float"
+    return "category"
+
+
 def _column(name: str, s: pd.Series, is_target: bool, task: str) -> str:
-    if pd.api.types.is_bool_dtype(s):
-        kind, extra = "bool", ""
-    elif pd.api.types.is_datetime64_any_dtype(s):
-        kind, extra = "date", ""
-    elif pd.api.types.is_numeric_dtype(s) and not (is_target and task == "classification"):
-        kind = "int" if pd.api.types.is_integer_dtype(s) else "float"
+    kind = _kind(s, is_target, task)
+    if kind in ("bool", "date"):
+        extra = ""
+    elif kind in ("int", "float"):
         extra = ", minimum=0" if s.min() >= 0 else ""
     else:
         values = sorted(pd.unique(s.dropna()).tolist(), key=str)
@@ -303,7 +325,7 @@ def _column(name: str, s: pd.Series, is_target: bool, task: str) -> str:
                 f"column {name!r} has {len(values)} distinct text values (> {MAX_CATEGORIES}): "
                 "encode it or drop it before scaffolding"
             )
-        kind, extra = "category", f", categories={tuple(values)!r}"
+        extra = f", categories={tuple(values)!r}"
     # The first non-null value: an empty first cell would write `example=nan`, which is no name.
     present = s.dropna()
     if is_target or present.empty:
@@ -312,8 +334,22 @@ def _column(name: str, s: pd.Series, is_target: bool, task: str) -> str:
         example = f", example={str(present.iloc[0])[:10]!r}"
     else:
         first = present.iloc[0]
-        example = f", example={first.item() if hasattr(first, 'item') else first!r}"
-    return f"        Column(name={name!r}, kind={kind!r}{extra}{example}),"
+        first = first.item() if hasattr(first, "item") else first
+        example = f", example={int(first) if kind == 'int' else first!r}"
+    nullable = ", nullable=True" if s.isna().any() else ""
+    return f"        Column(name={name!r}, kind={kind!r}{extra}{example}{nullable}),"
+
+
+def missing_values(df: pd.DataFrame, target: str) -> dict[str, int]:
+    """Empty cells per column that has any; raise ScaffoldError if the target has some (a row
+    without its answer teaches nothing: drop those rows first)."""
+    counts = {str(c): int(n) for c, n in df.isna().sum().items() if n}
+    if target in counts:
+        raise ScaffoldError(
+            f"TARGET {target!r} is empty in {counts[target]} of {len(df)} rows: "
+            "drop those rows before scaffolding"
+        )
+    return counts
 
 
 def scaffold(name: str, data: Path, target: str, task: str, root: Path = MODELS_DIR.parent) -> Path:
@@ -345,12 +381,9 @@ def scaffold(name: str, data: Path, target: str, task: str, root: Path = MODELS_
             f"TARGET {target!r} is not a column of {data} ({', '.join(map(str, df.columns))})"
         )
     features = tuple(str(c) for c in df.columns if c != target)
+    missing = missing_values(df, target)
     columns = "\n".join(_column(str(c), df[c], c == target, task) for c in df.columns)
-    categorical = [
-        c
-        for c in features
-        if not pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
-    ]
+    categorical = [c for c in features if _kind(df[c], False, task) == "category"]
     numeric = [c for c in features if c not in categorical]
     estimator = (
         "HistGradientBoostingClassifier"
@@ -396,6 +429,15 @@ def scaffold(name: str, data: Path, target: str, task: str, root: Path = MODELS_
     except BaseException:
         shutil.rmtree(pkg, ignore_errors=True)
         raise
+    for column, n in missing.items():
+        log.warning(
+            "column %r: empty in %d of %d rows (%.1f%%): marked nullable; the API accepts null "
+            "there and the model gets NaN",
+            column,
+            n,
+            len(df),
+            100 * n / len(df),
+        )
     return pkg
 
 

@@ -278,7 +278,8 @@ def _drift_section(live: Version | None) -> str:
         f"<tr><td>{html.escape(c['column'])}</td>"
         f'<td class="{"fail" if c["drifted"] else "pass"}">{"drifted" if c["drifted"] else "no"}</td>'
         f"<td>{html.escape(c['method'])}</td><td>{_num(float(c['score']), 3)}</td>"
-        f"<td>{'&lt;' if 'p_value' in c['method'] else '&ge;'} {c['threshold']:g}</td></tr>"
+        f"<td>{'&lt;' if 'p_value' in c['method'] else '&ge;'} {c['threshold']:g}</td>"
+        f"<td>{c.get('missing', 0):.1%} / {c.get('reference_missing', 0):.1%}</td></tr>"
         for c in sorted(d["columns"], key=lambda c: (not c["drifted"], c["column"]))
     )
     link = (
@@ -291,7 +292,8 @@ def _drift_section(live: Version | None) -> str:
         f"<p>{html.escape(summary)}</p>{link}"
         f"<details{' open' if drifted else ''}><summary>Per column (drifted first)</summary>"
         "<table><tr><th>column</th><th>drifted</th><th>test</th><th>score</th>"
-        f"<th>drifted when score</th></tr>{rows}</table></details>"
+        f"<th>drifted when score</th><th>missing (live / reference)</th></tr>{rows}</table>"
+        "</details>"
     )
 
 

@@ -1,7 +1,9 @@
 """Request and response models derived from a model's fitted feature schema.
 
 Strict by construction: no type coercion, no NaN or infinity, unknown fields rejected, ranges and
-categories enforced. The OpenAPI document carries a valid example built from the same schema.
+categories enforced, null only in a column the schema marks nullable (the field is still required:
+a misspelt name is refused, not read as missing). The OpenAPI document carries a valid example
+built from the same schema.
 """
 
 from __future__ import annotations
@@ -23,19 +25,31 @@ FIRST_DATE, LAST_DATE = dt.date(1677, 9, 22), dt.date(2262, 4, 11)
 
 def field_type(col: Column) -> Any:
     """The type a record's field must have: the API's rules for one column (batch scoring checks
-    a file's columns with the same types, batch/columnar.py)."""
+    a file's columns with the same types, batch/columnar.py); null too where it is nullable."""
+    kind = _value_type(col)
+    return kind | None if col.nullable else kind
+
+
+def _value_type(col: Column) -> Any:
     if col.kind == "category" and col.categories:
         return Literal[tuple(col.categories)]
     if col.kind == "category":
         return str
     if col.kind == "int":
         lo, hi = (None if b is None else int(b) for b in (col.minimum, col.maximum))
-        return Annotated[int, Field(ge=lo, le=hi)]  # a bound of None is no bound
+        return _bounded(int, lo, hi)
     if col.kind == "float":
-        return Annotated[float, Field(ge=col.minimum, le=col.maximum)]
+        return _bounded(float, col.minimum, col.maximum)
     if col.kind == "bool":
         return bool
-    return Annotated[dt.date, Field(ge=FIRST_DATE, le=LAST_DATE)]
+    return _bounded(dt.date, FIRST_DATE, LAST_DATE)
+
+
+def _bounded(kind: type, lo: Any, hi: Any) -> Any:
+    """`kind` within [lo, hi] (a bound of None is no bound), as the constraints themselves (a
+    Field's metadata), not a Field: they stay readable inside `kind | None`, for the error words."""
+    bounds = Field(ge=lo, le=hi).metadata
+    return Annotated[(kind, *bounds)] if bounds else kind
 
 
 def record_model(schema: FeatureSchema) -> type[BaseModel]:

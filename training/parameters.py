@@ -17,6 +17,7 @@ from typing import Any
 from core.yamlconf import ConfigError, line_of, shown
 from models import MODELS_DIR, ModelPackageError, blame
 from models.contract import ModelSpec
+from training.validate import DataValidationError
 
 # scikit-learn's and Python's messages: "The 'max_iter' parameter of HistGradientBoostingRegressor
 # must be an int in the range [1, inf). Got 'lots' instead.", "X.__init__() got an unexpected
@@ -158,5 +159,7 @@ def explained(
     file, line, field."""
     try:
         yield
+    except DataValidationError:
+        raise  # already in the data contract's words (an estimator refusing a nullable column)
     except catch as exc:
         raise explain(exc, spec, params, config_path, features) from None

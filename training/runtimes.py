@@ -3,7 +3,9 @@
 For each runtime in `models.runtimes.ORDER`, build its file in a scratch folder, load it back
 through the same `models.runtimes.load` the service uses, and compare its outputs with the predict
 path's on the whole validation set: once for all rows, and one call per row for the first rows (a
-runtime may branch on batch size). The verdicts, refusals with their reasons, are stored with the
+runtime may branch on batch size). Where the schema has nullable columns, validation rows with
+those fields null come first (`null_probes`): the API accepts null there, so a runtime must answer
+it as the predict path does (skl2onnx's trees, for one, do not send NaN where scikit-learn learned). The verdicts, refusals with their reasons, are stored with the
 model; the admitted files are saved beside it.
 """
 
@@ -18,10 +20,12 @@ from models import predict as path_
 from models import runtimes
 from models.config import ParityConfig
 from models.contract import ModelSpec, Outputs
+from training.train import refuses_missing
 
 log = logging.getLogger("bentogate.training")
 
 SINGLE_ROWS = 100  # rows also checked one call each (not for sklearn: it is the path itself)
+PROBE_ROWS = 20  # validation rows copied with nullable fields null, per field (`null_probes`)
 
 
 def _build(
@@ -138,8 +142,28 @@ def _compare(
         "max_abs_diff": diff,
         "tolerance": tol,
         "reason": "reproduces the predict path on every validation row" if ok else why,
+        "rows_with_missing": sum(any(v is None for v in r.values()) for r in records),
         "feeds": "prepare" if custom_prepare else "records",
     }
+
+
+def null_probes(spec: ModelSpec, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Validation records with their nullable fields null: each field alone, then all at once.
+    The API accepts null there, so a runtime must answer it as the predict path does, even when
+    the validation rows happen to hold no missing value."""
+    nullable = [c.name for c in spec.schema.feature_columns if c.nullable]
+    head = records[:PROBE_ROWS]
+    groups = [[name] for name in nullable] + ([nullable] if len(nullable) > 1 else [])
+    return [{**r, **dict.fromkeys(group)} for group in groups for r in head]
+
+
+def _joined(first: Outputs, then: Outputs) -> Outputs:
+    import numpy as np
+
+    probabilities = None
+    if first.probabilities is not None and then.probabilities is not None:
+        probabilities = np.concatenate([first.probabilities, then.probabilities])
+    return Outputs(np.concatenate([first.predictions, then.predictions]), probabilities)
 
 
 def admit(
@@ -152,7 +176,15 @@ def admit(
     scratch: Path,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Path]]:
     """(verdict per runtime, admitted files by name in `scratch`). sklearn is the predict path
-    itself and always admitted; the others only by parity."""
+    itself and always admitted; the others only by parity, on rows with missing values too."""
+    probes = null_probes(spec, records)
+    if probes:  # first: the ONNX conversion's sample and the one-record calls include them
+        records = [*probes, *records]
+        try:
+            answers = path_.predict_records(spec, model, probes)
+        except ValueError as exc:
+            raise refuses_missing(spec, exc) or exc from None
+        expected = _joined(answers, expected)
     verdicts: dict[str, dict[str, Any]] = {}
     files: dict[str, Path] = {}
     for name in runtimes.ORDER:

@@ -16,6 +16,7 @@ import pandas as pd
 from models import predict as path_
 from models.contract import ModelSpec
 from training import parameters
+from training.validate import DataValidationError
 
 
 def train(
@@ -41,5 +42,24 @@ def train(
         estimator = spec.build_estimator(params, seed)
     features = path_.prepare(spec, spec.schema.records(df))
     with explained(features):
-        estimator.fit(features, df[spec.schema.target])
+        try:
+            estimator.fit(features, df[spec.schema.target])
+        except ValueError as exc:
+            raise refuses_missing(spec, exc) or exc from None
     return estimator
+
+
+def refuses_missing(spec: ModelSpec, exc: Exception) -> DataValidationError | None:
+    """The data contract's words for scikit-learn's "Input X contains NaN" where the schema has
+    nullable columns: the estimator cannot take what the schema lets in (None otherwise)."""
+    nullable = [c.name for c in spec.schema.feature_columns if c.nullable]
+    if not nullable or "NaN" not in str(exc):
+        return None
+    return DataValidationError(
+        [
+            f"column{'s' if len(nullable) > 1 else ''} {', '.join(map(repr, nullable))} "
+            f"{'are' if len(nullable) > 1 else 'is'} nullable, but the estimator of models/{spec.name} refuses missing values "
+            f"({str(exc).splitlines()[0]}): put a SimpleImputer in its Pipeline, or drop the "
+            "rows with gaps and nullable=True"
+        ]
+    )

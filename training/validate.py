@@ -1,7 +1,8 @@
 """Validate stage: check a dataset against the model's data contract and return it typed.
 
 Every problem names the column and the rows (1-based data rows: row 1 is the line after a CSV's
-header), so a bad file can be fixed without guessing.
+header), so a bad file can be fixed without guessing. A missing value is one only in a column the
+schema marks nullable: it stays missing (NaN, NaT, None) in the typed frame.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def _typed(col: Column, s: pd.Series, problems: list[str]) -> pd.Series:
         if bad.any():
             problems.append(f"column {col.name!r}: not true/false in {_rows(bad)}")
             return s
-        return objs.isin(_TRUE).astype(bool)
+        flags = objs.isin(_TRUE)
+        return flags if present.all() else flags.astype(object).mask(~present, None)
     if col.kind == "date":
         parsed = pd.to_datetime(s, errors="coerce", format="ISO8601")
         bad = present & parsed.isna().to_numpy()
@@ -91,8 +93,10 @@ def validate(df: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     for col in schema.columns:
         s = df[col.name].reset_index(drop=True)
         nulls = s.isna().to_numpy()
-        if nulls.any():
-            problems.append(f"column {col.name!r}: missing value in {_rows(nulls)}")
+        if nulls.any() and not col.nullable:  # a nullable column's model handles them
+            hint = " (nullable=True in the schema if the model handles them)"
+            hint = hint if col.name in schema.features else ""
+            problems.append(f"column {col.name!r}: missing value in {_rows(nulls)}{hint}")
         out[col.name] = _typed(col, s, problems)
     if problems:
         raise DataValidationError(problems)

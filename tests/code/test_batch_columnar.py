@@ -135,3 +135,28 @@ def test_a_bad_value_in_a_clean_typed_frame_is_flagged_for_the_per_row_path_and_
         "item: expected one of 10, 20, got an integer 30",
         "count: expected an integer from 0 to 9, got an integer 99",
     ]
+
+
+# Every feature nullable: a null (an empty cell, NaN, NaT, None) is then a value, not a refusal.
+NULLABLE = SCHEMA.model_copy(
+    update={
+        "columns": tuple(
+            c.model_copy(update={"nullable": c.name in SCHEMA.features}) for c in SCHEMA.columns
+        )
+    }
+)
+
+
+@pytest.mark.parametrize("frame", frames(), ids=lambda f: "/".join(map(str, f.dtypes.tolist())))
+def test_nulls_in_nullable_columns_pass_column_wise_as_the_api_accepts_them_typed_as_the_predict_path_would(
+    frame,
+):
+    per_row = rows.check(frame, NULLABLE, rows.batch_model(NULLABLE))
+
+    checked = columnar.check(frame, NULLABLE)
+
+    assert np.flatnonzero(checked.passed).tolist() == per_row.valid
+    expected = predict.default_prepare(NULLABLE, per_row.records)
+    pd.testing.assert_frame_equal(checked.frame, expected, check_dtype=False)
+    if len(expected):
+        assert [t.kind for t in checked.frame.dtypes] == [t.kind for t in expected.dtypes]

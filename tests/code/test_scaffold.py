@@ -73,7 +73,7 @@ def test_an_empty_first_cell_takes_the_first_present_value_as_the_example(projec
     assert shown.returncode == 0, shown.stderr
     # `note` is empty in every row: it gets no example rather than nan.
     assert shown.stdout.strip() == (
-        "{'age': 41.0, 'stage': 'II', 'smoker': False, 'note': None, 'relapsed': None}"
+        "{'age': 41, 'stage': 'II', 'smoker': False, 'note': None, 'relapsed': None}"
     )
 
 
@@ -155,3 +155,48 @@ def test_starter_bounds_lie_between_a_dummy_model_and_the_default_estimator(proj
     assert "5-fold cross-validation on 442 rows" in " ".join(text.replace("#", "").split())
     assert bound.startswith(">= ")
     assert float(measured["dummy"]) < float(bound[3:]) < float(measured["model"])
+
+
+def test_columns_with_empty_cells_are_marked_nullable_and_reported(project, caplog):
+    rows = ["age,stage,smoker,dose,relapsed"]
+    rows += [f"{40 + i},{'I' if i % 2 else 'II'},{i % 3 == 0},{i / 4},yes" for i in range(16)]
+    rows += [",,,,no", "41,,True,0.5,no"]
+    (project / "holes.csv").write_text("\n".join(rows) + "\n")
+
+    with caplog.at_level("WARNING", logger="bentogate.scaffold"):
+        scaffold("holes", Path("holes.csv"), "relapsed", "classification", root=project)
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from models.holes.schema import SCHEMA\n"
+            "print({c.name: (c.kind, c.nullable) for c in SCHEMA.columns})",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert shown.returncode == 0, shown.stderr
+    # Whole numbers and true/false with gaps keep their kinds (pandas reads them as float, text).
+    assert shown.stdout.strip() == str(
+        {
+            "age": ("int", True),
+            "stage": ("category", True),
+            "smoker": ("bool", True),
+            "dose": ("float", True),
+            "relapsed": ("category", False),
+        }
+    )
+    assert "column 'stage': empty in 2 of 18 rows (11.1%): marked nullable" in caplog.text
+    assert "column 'dose': empty in 1 of 18 rows" in caplog.text
+    assert "relapsed" not in caplog.text
+
+
+def test_a_target_with_empty_cells_is_refused_naming_it_and_writes_nothing(project):
+    (project / "noanswer.csv").write_text("age,relapsed\n63,yes\n41,\n58,no\n")
+
+    with pytest.raises(ScaffoldError, match="TARGET 'relapsed' is empty in 1 of 3 rows"):
+        scaffold("noanswer", Path("noanswer.csv"), "relapsed", "classification", root=project)
+    assert not (project / "models" / "noanswer").exists()

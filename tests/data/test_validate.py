@@ -76,3 +76,32 @@ def test_csv_strings_for_flags_and_dates_are_accepted(sales_spec, rows, tmp_path
     rows.to_csv(path, index=False)
     typed = validate(pd.read_csv(path), sales_spec.schema)
     assert typed["date"].equals(rows["date"].reset_index(drop=True))
+
+
+def test_missing_values_in_a_nullable_column_stay_missing_and_elsewhere_are_still_refused(
+    sales_spec, rows
+):
+    nullable = {"transactions", "onpromotion", "family"}
+    schema = sales_spec.schema.model_copy(
+        update={
+            "columns": tuple(
+                c.model_copy(update={"nullable": c.name in nullable})
+                for c in sales_spec.schema.columns
+            )
+        }
+    )
+    rows["onpromotion"] = rows["onpromotion"].astype(object)
+    rows.loc[[3, 9], ["transactions", "onpromotion", "family"]] = None
+
+    typed = validate(rows, schema)
+    rows.loc[4, "class"] = np.nan
+
+    assert typed["transactions"].isna().sum() == 2
+    assert typed["onpromotion"].isna().tolist()[3] and typed["onpromotion"].tolist()[0] in (
+        True,
+        False,
+    )
+    assert typed["family"].isna().sum() == 2
+    assert "column 'class': missing value in 1 row (5) (nullable=True in the schema" in problems(
+        rows, schema
+    )

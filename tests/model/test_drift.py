@@ -1,6 +1,7 @@
 """Drift with Evidently, for real: validation rows held out from the reference (the training
 distribution) are not flagged; the same rows shifted on purpose are, feature by feature and in
-the predictions. One module: importing Evidently takes ~10 s."""
+the predictions; missing values (nullable columns) neither crash the comparison nor go unreported.
+One module: importing Evidently takes ~10 s."""
 
 from __future__ import annotations
 
@@ -57,3 +58,67 @@ def test_rows_shifted_on_purpose_are_flagged_per_feature_and_in_predictions(sale
         ).status
         == "fail"
     )
+
+
+def test_missing_values_are_compared_without_crashing_and_their_share_is_reported():
+    from models.contract import Column, FeatureSchema
+
+    schema = FeatureSchema(
+        columns=(
+            Column(name="dose", kind="float", nullable=True),
+            Column(name="weight", kind="float", nullable=True),
+            Column(name="stage", kind="category", categories=("I", "II"), nullable=True),
+            Column(name="y", kind="float"),
+        ),
+        features=("dose", "weight", "stage"),
+        target="y",
+    )
+    rng = np.random.default_rng(0)
+
+    def rows(n: int, missing: float) -> pd.DataFrame:
+        holes = rng.random((n, 2)) < missing
+        return pd.DataFrame(
+            {
+                "dose": np.where(holes[:, 0], np.nan, rng.normal(size=n)),
+                "weight": rng.normal(70, 5, size=n),
+                "stage": np.where(holes[:, 1], None, rng.choice(["I", "II"], n)),
+                "prediction": rng.normal(size=n),
+            }
+        )
+
+    live = rows(400, 0.25).assign(weight=np.nan)  # a feed that stopped sending the weight
+    result = drift.compare(schema, "regression", rows(600, 0.05), live)
+
+    by_name = {c.column: c for c in result.columns}
+    assert by_name["dose"].missing == pytest.approx(0.25, abs=0.05)
+    assert by_name["dose"].reference_missing == pytest.approx(0.05, abs=0.03)
+    assert by_name["dose"].method.endswith("p_value")
+    assert (by_name["weight"].method, by_name["weight"].missing) == ("all values missing", 1.0)
+    assert "weight" in result.drifted_features
+    assert by_name["stage"].missing == pytest.approx(0.25, abs=0.05)
+    assert "stage" in result.drifted_features  # a fifth more rows without a stage: drift
+
+
+def test_the_monitor_page_shows_each_columns_missing_share_live_and_in_the_reference():
+    from monitoring import report
+    from monitoring.monitor import Version
+
+    column = drift.ColumnDrift("dose", "K-S p_value", 0.01, 0.05, True, 0.25, 0.05)
+    live = Version(
+        "wine:1",
+        "wine",
+        None,
+        requests=10,
+        records=10,
+        latency_ms={},
+        fallbacks=0,
+        first_seen="",
+        last_seen="",
+        live=True,
+        drift=drift.DriftResult(10, 20, [column]).to_dict(),
+    )
+
+    section = report._drift_section(live)
+
+    assert "<th>missing (live / reference)</th>" in section
+    assert "<td>25.0% / 5.0%</td>" in section

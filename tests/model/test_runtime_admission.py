@@ -1,6 +1,7 @@
 """Registration admits a faster runtime only if it reproduces the package's predict path: an ONNX
 conversion of the fitted model is refused when the package's own predict step changes outputs,
-and the model then serves through scikit-learn, answering what the predict path answers."""
+and the model then serves through scikit-learn, answering what the predict path answers; and when
+it does not answer rows with missing values (nullable columns) as the predict path does."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import models
 from models import get_spec
 from models import runtimes as loaders
-from models.config import ParityConfig
+from models.config import ParityConfig, PersistenceConfig
 from models.contract import Outputs
 from models.predict import default_predict, predict_records
 from training import runtimes
@@ -82,3 +83,74 @@ def test_onnx_that_ignores_the_packages_predict_step_is_refused_and_sklearn_serv
     assert served.predictions.tolist() == expected.predictions.tolist()
     assert served.probabilities is not None and expected.probabilities is not None
     np.testing.assert_allclose(served.probabilities, expected.probabilities)
+
+
+@pytest.fixture(scope="module")
+def cancer_with_gaps(cancer):
+    """The cancer package with three nullable measurements, trained on rows where a fifth of them
+    are missing; its validation records hold none (as a small validation set may not)."""
+    spec, _, records = cancer
+    gaps = ("worst_perimeter", "worst_concave_points", "mean_concave_points")
+    schema = spec.schema.model_copy(
+        update={
+            "columns": tuple(
+                c.model_copy(update={"nullable": c.name in gaps}) for c in spec.schema.columns
+            )
+        }
+    )
+    data = spec.default_data(42)
+    holes = np.random.default_rng(0).random((len(data), len(gaps))) < 0.2
+    for i, name in enumerate(gaps):
+        data.loc[holes[:, i], name] = np.nan
+    return dataclasses.replace(spec, schema=schema), data, records
+
+
+def fit(spec, data, estimator):
+    return estimator.fit(data[list(spec.schema.features)], data[spec.schema.target])
+
+
+def test_onnx_is_admitted_only_if_it_answers_rows_with_missing_values_as_the_predict_path(
+    cancer_with_gaps, tmp_path, monkeypatch
+):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    spec, data, records = cancer_with_gaps
+    assert not any(v is None for r in records for v in r.values())
+    boosted = fit(spec, data, HistGradientBoostingClassifier(max_iter=30, random_state=0))
+    # A tree sends NaN where scikit-learn learned; its ONNX conversion does not: labels differ.
+    tree = fit(spec, data, DecisionTreeClassifier(random_state=0))
+    # As a package listing the tree under persistence.trusted in its reviewed config would.
+    trusts_trees = PersistenceConfig(trusted=["sklearn.tree._tree.Tree"])
+    monkeypatch.setattr(loaders, "persistence", lambda name: trusts_trees)
+
+    (tmp_path / "boosted").mkdir(), (tmp_path / "tree").mkdir()
+    kept, _, _, _ = admit(spec, boosted, records, tmp_path / "boosted", monkeypatch)
+    refused, files, _, _ = admit(spec, tree, records, tmp_path / "tree", monkeypatch)
+
+    assert refused["onnx"]["admitted"] is False
+    assert "labels differ" in refused["onnx"]["reason"]
+    assert "onnx" not in files and runtimes.chosen(refused) == "sklearn"
+    assert kept["onnx"]["admitted"] is True, kept["onnx"]
+    assert kept["onnx"]["rows_with_missing"] == 4 * runtimes.PROBE_ROWS  # 3 fields, then all
+
+
+def test_an_estimator_that_refuses_missing_values_is_named_with_the_nullable_columns(
+    cancer_with_gaps, cancer, tmp_path, monkeypatch
+):
+    from training.train import train
+    from training.validate import DataValidationError
+
+    spec, data, records = cancer_with_gaps
+    _, fitted_without_gaps, _ = cancer  # a logistic regression, fitted on rows without gaps
+
+    with pytest.raises(DataValidationError) as at_training:
+        train(spec, data, {"max_iter": 1000}, 42)
+    with pytest.raises(DataValidationError) as at_registration:
+        admit(spec, fitted_without_gaps, records, tmp_path, monkeypatch)
+
+    for exc in (at_training, at_registration):
+        assert "'mean_concave_points', 'worst_perimeter', 'worst_concave_points' are nullable" in (
+            str(exc.value)
+        )
+        assert "put a SimpleImputer in its Pipeline" in str(exc.value)

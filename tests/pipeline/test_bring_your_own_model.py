@@ -1,12 +1,15 @@
 """A data scientist adds a model on their own data through the documented steps, with no change to
 platform code: `make new-model`, then `make pipeline MODEL=...` through every gate, with the
-default thresholds, to production."""
+default thresholds, to production. Their data has gaps, as real data does: about 5% of the cells
+of a few columns are empty, a text column among them; the API then takes null there, and only
+there."""
 
 from __future__ import annotations
 
 import hashlib
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 from sklearn.datasets import load_wine
@@ -24,7 +27,12 @@ def repo(tmp_path_factory):
     dest = tmp_path_factory.mktemp("repo")
     copy_project(dest)
     relax_loadtest(dest)  # the platform's gate, with limits a busy test machine never misses
-    load_wine(as_frame=True).frame.to_csv(dest / "wine.csv", index=False)
+    wine = load_wine(as_frame=True).frame
+    rng = np.random.default_rng(0)
+    wine.insert(0, "region", rng.choice(["north", "south", "east"], len(wine)))
+    for column in GAPS:  # ~5% empty cells: a float, a whole-number and a text column
+        wine[column] = wine[column].astype(object).mask(rng.random(len(wine)) < 0.05)
+    wine.to_csv(dest / "wine.csv", index=False)
     first = free_block(6)
     cfg = yaml.safe_load((dest / "deploy" / "config.yaml").read_text())
     for env, port in (("staging", first), ("production", first + 3)):
@@ -32,6 +40,9 @@ def repo(tmp_path_factory):
     (dest / "deploy" / "config.yaml").write_text(yaml.safe_dump(cfg))
     yield dest
     make(dest, "down", env={"BENTOML_HOME": str(dest / ".bentogate" / "bentoml")})
+
+
+GAPS = ("alcohol", "magnesium", "region")
 
 
 def snapshot(repo) -> dict[str, str]:
@@ -68,9 +79,17 @@ def test_scaffold_then_make_pipeline_ships_a_classifier_to_production(repo, repo
         ("new-model", "NAME=wine", "DATA=wine.csv", "TARGET=target", "TASK=classification"),
         ("pipeline", "MODEL=wine"),
     ]
+    results = []
     for step in steps:
         result = make(repo, *step, env=env, timeout=600)
         assert result.returncode == 0, f"make {' '.join(step)}:\n{result.stdout}\n{result.stderr}"
+        results.append(result)
+    scaffolded = results[0].stdout + results[0].stderr
+    for column in GAPS:  # each column with empty cells is reported, and marked nullable
+        assert f"column {column!r}: empty in " in scaffolded
+    schema = (repo / "models/wine/schema.py").read_text()
+    assert schema.count("nullable=True") == len(GAPS)
+    assert 'Column(name="magnesium", kind="int", minimum=0, example=' in schema  # ruff-formatted
     # Every gate ran with the project's thresholds: the model's config sets none of its own.
     assert "### Load test: passed" in result.stdout
     assert yaml.safe_load((repo / "models/wine/config.yaml").read_text())["loadtest"] == {
@@ -93,6 +112,14 @@ def test_scaffold_then_make_pipeline_ships_a_classifier_to_production(repo, repo
         json={"records": [{**example["records"][0], "alcohol": "high"}]},
         timeout=30,
     )
+    gaps = httpx.post(
+        f"{url}/predict",
+        json={"records": [example["records"][0], {**example["records"][0], **dict.fromkeys(GAPS)}]},
+        timeout=30,
+    )
+    no_hue = httpx.post(
+        f"{url}/predict", json={"records": [{**example["records"][0], "hue": None}]}, timeout=30
+    )
 
     assert ok.status_code == 200, ok.text
     body = ok.json()
@@ -103,6 +130,11 @@ def test_scaffold_then_make_pipeline_ships_a_classifier_to_production(repo, repo
     assert bad.status_code == 400
     assert bad.json()["field"] == "records[0].alcohol"
     assert "got a string 'high'" in bad.json()["error"]
+    assert gaps.status_code == 200, gaps.text
+    assert [p in (0, 1, 2) for p in gaps.json()["predictions"]] == [True, True]
+    assert no_hue.status_code == 400
+    assert no_hue.json()["field"] == "records[0].hue"
+    assert no_hue.json()["error"].endswith("got null")
 
 
 def test_scaffold_refuses_a_target_that_is_not_a_column(repo, env):
