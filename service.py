@@ -51,7 +51,7 @@ except (SettingsError, NoModelError) as exc:  # the operator's to fix: a line, n
     raise SystemExit(2) from None
 PredictRequest = request_model(MODEL.schema, MODEL.max_records)
 Response = ClassificationResponse if MODEL.task == "classification" else RegressionResponse
-FeedbackRequest = feedback.feedback_request(SETTINGS.feedback_max_items)
+FeedbackRequest = feedback.feedback_request(SETTINGS.feedback_max_items, MODEL.actual)
 RELEASE = SETTINGS.release  # the deploy's release id; None outside a deploy
 
 LOG = logging.getLogger("bentogate")

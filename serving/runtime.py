@@ -16,7 +16,8 @@ import yaml
 
 from core import registry
 from core.settings import ROOT, Settings
-from models import runtimes
+from models import actuals, runtimes
+from models.actuals import ActualRule
 from models.config import ModelConfig
 from models.contract import FeatureSchema, Outputs, Task
 from models.runtimes import ORDER, Name
@@ -46,6 +47,7 @@ class ServedModel:
     custom_prepare: bool
     parity: dict[str, float]  # tolerances of the golden check
     files: dict[str, str] | None  # sha256 of each file, from registration: checked before loading
+    actual: ActualRule  # what POST /feedback accepts as an actual of this model
 
 
 def bundled_tag(source_dir: Path) -> str | None:
@@ -116,6 +118,7 @@ def load_served_model(settings: Settings, source_dir: Path) -> ServedModel:
         custom_prepare=verdicts.get(runtime, {}).get("feeds") == "prepare",
         parity=config.serving.parity.model_dump(),
         files=meta.get("files"),
+        actual=actuals.of_record(meta),
     )
 
 

@@ -4,6 +4,7 @@ line and column, nothing stored), and the join key of multi-record requests."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import ROOT
+from models import actuals
 from models import config as model_config
 from monitoring import store, synthetic
 from monitoring.__main__ import main
@@ -172,20 +174,20 @@ def test_a_bad_feedback_cell_is_refused_naming_line_and_column(tmp_path, body, w
     path = tmp_path / "actuals.csv"
     path.write_text("request_id,actual,observed_at\n" + body)
     with pytest.raises(FeedbackError, match=where):
-        read(path, "regression")
+        read(path, actuals.rule("regression"))
 
 
 def test_a_feedback_file_without_a_required_column_is_refused(tmp_path):
     path = tmp_path / "actuals.csv"
     path.write_text("request_id,value\nr1,3\n")
     with pytest.raises(FeedbackError, match=r":1: missing column\(s\) actual, observed_at"):
-        read(path, "regression")
+        read(path, actuals.rule("regression"))
 
 
 def test_a_feedback_file_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "actuals.csv"
     path.write_bytes(b"\xef\xbb\xbfrequest_id,actual,observed_at\nr1,3.5,2026-12-04T10:00:00Z\n")
-    assert read(path, "regression") == [("r1", "3.5", "2026-12-04T10:00:00+00:00")]
+    assert read(path, actuals.rule("regression")) == [("r1", "3.5", "2026-12-04T10:00:00+00:00")]
 
 
 def test_a_byte_that_is_not_utf8_is_refused_naming_its_line(tmp_path):
@@ -194,7 +196,7 @@ def test_a_byte_that_is_not_utf8_is_refused_naming_its_line(tmp_path):
         b"request_id,actual,observed_at\nr1,3.5,2026-12-04T10:00:00Z\nr2,s\xe9v,2026-12-04T10:00:00Z\n"
     )
     with pytest.raises(FeedbackError, match=r"actuals\.csv:3: not UTF-8 text: byte 0xe9"):
-        read(path, "classification")
+        read(path, actuals.rule("classification"))
 
 
 def test_a_feedback_file_with_a_header_and_no_rows_exits_2_naming_it(tmp_path):
@@ -331,3 +333,53 @@ def test_the_monitor_exits_2_on_a_misspelt_gate_metric_before_any_work(
     assert main(["run", "production", "--model", "sales"]) == 2
     assert "config.yaml:4: gate.thresholds.rsme: no metric 'rsme'" in capsys.readouterr().err
     assert not (tmp_path / "reports_dir").exists() and not (tmp_path / "monitor_dir").exists()
+
+
+def strict_json(text: str):
+    """JSON as a strict parser reads it: NaN and Infinity are not JSON."""
+
+    def refuse(word: str):
+        raise ValueError(f"not JSON: {word}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_stored_actuals_that_are_no_actual_of_the_model_are_skipped_and_counted_not_a_crash(
+    tmp_path,
+):
+    # What POST /feedback accepted before it checked actuals: each one made `make monitor` exit 3
+    # (a string) or its metrics NaN or inf, and with them the checks that roll back on a breach.
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    record = {**RECORD, "perishable": False}  # the sales model weighs perishables
+    served = [
+        synthetic.prediction_line(f"p{i}", NOW, "sales:abc", [record], [float(i)], 1.5)
+        for i in range(300)
+    ]
+    synthetic.write_lines(logs / "predictions.jsonl", served)
+    good = [synthetic.actual_line(f"p{i}", float(i), NOW) for i in range(297)]
+    junk = [
+        synthetic.actual_line("p297", "lots", NOW),
+        synthetic.actual_line("p298", "NaN", NOW),
+        synthetic.actual_line("p299", 1e308, NOW),
+    ]
+    synthetic.write_lines(logs / "actuals.jsonl", good + junk)
+    result = subprocess.run(
+        [sys.executable, "-m", "monitoring", "run", "production", "--logs", str(logs),
+         "--out", str(out), "--no-act", "--now", (NOW + timedelta(hours=1)).isoformat()],
+        cwd=ROOT,
+        env={**os.environ, "BENTOGATE_MONITOR_DIR": str(tmp_path / "monitor"),
+             "BENTOGATE_DEPLOY_DIR": str(tmp_path / "deploy")},
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = strict_json((out / "summary.json").read_text())
+    (live,) = summary["versions"]
+    assert (live["joined"], live["skipped_actuals"]) == (297, 3)
+    assert live["skipped_why"] in {
+        f"expected a number from -{actuals.CAP} to {actuals.CAP}, got {shown}"
+        for shown in ("a string 'lots'", "a string 'NaN'", "float 1e+308")
+    }
+    assert live["metrics"]["nwrmsle"] == 0.0
+    assert next(c for c in live["checks"] if c["check"] == "gate:nwrmsle")["status"] == "pass"
+    assert "3 joined actual(s) of sales:abc skipped" in (out / "summary.md").read_text()
+    assert "3 joined actual(s) of sales:abc skipped" in (out / "report.html").read_text()
