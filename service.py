@@ -33,12 +33,14 @@ from prometheus_client import Counter, Histogram
 from starlette.responses import Response as HTTPResponse
 
 from core.settings import SettingsError, get_settings
-from serving import feedback, gc_pauses, predlog
+from serving import feedback, framework, gc_pauses, predlog
 from serving.batching import MicroBatcher, Part
 from serving.docs_page import DocsPage
 from serving.guard import RequestGuard
 from serving.runtime import NoModelError, load_served_model, serve_runtime
 from serving.schema import ClassificationResponse, RegressionResponse, request_model
+
+framework.metrics_folder_from_environment()  # a release's own, not one shared and wiped
 
 # Runtimes import numpy, ONNX Runtime or scikit-learn only when the worker loads them: BentoML
 # imports this file in its supervising process too, which never predicts (~2.5 s, ~100 MB saved).
