@@ -19,6 +19,9 @@ import os
 # takes ~19 ms with two threads, ~9 ms with one). Set before scikit-learn loads OpenMP.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# BentoML posts usage events to its host at every start unless told not to: silent whichever way
+# this is served (make, a deploy, a raw `bentoml serve`), unless the variable says otherwise.
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 import logging
 import math
@@ -40,6 +43,7 @@ from serving.guard import RequestGuard
 from serving.runtime import NoModelError, load_served_model, serve_runtime
 from serving.schema import ClassificationResponse, RegressionResponse, request_model
 
+framework.honour_do_not_track()
 framework.metrics_folder_from_environment()  # a release's own, not one shared and wiped
 
 # Runtimes import numpy, ONNX Runtime or scikit-learn only when the worker loads them: BentoML

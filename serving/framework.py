@@ -1,6 +1,6 @@
 """BentoML's process-wide settings that it has no public switch for, set from service.py.
 
-They act in the `bentoml serve` process, which imports service.py before it starts the workers
+Both act in the `bentoml serve` process, which imports service.py before it starts the workers
 (they inherit the environment and folder it settles on)."""
 
 from __future__ import annotations
@@ -9,6 +9,13 @@ import os
 from pathlib import Path
 
 from bentoml._internal.configuration.containers import BentoMLContainer
+from bentoml._internal.utils.analytics import usage_stats
+
+
+def honour_do_not_track() -> None:
+    """`bentoml serve` read BENTOML_DO_NOT_TRACK (and cached it) before importing service.py,
+    which sets it: read it again, or the start and exit events are still posted."""
+    usage_stats.do_not_track.cache_clear()
 
 
 def metrics_folder_from_environment() -> None:

@@ -7,6 +7,7 @@ classes, serving limits and golden prediction), so the API always matches the mo
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,9 +83,20 @@ def resolve_tag(settings: Settings, source_dir: Path | None = None) -> str:
     if prod is not None:
         return str(prod.tag)
     raise NoModelError(
-        f"no production model of {settings.model!r} in the store: run `make train` and "
-        "`make promote`, or set BENTOGATE_MODEL_TAG"
+        f"no production model of {settings.model!r} in the store {store_location()}: run "
+        "`make train` and `make promote`, or set BENTOGATE_MODEL_TAG"
     )
+
+
+def store_location() -> str:
+    """The model store BentoML searched, and the BENTOML_HOME it came from: a raw `bentoml serve`
+    outside make (which sets .bentogate/bentoml) searches BentoML's default, ~/bentoml."""
+    home = os.environ.get("BENTOML_HOME")
+    if home:
+        models = Path(os.path.expandvars(home)).expanduser().resolve() / "models"
+        return f"{models} (BENTOML_HOME={home})"
+    models = Path.home() / "bentoml" / "models"
+    return f"{models} (BENTOML_HOME is not set; make sets .bentogate/bentoml)"
 
 
 def load_served_model(settings: Settings, source_dir: Path) -> ServedModel:
@@ -92,7 +104,7 @@ def load_served_model(settings: Settings, source_dir: Path) -> ServedModel:
     try:
         stored = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
-        raise NoModelError(f"model {tag!r} is not in the store") from None
+        raise NoModelError(f"model {tag!r} is not in the store {store_location()}") from None
     info, meta = stored.info, registry.metadata(stored)
     config = ModelConfig.model_validate(meta.get("config", {"seed": 0, "gate": {"thresholds": {}}}))
     verdicts = meta.get("runtimes") or {"sklearn": {"admitted": True}}
