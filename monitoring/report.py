@@ -423,6 +423,7 @@ def prometheus(r: Result) -> str:
         ("requests", "Requests served in the window", "requests"),
         ("records", "Records predicted in the window", "records"),
         ("fallbacks", "Requests the previous release answered (router fallback)", "fallbacks"),
+        ("skipped_actuals", "Joined actuals left out: no actual of the model", "skipped_actuals"),
     ):
         out += _gauge(
             f"bentogate_monitor_{name}",

@@ -134,13 +134,21 @@ def test_junk_labels_among_a_classifiers_actuals_are_skipped_and_counted_and_roc
 ):
     # Two junk labels used to leave ROC AUC out ("not a class the model predicts"): any client
     # could switch the check, and the rollback on its breach, off.
-    result, live, _ = monitor(
+    result, live, out = monitor(
         tmp_path, served, served["diagnosis"].tolist(), junk={3: "lots", 7: "NaN"}
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (live["joined"], live["skipped_actuals"]) == (len(served) - 2, 2)
     assert check(live, "gate:roc_auc")["status"] == "pass"
     assert "roc_auc" not in live["unmeasured"]
+    assert live["skipped_why"] in {
+        f"expected one of the model's classes ('benign', 'malignant'), got a string {j!r}"
+        for j in ("lots", "NaN")
+    }
+    assert (
+        'bentogate_monitor_skipped_actuals{environment="production",model="cancer"'
+        in (out / "metrics.prom").read_text()
+    )
 
 
 def test_the_gates_roc_auc_bound_fails_when_the_actuals_disagree_with_the_probabilities(
