@@ -19,6 +19,9 @@ import os
 # takes ~19 ms with two threads, ~9 ms with one). Set before scikit-learn loads OpenMP.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# BentoML posts usage events to its host at every start unless told not to: silent whichever way
+# this is served (make, a deploy, a raw `bentoml serve`), unless the variable says otherwise.
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 import logging
 import math
@@ -33,12 +36,15 @@ from prometheus_client import Counter, Histogram
 from starlette.responses import Response as HTTPResponse
 
 from core.settings import SettingsError, get_settings
-from serving import feedback, gc_pauses, predlog
+from serving import feedback, framework, gc_pauses, predlog
 from serving.batching import MicroBatcher, Part
 from serving.docs_page import DocsPage
 from serving.guard import RequestGuard
 from serving.runtime import NoModelError, load_served_model, serve_runtime
 from serving.schema import ClassificationResponse, RegressionResponse, request_model
+
+framework.honour_do_not_track()
+framework.metrics_folder_from_environment()  # a release's own, not one shared and wiped
 
 # Runtimes import numpy, ONNX Runtime or scikit-learn only when the worker loads them: BentoML
 # imports this file in its supervising process too, which never predicts (~2.5 s, ~100 MB saved).
@@ -51,7 +57,7 @@ except (SettingsError, NoModelError) as exc:  # the operator's to fix: a line, n
     raise SystemExit(2) from None
 PredictRequest = request_model(MODEL.schema, MODEL.max_records)
 Response = ClassificationResponse if MODEL.task == "classification" else RegressionResponse
-FeedbackRequest = feedback.feedback_request(SETTINGS.feedback_max_items)
+FeedbackRequest = feedback.feedback_request(SETTINGS.feedback_max_items, MODEL.actual)
 RELEASE = SETTINGS.release  # the deploy's release id; None outside a deploy
 
 LOG = logging.getLogger("bentogate")

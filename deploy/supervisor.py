@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,6 +170,10 @@ class Supervisor:
     # -- children --
     def _release_child(self, r: routing.RoutedRelease) -> Child:
         host = self.routing.host if self.routing else "127.0.0.1"
+        # Its own metrics folder: BentoML's, $BENTOML_HOME/prometheus_multiproc_dir, is one for
+        # every server and wiped whenever any starts (service.py reads the variable).
+        metrics = self.dir / "metrics" / r.id
+        metrics.mkdir(parents=True, exist_ok=True)
         return Child(
             name=r.id,
             cmd=[BENTOML, "serve", r.bento, "--host", host, "--port", str(r.port)],
@@ -178,6 +183,7 @@ class Supervisor:
                 "BENTOGATE_PREDICTION_LOG": str(self.dir / "predictions.jsonl"),
                 "BENTOGATE_ACTUALS_LOG": str(self.dir / "actuals.jsonl"),
                 "BENTOGATE_RELEASE": r.id,
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics),
             },
         )
 
@@ -263,6 +269,7 @@ class Supervisor:
                 _kill_group(child.proc.pid, signal.SIGKILL)
                 self.stopping_children.remove(child)
                 self._stop_orphans()
+                shutil.rmtree(self.dir / "metrics" / child.name, ignore_errors=True)
 
     def state(self) -> dict[str, Any]:
         def info(child: Child | None) -> dict[str, Any] | None:

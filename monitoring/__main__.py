@@ -24,14 +24,15 @@ from pathlib import Path
 
 os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's telemetry, before it is imported
 
-from core import cli
+from core import cli, registry
 from core.settings import Settings, get_settings
 from core.yamlconf import ConfigError
 from deploy import config as deploy_config
-from models import UnknownModelError, get_spec
+from models import UnknownModelError, actuals, get_spec
 from models import metrics as model_metrics
+from models.actuals import ActualRule
 from models.config import package_config
-from models.contract import ModelSpec
+from models.contract import ModelSpec, Task
 from monitoring import act, drift, feedback, monitor, report, store
 from monitoring import config as monitor_config
 
@@ -62,9 +63,19 @@ def _logs(settings: Settings, args: argparse.Namespace) -> Path:
     return Path(args.logs) if args.logs else settings.deploy_dir / args.env / args.model
 
 
+def _actual_rule(settings: Settings, env: str, model: str, task: Task) -> ActualRule:
+    """The actuals the model accepts: that of the release live in the environment (local
+    target), else of the production model in the store, else any of its task."""
+    history, stable = monitor.deploy_state(settings.deploy_dir / env / model)
+    tag = history.get(stable or "", {}).get("model_tag")
+    if tag is None and (production := registry.production(model)) is not None:
+        tag = str(production.tag)
+    return monitor.actual_rule(str(tag), task) if tag else actuals.rule(task)
+
+
 def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
     task = _check_target(settings, args.env, args.model)[0].task
-    rows = feedback.read(Path(args.file), task)
+    rows = feedback.read(Path(args.file), _actual_rule(settings, args.env, args.model, task))
     with store.connect(store.database(settings.monitor_dir, args.env, args.model)) as con:
         n = store.add_actuals(con, rows, args.model, source=f"file:{Path(args.file).name}")
     print(f"{args.env}/{args.model}: stored {n} actuals from {args.file}")

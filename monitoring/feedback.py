@@ -1,7 +1,8 @@
 """`make feedback FILE=actuals.csv`: actuals from a file, validated whole before any row is
 stored. Columns: request_id (the join key: the request id, or `<request id>#<i>` for record i of
 a multi-record request), actual (a number for a regression model, a class label otherwise),
-observed_at (ISO 8601 time of the outcome)."""
+observed_at (ISO 8601 time of the outcome). An actual must be one of the model, as POST /feedback
+requires (models/actuals.py): a regressor's number within its bound, a classifier's class."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import math
 from datetime import datetime
 from pathlib import Path
 
+from models.actuals import ActualRule
+
 COLUMNS = ("request_id", "actual", "observed_at")
 MAX_KEY = 200
 
@@ -21,7 +24,7 @@ class FeedbackError(ValueError):
     """A problem in the file: the message names its line and column."""
 
 
-def read(path: Path, task: str) -> list[tuple[str, str, str]]:
+def read(path: Path, rule: ActualRule) -> list[tuple[str, str, str]]:
     """(key, actual as JSON text, observed_at ISO) per row; FeedbackError naming the first bad
     line and column."""
     try:
@@ -60,7 +63,7 @@ def read(path: Path, task: str) -> list[tuple[str, str, str]]:
                         + ("empty" if not key else f"longer than {MAX_KEY} characters")
                     )
                 raw = (row.get("actual") or "").strip()
-                if task == "regression":
+                if rule.task == "regression":
                     try:
                         value = float(raw)
                     except ValueError:
@@ -71,11 +74,15 @@ def read(path: Path, task: str) -> list[tuple[str, str, str]]:
                         raise FeedbackError(
                             f"{path}:{line}: column 'actual': {raw[:40]!r} is not a finite number"
                         )
+                    problem = rule.problem(value)
                     actual = json.dumps(value)
                 elif raw:
+                    problem = rule.problem(raw)
                     actual = json.dumps(raw)
                 else:
                     raise FeedbackError(f"{path}:{line}: column 'actual': empty")
+                if problem is not None:
+                    raise FeedbackError(f"{path}:{line}: column 'actual': {problem}")
                 when = (row.get("observed_at") or "").strip()
                 try:
                     at = datetime.fromisoformat(when.replace("Z", "+00:00"))

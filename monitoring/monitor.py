@@ -10,6 +10,7 @@ version's checks decide the verdict: a version already rolled back is shown, nev
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -22,9 +23,10 @@ import pandas as pd
 
 from core import registry
 from core.registry import REFERENCE_FILE
-from models import get_spec
+from models import actuals, get_spec
+from models.actuals import ActualRule
 from models.config import package_config
-from models.contract import FeatureSchema, ModelSpec
+from models.contract import FeatureSchema, ModelSpec, Task
 from monitoring import drift, quality
 from monitoring.config import MonitorConfig
 
@@ -90,6 +92,10 @@ class Version:
     live: bool = False
     errors: int | None = None  # 5xx answers at the router (None: no access log read)
     joined: int = 0
+    # Joined actuals that are no actual of the model (a string for a regressor, an unknown class,
+    # a number past the bound: sent before /feedback checked them): left out of every metric.
+    skipped_actuals: int = 0
+    skipped_why: str | None = None  # the first one's problem
     metrics: dict[str, float] = field(default_factory=dict)
     unmeasured: dict[str, str] = field(default_factory=dict)  # metric -> why it was left out
     by_day: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -181,6 +187,28 @@ def _reference(model_tag: str) -> tuple[FeatureSchema, pd.DataFrame] | None:
     return schema, pd.read_parquet(path)
 
 
+def actual_rule(model_tag: str, task: Task, rows: pd.DataFrame | None = None) -> ActualRule:
+    """What an actual of the version's model may be: from its record in the store; a model the
+    store does not hold gets its task's rule, and a classifier the classes it logged."""
+    try:
+        rule = actuals.of_record(registry.metadata(registry.get(model_tag)))
+    except registry.RegistryError:
+        rule = actuals.rule(task)
+    if rule.task == "classification" and rule.classes is None and rows is not None:
+        logged = [str(k) for p in rows["proba"] if isinstance(p, dict) for k in p]
+        if logged:
+            rule = dataclasses.replace(rule, classes=tuple(dict.fromkeys(logged)))
+    return rule
+
+
+def usable(rule: ActualRule, rows: pd.DataFrame) -> tuple[pd.DataFrame, int, str | None]:
+    """(the joined rows whose actual is one of the model, how many were not, the first's problem)."""
+    problems = [rule.problem(a) for a in rows["actual"]]
+    bad = [p for p in problems if p is not None]
+    keep = [p is None for p in problems]
+    return rows[keep], len(bad), (bad[0] if bad else None)
+
+
 def versions(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> list[Version]:
     # A view takes no parameters: the bounds are our own datetimes, written as ISO literals.
     con.execute(SERVED.format(start=start.isoformat(), end=end.isoformat()))
@@ -270,6 +298,10 @@ def run(
         joined["day"] = joined["day"].astype(str)
     for v in found:
         rows = joined[joined["version"] == v.version] if not joined.empty else joined
+        if len(rows):
+            rows, v.skipped_actuals, v.skipped_why = usable(
+                actual_rule(v.model, spec.task, rows), rows
+            )
         v.joined = len(rows)
         if len(rows):
             v.metrics, v.unmeasured = quality.live_quality(

@@ -66,6 +66,7 @@ def markdown(r: Result) -> str:
             f"| {metrics} "
             f"| {drifted} |"
         )
+    lines += [f"\n{skipped(v)}." for v in r.versions if v.skipped_actuals]
     live = r.live
     if live is not None:
         lines += ["", f"Checks of the live version {live.version}:", ""]
@@ -74,6 +75,14 @@ def markdown(r: Result) -> str:
             for f in sorted(live.findings, key=lambda f: STATUS_ORDER[f.status])
         ]
     return "\n".join(lines) + "\n"
+
+
+def skipped(v: Version) -> str:
+    """The joined actuals of a version the monitor left out, in one sentence."""
+    return (
+        f"{v.skipped_actuals} joined actual(s) of {v.version} skipped, not an actual of the model"
+        f" (the first: {v.skipped_why})"
+    )
 
 
 def _svg_lines(series: dict[str, list[tuple[str, float]]], title: str, bound: float | None) -> str:
@@ -218,7 +227,14 @@ def _quality_table(r: Result) -> str:
     live = r.live
     names = list(dict.fromkeys(m for v in r.versions for m in v.metrics))
     if not names:
-        return '<p class="muted">No prediction has a joined actual in the window yet.</p>'
+        return (
+            '<p class="muted">No prediction has a joined actual in the window yet.</p>'
+            + "".join(
+                f'<p class="small">{html.escape(skipped(v))}</p>'
+                for v in r.versions
+                if v.skipped_actuals
+            )
+        )
     bound_text = {
         f.check.partition(":")[2]: f.bound
         for f in (live.findings if live else [])
@@ -245,7 +261,7 @@ def _quality_table(r: Result) -> str:
         f"<li>{html.escape(m)} of {html.escape(v.version)} not measured: {html.escape(why)}</li>"
         for v in r.versions
         for m, why in v.unmeasured.items()
-    )
+    ) + "".join(f"<li>{html.escape(skipped(v))}</li>" for v in r.versions if v.skipped_actuals)
     return (
         f"<table><tr><th>version</th><th>joined actuals</th>{head}</tr>{''.join(rows)}"
         f"<tr class=muted><td>gate bound</td><td></td>{bounds_row}</tr></table>"
@@ -409,6 +425,7 @@ def prometheus(r: Result) -> str:
         ("requests", "Requests served in the window", "requests"),
         ("records", "Records predicted in the window", "records"),
         ("fallbacks", "Requests the previous release answered (router fallback)", "fallbacks"),
+        ("skipped_actuals", "Joined actuals left out: no actual of the model", "skipped_actuals"),
     ):
         out += _gauge(
             f"bentogate_monitor_{name}",
@@ -447,9 +464,22 @@ def prometheus(r: Result) -> str:
     return "\n".join(out) + "\n"
 
 
+def strict(value: Any) -> Any:
+    """`value` with every non-finite number as null: JSON has no NaN or Infinity, and a strict
+    parser (jq, JavaScript, Go) refuses the bare words Python would write."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict(v) for v in value]
+    return value
+
+
 def write(r: Result, out_dir: Path, bounds: dict[str, float]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic(out_dir / "summary.json", json.dumps(r.to_dict(), indent=2, default=str) + "\n")
+    summary = json.dumps(strict(r.to_dict()), indent=2, default=str, allow_nan=False)
+    _atomic(out_dir / "summary.json", summary + "\n")
     _atomic(out_dir / "summary.md", markdown(r))
     _atomic(out_dir / "report.html", page(r, bounds))
     _atomic(out_dir / "metrics.prom", prometheus(r))

@@ -2,14 +2,15 @@
 
 The body is one actual, or `{"actuals": [...]}` with 1 to `max_items` of them. Strict like the
 predict request (no coercion, unknown fields rejected), validated by the RequestGuard with this
-model so a bad body gets a 400 naming the field (`actuals[3].request_id`).
+model so a bad body gets a 400 naming the field (`actuals[3].request_id`). An actual must be one
+of the served model (models/actuals.py): a regressor's number within its bound, a classifier's
+class; one that is not would switch the monitor's checks off.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -21,28 +22,23 @@ from pydantic import (
     RootModel,
     Tag,
     WithJsonSchema,
+    create_model,
 )
 from pydantic_core import PydanticCustomError
+
+from models.actuals import ActualRule
 
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 MAX_ACTUAL_CHARS = 256
 
 
-def _number_or_string(v: Any) -> float | str:
-    ok = (isinstance(v, int | float) and not isinstance(v, bool)) or (
+def _label(v: Any) -> str | int:
+    """A class label of a classifier whose classes were not recorded: a string or an integer."""
+    ok = (isinstance(v, int) and not isinstance(v, bool)) or (
         isinstance(v, str) and 0 < len(v) <= MAX_ACTUAL_CHARS
     )
     if not ok:
-        raise PydanticCustomError("actual_type", "expected a number or a string")
-    if isinstance(v, int | float):
-        # The monitor reads every actual as a float: a 400-digit integer would make each of its
-        # later runs fail, so a number a float cannot hold is refused here, where it is sent.
-        try:
-            finite = math.isfinite(float(v))
-        except OverflowError:
-            finite = False
-        if not finite:
-            raise PydanticCustomError("actual_range", "expected a finite number a float can hold")
+        raise PydanticCustomError("actual_type", "expected a class label")
     return v
 
 
@@ -56,35 +52,46 @@ def _in_utc(v: dt.datetime | None) -> dt.datetime | None:
         raise PydanticCustomError("datetime_range", "out of range in UTC") from None
 
 
-# A number (regression target) or a string (class label). One validator, so an error names the
-# field once (a union would report one error per member).
-ActualValue = Annotated[
-    float | str,
-    PlainValidator(_number_or_string),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "number"}, {"type": "string", "minLength": 1, "maxLength": 256}],
-            "description": "The observed outcome: a number, or a class label.",
-        }
-    ),
-]
+def actual_type(rule: ActualRule) -> Any:
+    """The type of `actual` for the served model (models/actuals.py): a regressor's number within
+    its bound, a classifier's class. Plain pydantic types, so a refusal is in the API's words."""
+    if rule.task == "regression":
+        return Annotated[float, Field(ge=rule.low, le=rule.high)]
+    if rule.classes is not None:
+        return Literal[tuple(rule.classes)]
+    return Annotated[
+        str | int,
+        PlainValidator(_label),
+        WithJsonSchema(
+            {"anyOf": [{"type": "integer"}, {"type": "string", "minLength": 1, "maxLength": 256}]}
+        ),
+    ]
 
 
-class Actual(BaseModel):
-    model_config = STRICT
-    request_id: str = Field(
-        min_length=1,
-        max_length=128,
-        description="The x-request-id of the prediction this is the outcome of.",
+def feedback_request(max_items: int, rule: ActualRule) -> type[RootModel[Any]]:
+    # Built at run time: the type of `actual` is the served model's.
+    Actual = create_model(
+        "Actual",
+        __config__=STRICT,
+        request_id=(
+            str,
+            Field(
+                min_length=1,
+                max_length=128,
+                description="The x-request-id of the prediction this is the outcome of.",
+            ),
+        ),
+        actual=(actual_type(rule), Field(description=f"The observed outcome: {rule.expected()}.")),
+        observed_at=(
+            Annotated[dt.datetime | None, AfterValidator(_in_utc)],
+            Field(
+                default=None,
+                description="When the outcome was observed (ISO 8601; no timezone: UTC). "
+                "Default: now.",
+            ),
+        ),
     )
-    actual: ActualValue
-    observed_at: Annotated[dt.datetime | None, AfterValidator(_in_utc)] = Field(
-        default=None,
-        description="When the outcome was observed (ISO 8601; no timezone: UTC). Default: now.",
-    )
 
-
-def feedback_request(max_items: int) -> type[RootModel[Any]]:
     class Actuals(BaseModel):
         model_config = STRICT
         actuals: list[Actual] = Field(
@@ -99,10 +106,11 @@ def feedback_request(max_items: int) -> type[RootModel[Any]]:
     body = Annotated[
         Annotated[Actual, Tag("one")] | Annotated[Actuals, Tag("many")], Discriminator(shape)
     ]
+    examples = _examples(rule)
     example: Any = {
         "actuals": [
-            {"request_id": "3f2a9c", "actual": 21.5, "observed_at": "2026-12-04T15:00:00Z"},
-            {"request_id": "77b0e1", "actual": 3.0},
+            {"request_id": "3f2a9c", "actual": examples[0], "observed_at": "2026-12-04T15:00:00Z"},
+            {"request_id": "77b0e1", "actual": examples[1]},
         ]
     }
 
@@ -112,9 +120,20 @@ def feedback_request(max_items: int) -> type[RootModel[Any]]:
     return FeedbackRequest
 
 
-def items(body: Any) -> list[Actual]:
+def _examples(rule: ActualRule) -> tuple[Any, Any]:
+    """Two valid actuals for the OpenAPI example."""
+    if rule.task == "regression":
+        assert rule.low is not None and rule.high is not None
+        mid = (rule.low + rule.high) / 2  # the training target's mid-range
+        return round(mid, 1), round(mid / 2, 1)
+    if rule.classes:
+        return rule.classes[0], rule.classes[-1]
+    return "a class", "another class"
+
+
+def items(body: Any) -> list[Any]:
     """The actuals of a validated body (one, or a batch)."""
-    return [body] if isinstance(body, Actual) else list(body.actuals)
+    return list(body.actuals) if hasattr(body, "actuals") else [body]
 
 
 class FeedbackAccepted(BaseModel):

@@ -7,6 +7,7 @@ classes, serving limits and golden prediction), so the API always matches the mo
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ import yaml
 
 from core import registry
 from core.settings import ROOT, Settings
-from models import runtimes
+from models import actuals, runtimes
+from models.actuals import ActualRule
 from models.config import ModelConfig
 from models.contract import FeatureSchema, Outputs, Task
 from models.runtimes import ORDER, Name
@@ -46,6 +48,7 @@ class ServedModel:
     custom_prepare: bool
     parity: dict[str, float]  # tolerances of the golden check
     files: dict[str, str] | None  # sha256 of each file, from registration: checked before loading
+    actual: ActualRule  # what POST /feedback accepts as an actual of this model
 
 
 def bundled_tag(source_dir: Path) -> str | None:
@@ -80,9 +83,20 @@ def resolve_tag(settings: Settings, source_dir: Path | None = None) -> str:
     if prod is not None:
         return str(prod.tag)
     raise NoModelError(
-        f"no production model of {settings.model!r} in the store: run `make train` and "
-        "`make promote`, or set BENTOGATE_MODEL_TAG"
+        f"no production model of {settings.model!r} in the store {store_location()}: run "
+        "`make train` and `make promote`, or set BENTOGATE_MODEL_TAG"
     )
+
+
+def store_location() -> str:
+    """The model store BentoML searched, and the BENTOML_HOME it came from: a raw `bentoml serve`
+    outside make (which sets .bentogate/bentoml) searches BentoML's default, ~/bentoml."""
+    home = os.environ.get("BENTOML_HOME")
+    if home:
+        models = Path(os.path.expandvars(home)).expanduser().resolve() / "models"
+        return f"{models} (BENTOML_HOME={home})"
+    models = Path.home() / "bentoml" / "models"
+    return f"{models} (BENTOML_HOME is not set; make sets .bentogate/bentoml)"
 
 
 def load_served_model(settings: Settings, source_dir: Path) -> ServedModel:
@@ -90,7 +104,7 @@ def load_served_model(settings: Settings, source_dir: Path) -> ServedModel:
     try:
         stored = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
-        raise NoModelError(f"model {tag!r} is not in the store") from None
+        raise NoModelError(f"model {tag!r} is not in the store {store_location()}") from None
     info, meta = stored.info, registry.metadata(stored)
     config = ModelConfig.model_validate(meta.get("config", {"seed": 0, "gate": {"thresholds": {}}}))
     verdicts = meta.get("runtimes") or {"sklearn": {"admitted": True}}
@@ -116,6 +130,7 @@ def load_served_model(settings: Settings, source_dir: Path) -> ServedModel:
         custom_prepare=verdicts.get(runtime, {}).get("feeds") == "prepare",
         parity=config.serving.parity.model_dump(),
         files=meta.get("files"),
+        actual=actuals.of_record(meta),
     )
 
 

@@ -31,6 +31,7 @@ from models import get_spec
 from models import metrics as model_metrics
 from models import predict as path_
 from models import runtimes as model_runtimes
+from models.actuals import target_range
 from models.config import ModelConfig, load_config
 from models.contract import FeatureSchema, ModelSpec, Outputs
 from training import parameters, runtimes
@@ -343,6 +344,12 @@ def run_register(ctx: Context) -> str:
                 "runtimes": verdicts,
                 "runtime": runtimes.chosen(verdicts),
                 "classes": classes,
+                # A regressor's actuals are bounded from it (models/actuals.py).
+                "target": (
+                    target_range(clean[ctx.spec.schema.target].tolist())
+                    if ctx.spec.task == "regression"
+                    else None
+                ),
             }
             reference = Path(scratch) / registry.REFERENCE_FILE
             reference_sample(ctx.spec, fitted, valid_df, expected).to_parquet(reference)

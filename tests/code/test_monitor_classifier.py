@@ -66,15 +66,20 @@ def write_log(logs: Path, served: pd.DataFrame) -> None:
     synthetic.write_lines(logs / "predictions.jsonl", lines)
 
 
-def monitor(tmp_path: Path, served: pd.DataFrame, actual: list[str]):
+def monitor(tmp_path: Path, served: pd.DataFrame, actual: list[str], junk: dict | None = None):
     """Log the predictions, store `actual` (one per row) with the feedback command, run the
-    monitor (report only); (its result, summary.json's live version)."""
+    monitor (report only); (its result, summary.json's live version). `junk`: {row: value} sent
+    to the actuals log instead, as POST /feedback accepted them before it checked actuals."""
     logs, out = tmp_path / "logs", tmp_path / "out"
     write_log(logs, served)
+    junk = junk or {}
+    synthetic.write_lines(
+        logs / "actuals.jsonl", [synthetic.actual_line(f"c{i}", a, NOW) for i, a in junk.items()]
+    )
     csv = tmp_path / "actuals.csv"
     csv.write_text(
         "request_id,actual,observed_at\n"
-        + "".join(f"c{i},{a},{NOW.isoformat()}\n" for i, a in enumerate(actual))
+        + "".join(f"c{i},{a},{NOW.isoformat()}\n" for i, a in enumerate(actual) if i not in junk)
     )
     env = {
         **os.environ,
@@ -122,6 +127,28 @@ def test_live_roc_auc_and_log_loss_of_a_classifier_are_sklearns_on_the_same_rows
     assert "<th>roc_auc<br>" in page and "roc_auc &gt;= 0.97" in page  # its column, its bound
     assert "passes all 3 checks that had enough data" in page
     assert "What to do next:</b> Nothing to do" in page
+
+
+def test_junk_labels_among_a_classifiers_actuals_are_skipped_and_counted_and_roc_auc_judged(
+    tmp_path, served
+):
+    # Two junk labels used to leave ROC AUC out ("not a class the model predicts"): any client
+    # could switch the check, and the rollback on its breach, off.
+    result, live, out = monitor(
+        tmp_path, served, served["diagnosis"].tolist(), junk={3: "lots", 7: "NaN"}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (live["joined"], live["skipped_actuals"]) == (len(served) - 2, 2)
+    assert check(live, "gate:roc_auc")["status"] == "pass"
+    assert "roc_auc" not in live["unmeasured"]
+    assert live["skipped_why"] in {
+        f"expected one of the model's classes ('benign', 'malignant'), got a string {j!r}"
+        for j in ("lots", "NaN")
+    }
+    assert (
+        'bentogate_monitor_skipped_actuals{environment="production",model="cancer"'
+        in (out / "metrics.prom").read_text()
+    )
 
 
 def test_the_gates_roc_auc_bound_fails_when_the_actuals_disagree_with_the_probabilities(

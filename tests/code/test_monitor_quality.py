@@ -4,6 +4,8 @@ verdict decided by the live version only; monitoring/config.yaml refused with fi
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +14,7 @@ from core import thresholds
 from core.settings import ROOT
 from models import get_spec
 from models.sales.metrics import nwrmsle
-from monitoring import config, monitor, quality
+from monitoring import config, monitor, quality, report
 
 SALES = get_spec("sales")
 BOUND = thresholds.parse("<= 0.80", metric="nwrmsle")
@@ -148,3 +150,18 @@ def test_an_on_breach_key_that_is_no_deploy_environment_is_refused_listing_them(
     ):
         config.load(path, ["staging", "production"])
     assert config.load(path).action("prod") == "rollback"  # without environments: unchecked
+
+
+def test_the_summary_is_strict_json_a_metric_that_is_not_finite_written_as_null(tmp_path):
+    # One joined row has no R2 (NaN); Python's json would write the bare word NaN, which jq,
+    # JavaScript and Go refuse.
+    v = version("r1", [], live=True)
+    v.metrics = {"rmse": float("inf"), "r2": float("nan"), "mae": 1.5}
+    result = monitor.Result("production", "sales", "24h", "", "", "HEALTHY", [], [v], {})
+    report.write(result, tmp_path, {})
+
+    def refuse(word: str):
+        raise ValueError(f"not JSON: {word}")
+
+    summary = json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse)
+    assert summary["versions"][0]["metrics"] == {"rmse": None, "r2": None, "mae": 1.5}

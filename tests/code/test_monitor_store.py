@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import ROOT
+from models import actuals
 from models import config as model_config
 from monitoring import store, synthetic
 from monitoring.__main__ import main
@@ -172,20 +173,20 @@ def test_a_bad_feedback_cell_is_refused_naming_line_and_column(tmp_path, body, w
     path = tmp_path / "actuals.csv"
     path.write_text("request_id,actual,observed_at\n" + body)
     with pytest.raises(FeedbackError, match=where):
-        read(path, "regression")
+        read(path, actuals.rule("regression"))
 
 
 def test_a_feedback_file_without_a_required_column_is_refused(tmp_path):
     path = tmp_path / "actuals.csv"
     path.write_text("request_id,value\nr1,3\n")
     with pytest.raises(FeedbackError, match=r":1: missing column\(s\) actual, observed_at"):
-        read(path, "regression")
+        read(path, actuals.rule("regression"))
 
 
 def test_a_feedback_file_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "actuals.csv"
     path.write_bytes(b"\xef\xbb\xbfrequest_id,actual,observed_at\nr1,3.5,2026-12-04T10:00:00Z\n")
-    assert read(path, "regression") == [("r1", "3.5", "2026-12-04T10:00:00+00:00")]
+    assert read(path, actuals.rule("regression")) == [("r1", "3.5", "2026-12-04T10:00:00+00:00")]
 
 
 def test_a_byte_that_is_not_utf8_is_refused_naming_its_line(tmp_path):
@@ -194,7 +195,7 @@ def test_a_byte_that_is_not_utf8_is_refused_naming_its_line(tmp_path):
         b"request_id,actual,observed_at\nr1,3.5,2026-12-04T10:00:00Z\nr2,s\xe9v,2026-12-04T10:00:00Z\n"
     )
     with pytest.raises(FeedbackError, match=r"actuals\.csv:3: not UTF-8 text: byte 0xe9"):
-        read(path, "classification")
+        read(path, actuals.rule("classification"))
 
 
 def test_a_feedback_file_with_a_header_and_no_rows_exits_2_naming_it(tmp_path):

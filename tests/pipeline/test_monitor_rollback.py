@@ -3,6 +3,8 @@ to a local production environment (nginx and both releases on free loopback port
 served through the stable address, actuals that make the live model look bad posted to
 POST /feedback there, then `python -m monitoring run`: it exits 1, rolls production
 back to the previous release and tells a stand-in Slack (a loopback HTTP server: no Slack here).
+Junk actuals are refused by POST /feedback, and those already in the log are skipped: they do not
+switch the rollback off.
 A second run judges the restored release, which has served nothing yet: no second rollback."""
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import subprocess
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import yaml
 from core import registry
 from core.process import free_port
 from core.settings import ROOT
+from monitoring import synthetic
 from tests.conftest import copy_project, make
 from tests.fixtures import polling
 
@@ -162,8 +165,29 @@ def served(repo, env, deployed) -> list[tuple[str, float]]:
     return out
 
 
+# What any client could send before /feedback checked actuals: each switched the checks off
+# (a string: the monitor exited 3; 1e308: its metrics were infinite), and the rollback with them.
+JUNK = ("lots", "NaN", 1e308)
+
+
 @pytest.fixture(scope="module")
-def first_run(repo, env, served):
+def junk(repo, served) -> httpx.Response:
+    """Junk actuals posted to POST /feedback for three served requests, and the same written to
+    the actuals log as the latest for them (as a release before the check accepted them)."""
+    actuals = [
+        {"request_id": rid, "actual": a} for (rid, _), a in zip(served[:3], JUNK, strict=True)
+    ]
+    r = httpx.post(f"{stable_url(repo)}/feedback", json={"actuals": actuals}, timeout=30)
+    log = repo / ".bentogate" / "deploy" / "production" / "sales" / "actuals.jsonl"
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    synthetic.write_lines(
+        log, [synthetic.actual_line(a["request_id"], a["actual"], later) for a in actuals]
+    )
+    return r
+
+
+@pytest.fixture(scope="module")
+def first_run(repo, env, served, junk):
     """Actuals far from every prediction, posted to POST /feedback at the stable address, then
     the monitor."""
     now = datetime.now(UTC).isoformat()
@@ -195,6 +219,25 @@ def test_a_live_model_whose_actuals_go_bad_is_rolled_back_and_reported(repo, dep
     verdict = page[page.index('<div class="verdict">') : page.index("</div>")]
     assert "<b>gate:nwrmsle</b>: live nwrmsle = " in verdict  # what failed and why, up top
     assert "What to do next:</b> This run acted: Rolled back" in verdict
+
+
+def test_junk_actuals_get_400_and_those_already_stored_are_skipped_not_stopping_the_rollback(
+    repo, junk, first_run
+):
+    assert junk.status_code == 400, junk.text
+    assert junk.json()["field"] == "actuals[0].actual"
+    assert first_run.returncode == 1, first_run.stdout + first_run.stderr
+
+    def refuse(word: str):
+        raise ValueError(f"summary.json is not strict JSON: {word}")
+
+    summary = json.loads(
+        (repo / "reports" / "monitor" / "production-sales" / "summary.json").read_text(),
+        parse_constant=refuse,
+    )
+    (live,) = [v for v in summary["versions"] if v["live"]]
+    assert (live["joined"], live["skipped_actuals"]) == (REQUESTS - 3, 3)
+    assert summary["action"].startswith("Rolled back")
 
 
 def test_the_stand_in_slack_is_told_why_and_what_was_done(slack, first_run):

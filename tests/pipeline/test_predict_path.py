@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import bentoml
 import httpx
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from core.process import serving
-from models import runtimes
+from models import actuals, runtimes
 from models.contract import Outputs
 from models.predict import default_predict, predict_records
 from tests.conftest import copy_project, make
@@ -89,6 +90,18 @@ def test_the_edited_path_is_what_training_evaluates_and_records(
     assert meta["golden"]["predictions"] == pytest.approx(
         predict_records(spec, model, records).predictions.tolist()
     )
+
+
+def test_a_regressor_records_its_training_target_range_and_bounds_its_actuals_by_it(
+    trained, sales_spec, sales_clean
+):
+    meta = trained[1]["metadata"]
+    target = sales_clean[sales_spec.schema.target]
+    assert meta["target"] == {"min": target.min(), "max": target.max()}
+    rule = actuals.of_record(meta)
+    span = target.max() - target.min()
+    assert rule.low == math.floor(target.min() - 10 * span)
+    assert rule.high == math.ceil(target.max() + 10 * span)
 
 
 def test_a_faster_runtime_that_ignores_the_edit_is_refused(trained):

@@ -142,6 +142,16 @@ def test_two_models_deployed_in_one_environment_answer_at_their_own_addresses(
         assert address(repo, model) in line and bentos[key][1] in line
 
 
+def test_each_models_metrics_are_its_own_releases_after_a_third_deploy(side_by_side, repo, bentos):
+    # Every release shared BentoML's one metrics folder, wiped by each start: after wine_a's
+    # second release, wine_b's /metrics showed wine_a's series and none of its own.
+    for model, own, other in (("wine_a", "a2", "b1"), ("wine_b", "b1", "a2")):
+        metrics = httpx.get(f"{address(repo, model)}/metrics", timeout=10)
+        assert metrics.status_code == 200
+        assert f'bentogate_predictions_total{{model_tag="{bentos[own][1]}"' in metrics.text
+        assert f'model_tag="{bentos[other][1]}"' not in metrics.text
+
+
 @pytest.fixture(scope="module")
 def rolled_back(side_by_side, repo, env):
     return make(repo, "rollback", "ENV=staging", "MODEL=wine_a", env=env)
