@@ -93,8 +93,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sklearn import ensemble
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import {estimator}
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
@@ -115,7 +115,9 @@ def build_estimator(params: dict[str, Any], seed: int) -> Pipeline:
         ],
         verbose_feature_names_out=False,
     )
-    model = {estimator}(
+    # FILL IN (optional): the estimator, this one statement; any scikit-learn one, e.g.
+    # ensemble.RandomForest{kind}(random_state=seed, **params), with its params in config.yaml.
+    model = ensemble.{estimator}(
         categorical_features=list(range(len(CATEGORICAL))), random_state=seed, **params
     )
     return Pipeline([("features", features), ("model", model)])
@@ -398,7 +400,11 @@ def scaffold(name: str, data: Path, target: str, task: str, root: Path = MODELS_
             **fmt, columns=columns, features=features, target=target, time_column=None
         ),
         "estimator.py": ESTIMATOR.format(
-            **fmt, estimator=estimator, categorical=categorical, numeric=numeric
+            **fmt,
+            estimator=estimator,
+            kind="Classifier" if task == "classification" else "Regressor",
+            categorical=categorical,
+            numeric=numeric,
         ),
     }
     # Every file is rendered before the folder exists; a failed write removes it, so a failure

@@ -24,15 +24,15 @@ def test_a_random_forest_on_diabetes_scaffolds_trains_and_passes_its_starter_gat
         cwd=repo,
     )
     assert scaffolded.returncode == 0, scaffolded.stderr
-    # The one edit: the estimator (its import and its constructor).
+    # The one edit: the estimator statement.
     estimator = repo / "models" / "diabetes" / "estimator.py"
-    code = re.sub(
-        r"model = HistGradientBoostingRegressor\(.*?\)\n",
-        "model = RandomForestRegressor(random_state=seed, **params)\n",
+    code, swapped = re.subn(
+        r"model = ensemble\.HistGradientBoostingRegressor\(.*?\)\n",
+        "model = ensemble.RandomForestRegressor(random_state=seed, **params)\n",
         estimator.read_text(),
         flags=re.DOTALL,
-    ).replace("import HistGradientBoostingRegressor", "import RandomForestRegressor")
-    assert code.count("RandomForestRegressor") == 2, code
+    )
+    assert swapped == 1, code
     estimator.write_text(code)
 
     trained = run_cli("-m", "training", "--model", "diabetes", "run", env=isolated_env, cwd=repo)
