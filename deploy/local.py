@@ -276,9 +276,8 @@ class LocalTarget:
 
     def _router_left(self) -> int | None:
         """The port of the router a supervisor that died left running, if it still runs."""
-        pid = nginx.running_pid(self.dir / "nginx")
         path = self.dir / "router.json"
-        if pid is None or not path.is_file() or supervisor.start_time(pid) is None:
+        if supervisor.router_left(self.dir) is None or not path.is_file():
             return None
         with contextlib.suppress(OSError, ValueError, KeyError):
             return int(json.loads(path.read_text())["port"])

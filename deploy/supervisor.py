@@ -130,8 +130,8 @@ class Adopted:
     workers (BentoML's run in sessions of their own, and once it is gone they are init's, linked
     to it by nothing) are found by the port they hold, to be stopped with it."""
 
-    def __init__(self, pid: int, port: int | None = None) -> None:
-        self.pid, self.port = pid, port
+    def __init__(self, pid: int, port: int | None = None, bento: str = "") -> None:
+        self.pid, self.port, self.bento = pid, port, bento
         self.fd: int | None = os.pidfd_open(pid)
         self.returncode: int | None = None
 
@@ -155,21 +155,30 @@ class Adopted:
         assert self.returncode is not None
         return self.returncode
 
-    def stop_workers(self, grace_s: float = 2.0) -> None:
-        """Once it is gone: SIGTERM the BentoML workers still holding its port, then SIGKILL."""
-        if self.port is None or self.poll() is None:
-            return
-        workers = {p: start_time(p) for p in _listening(self.port) if "bentoml" in _cmdline(p)}
-        for pid in workers:
+    def stop_workers(self) -> None:
+        """Once it is gone: the BentoML workers still holding its port."""
+        if self.port is not None and self.poll() is not None:
+            stop_workers(self.port, self.bento)
+
+
+def stop_workers(port: int, bento: str, grace_s: float = 2.0) -> list[int]:
+    """SIGTERM the workers of `bento` holding `port` with no arbiter left, then SIGKILL."""
+    workers = {
+        p: start_time(p)
+        for p in _listening(port)
+        if "bentoml" in (cmd := _cmdline(p)) and f" {bento} " in cmd
+    }
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(start_time(p) == t for p, t in workers.items()):
+        time.sleep(0.02)
+    for pid, started in workers.items():
+        if started is not None and start_time(pid) == started:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and any(start_time(p) == t for p, t in workers.items()):
-            time.sleep(0.02)
-        for pid, started in workers.items():
-            if started is not None and start_time(pid) == started:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+    return list(workers)
 
 
 @dataclass
@@ -303,11 +312,15 @@ class Supervisor:
                 info = (old.get("releases") or {}).get(r.id) or {}
                 child = self._release_child(r, current.host)
                 cmd = f"serve {r.bento} --host {current.host} --port {r.port} "
-                if self._take(child, info.get("pid"), cmd, info, r.port):
+                if self._take(child, info.get("pid"), cmd, info, r.port, r.bento):
                     self.releases[r.id] = child
                     adopted.append(f"{r.id} (pid {info['pid']})")
+                elif left := stop_workers(
+                    r.port, r.bento
+                ):  # its arbiter died too: they hold its port
+                    _log(f"{r.id}: stopped workers {left} its dead arbiter left on its port")
             router, pid = self._router_child(), nginx.running_pid(self.prefix)
-            if self._take(router, pid, f"nginx -p {self.prefix} ", old.get("router") or {}):
+            if self._take(router, pid, router_command(self.prefix), old.get("router") or {}):
                 self.router = router
                 self.adopted_generation = old.get("generation")
                 adopted.append(f"router (pid {pid})")
@@ -317,7 +330,12 @@ class Supervisor:
 
     @staticmethod
     def _take(
-        child: Child, pid: Any, command: str, info: dict[str, Any], port: int | None = None
+        child: Child,
+        pid: Any,
+        command: str,
+        info: dict[str, Any],
+        port: int | None = None,
+        bento: str = "",
     ) -> bool:
         """Adopt `pid` as `child` if it is the process started with `command` (and at the start
         time recorded, when one is): a pid reused by another process is never taken."""
@@ -330,7 +348,7 @@ class Supervisor:
         if not isinstance(pid, int) or not same():
             return False
         try:
-            proc = Adopted(pid, port)
+            proc = Adopted(pid, port, bento)
         except OSError:  # gone meanwhile
             return False
         if not same():  # the pid was reused between the check and the pidfd
@@ -596,6 +614,21 @@ class MissWatch:
             current.generation += 1
             routing.save(self.dir, current)
         return True
+
+
+def router_command(prefix: Path) -> str:
+    """What the command line of the router with this prefix holds (nginx's master rewrites its
+    own, keeping the arguments)."""
+    return f"nginx -p {prefix} "
+
+
+def router_left(directory: Path) -> int | None:
+    """The pid of the router a supervisor of `directory` started, if it runs (whoever runs it)."""
+    prefix = directory.resolve() / "nginx"  # as the supervisor started it
+    pid = nginx.running_pid(prefix)
+    if pid is None or start_time(pid) is None or router_command(prefix) not in _cmdline(pid) + " ":
+        return None
+    return pid
 
 
 def stop_orphans(directory: Path, keep: set[int] | None = None) -> list[int]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from core.process import free_port
 from deploy import supervisor
 from deploy.routing import ROUTING_FILE
 
@@ -81,3 +82,37 @@ def test_the_sustained_miss_watch_leaves_a_broken_routing_file_alone(tmp_path):
     (tmp_path / ROUTING_FILE).write_text("{")
     assert supervisor.MissWatch(tmp_path)._pin("r0002", "late") is False
     assert (tmp_path / ROUTING_FILE).read_text() == "{"
+
+
+LISTEN = (
+    "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])));"
+    " s.listen(); print('up', flush=True); time.sleep(60)"
+)
+
+
+@pytest.fixture
+def orphan_worker():
+    """Stands in for a BentoML worker whose arbiter died: it holds the release's port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LISTEN, str(port), "bentoml", "sales_api:v1", "--fd", "3"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+    yield port, proc
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+
+
+def test_the_workers_a_dead_release_left_on_its_port_are_stopped(orphan_worker):
+    port, proc = orphan_worker
+    assert supervisor.stop_workers(port, "sales_api:v1") == [proc.pid]
+    assert proc.wait(timeout=10) is not None
+
+
+def test_workers_of_another_bento_on_the_port_are_left_alone(orphan_worker):
+    port, proc = orphan_worker
+    assert supervisor.stop_workers(port, "sales_api:v2") == []
+    assert proc.poll() is None
