@@ -2,7 +2,9 @@
 supervisor, on free loopback ports. Requests routed by x-model-version, an unknown version
 refused, a 200 MB body refused without the router growing, a late stable release answered for by
 the previous one, and the router and a release SIGKILLed and brought back while `status`
-reports the outage."""
+reports the outage, a supervisor SIGKILLed and its router and releases adopted by the next one
+(`make adopt`, or a deploy) with no failed request, and a broken routing file that stops nothing
+until `make down` stops everything."""
 
 from __future__ import annotations
 
