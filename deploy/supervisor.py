@@ -315,9 +315,9 @@ class Supervisor:
                 if self._take(child, info.get("pid"), cmd, info, r.port, r.bento):
                     self.releases[r.id] = child
                     adopted.append(f"{r.id} (pid {info['pid']})")
-                elif left := stop_workers(
-                    r.port, r.bento
-                ):  # its arbiter died too: they hold its port
+                    continue
+                # Its arbiter died too: workers it left would hold the port of its restart.
+                if left := stop_workers(r.port, r.bento):
                     _log(f"{r.id}: stopped workers {left} its dead arbiter left on its port")
             router, pid = self._router_child(), nginx.running_pid(self.prefix)
             if self._take(router, pid, router_command(self.prefix), old.get("router") or {}):
