@@ -228,8 +228,8 @@ class LocalTarget:
             else "there is no good copy to put back"
         )
         return (
-            f"{self.name}: the routing file is broken: {exc}; nothing was changed (the router"
-            f" serves its last good configuration): {back}, or stop everything with"
+            f"{self.name}: the routing file is broken: {exc}; nothing was changed (a running"
+            f" router keeps its last good configuration): {back}, or stop everything with"
             f" `make down ENV={self.env_name}`"
         )
 
