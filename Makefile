@@ -151,6 +151,10 @@ rollback: $(STAMP) $(NGINX) ## Go back one release of MODEL=sales in ENV; other 
 unpin: $(STAMP) ## After a sustained budget miss sent MODEL's traffic to the previous release: let the stable one answer again
 	$(PY) -m deploy unpin $(ENV) --model $(MODEL)
 
+.PHONY: adopt
+adopt: $(STAMP) $(NGINX) ## After MODEL's supervisor in ENV died: a new one takes over its router and releases, restarting none
+	$(PY) -m deploy adopt $(ENV) --model $(MODEL)
+
 .PHONY: status
 status: $(STAMP) ## Each model in each local environment, checked now: serving, degraded (why) or down
 	$(PY) -m deploy status

@@ -228,6 +228,17 @@ def cmd_unpin(args: argparse.Namespace, settings: Settings, cfg: deploy_config.D
     return 0
 
 
+def cmd_adopt(args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig) -> int:
+    target = _local(settings, cfg, args.env, args.model or settings.model)
+    done = target.adopt()
+    print(
+        f"{target.name}: supervisor {done['supervisor']} adopted"
+        f" {', '.join(done['adopted']) or 'nothing'}"
+        + (f"; started {', '.join(done['started'])} (not running)" if done["started"] else "")
+    )
+    return 0
+
+
 def cmd_down(args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig) -> int:
     names = args.env or sorted(
         {n for n, e in cfg.environments.items() if e.local}
@@ -273,7 +284,7 @@ def cmd_status(
             live = st["live"]
             what = f"{live['id']} {live['bento']} (model {live['model_tag']})" if live else ""
             verdict = st["verdict"]
-            unhealthy |= verdict in ("degraded", "down")
+            unhealthy |= verdict in ("degraded", "down", "broken")
             print(f"{name:<11} {model:<16} {st['url']:<24} {verdict:<12} {what}".rstrip())
             for reason in st["why"]:
                 print(f"{'':<12}- {reason}")
@@ -453,6 +464,11 @@ def parser() -> argparse.ArgumentParser:
     u = sub.add_parser("unpin", help="let a stable release pinned to the previous one answer again")
     u.add_argument("env")
     u.add_argument("--model", help="default: BENTOGATE_MODEL")
+    ad = sub.add_parser(
+        "adopt", help="after the supervisor died: a new one takes over what it left serving"
+    )
+    ad.add_argument("env")
+    ad.add_argument("--model", help="default: BENTOGATE_MODEL")
     dn = sub.add_parser("down", help="stop every service the local target started")
     dn.add_argument("env", nargs="*")
     sub.add_parser("status", help="what each model serves in each local environment, and where")
@@ -496,6 +512,7 @@ COMMANDS = {
     "deploy": cmd_deploy,
     "rollback": cmd_rollback,
     "unpin": cmd_unpin,
+    "adopt": cmd_adopt,
     "down": cmd_down,
     "status": cmd_status,
     "smoke": cmd_smoke,

@@ -5,6 +5,8 @@ serving: the stable address answers ready and every routed release is ready.
 degraded: the stable address answers, but something is wrong (a release not ready, the router
   answering from the fallback, the supervisor gone): each reason is listed.
 down: the stable address does not answer ready.
+broken: the routing file cannot be read: no deploy or rollback until it is put right (the
+  router keeps its last good configuration; whether the address answers is listed).
 """
 
 from __future__ import annotations
@@ -43,13 +45,22 @@ def _crashes(supervised: dict[str, Any], now: float) -> list[str]:
     return out
 
 
+def broken(url: str, why: str) -> dict[str, Any]:
+    with httpx.Client(timeout=TIMEOUT_S) as client:
+        ok, detail, _ = _ready(client, url)
+    answers = f"{url} still answers ready" if ok else f"{url} {detail}"
+    return {"verdict": "broken", "why": [why, answers], "releases": {}}
+
+
 def check(
     url: str,
     routing: Routing | None,
     supervised: dict[str, Any] | None,
     now: float | None = None,
+    recover: str = "deploy again",
 ) -> dict[str, Any]:
-    """`supervised`: the supervisor's state file if it runs, else None."""
+    """`supervised`: the supervisor's state file if it runs, else None; `recover`: the command
+    that gives a running router and releases a supervisor again."""
     if routing is None or routing.stable is None:
         return {"verdict": "not deployed", "why": [], "releases": {}}
     why: list[str] = []
@@ -62,7 +73,7 @@ def check(
                 why.append(f"{r.id} not ready ({detail})")
         ok, detail, response = _ready(client, url)
     if supervised is None:
-        why.append("the supervisor is not running: nothing restarts a crash (deploy again)")
+        why.append(f"the supervisor is not running: nothing restarts a crash (`{recover}`)")
     else:
         why += _crashes(supervised, time.time() if now is None else now)
     if not ok:

@@ -13,8 +13,8 @@ is switched back at once) and the previous one keeps serving. A deploy refused b
 (port taken, no nginx, no such Bento) changes nothing.
 
 State, per environment and model, in <deploy_dir>/<env>/<model>/: routing.json (what runs and
-what serves, routing.py), history.json (every release of that model and what became of it),
-router.json (the supervisor's pid), supervisor.json (what it runs), nginx/ (the router's prefix:
+what serves, routing.py; routing.json.good, its last good copy), history.json (every release of
+that model and what became of it), router.json (the supervisor's pid), supervisor.json (what it runs), nginx/ (the router's prefix:
 nginx.conf, logs/access.log as JSON lines, temp/), logs/ (one log per release, the router's and
 the supervisor's), predictions.jsonl (the prediction log of every release).
 """
@@ -215,7 +215,27 @@ class LocalTarget:
         return {}
 
     def routing(self) -> Routing | None:
-        return routing_file.load(self.dir)
+        """The routing file; UsageError in one line, with the way out, if it is broken."""
+        try:
+            return routing_file.load(self.dir)
+        except routing_file.RoutingError as exc:
+            raise UsageError(self.broken(exc)) from None
+
+    def broken(self, exc: routing_file.RoutingError) -> str:
+        good = self.dir / routing_file.GOOD_COPY
+        back = (
+            f"put back the last good copy (`cp {good} {self.dir / routing_file.ROUTING_FILE}`)"
+            if good.is_file()
+            else "there is no good copy to put back"
+        )
+        return (
+            f"{self.name}: the routing file is broken: {exc}; nothing was changed (a running"
+            f" router keeps its last good configuration): {back}, or stop everything with"
+            f" `make down ENV={self.env_name}`"
+        )
+
+    def adopt_command(self) -> str:
+        return f"make adopt ENV={self.env_name} MODEL={self.model}"
 
     def _ensure_supervisor(self) -> None:
         """The supervisor runs on this target's port; or UsageError, having changed nothing."""
@@ -227,9 +247,9 @@ class LocalTarget:
             info = None
         if info and info["port"] == self.port:
             return
-        if not info:
-            supervisor.stop_orphans(self.dir)  # a supervisor killed alone leaves its children
-        if not _port_free(self.cfg.host, self.port):
+        # A supervisor that died left its router serving on the port: the new one adopts it.
+        ours = not info and self._router_left() == self.port
+        if not ours and not _port_free(self.cfg.host, self.port):
             raise UsageError(
                 f"{self.name}: port {self.port} on {self.cfg.host} is taken by another program;"
                 f" free it, or change the port of {self.env_name} in deploy/config.yaml or"
@@ -255,24 +275,67 @@ class LocalTarget:
             {"kind": "supervisor", "pid": proc.pid, "start": start, "port": self.port},
         )
 
+    def _router_left(self) -> int | None:
+        """The port of the router a supervisor that died left running, if it still runs."""
+        path = self.dir / "router.json"
+        if supervisor.router_left(self.dir) is None or not path.is_file():
+            return None
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            return int(json.loads(path.read_text())["port"])
+        return None
+
+    def adopt(self, timeout: float = 20.0) -> dict[str, Any]:
+        """After the supervisor died (killed, out of memory): a new one takes over the router
+        and releases it left serving, restarting none (supervisor.py). Returns the new
+        supervisor's pid, what it adopted and what it had to start (what had died too)."""
+        with self._locked():
+            routing = self.routing()
+            if routing is None or routing.stable is None:
+                raise UsageError(f"{self.name}: nothing is deployed here to adopt")
+            if info := self._supervisor():
+                raise UsageError(
+                    f"{self.name}: its supervisor runs (pid {info['pid']}): nothing to adopt"
+                )
+            before = self._supervised()
+            self._ensure_supervisor()
+            after = self._wait_applied(routing, timeout)
+
+        def pids(state: dict[str, Any]) -> dict[str, int | None]:
+            children = {"router": state.get("router"), **state.get("releases", {})}
+            return {name: (c or {}).get("pid") for name, c in children.items()}
+
+        old, new = pids(before), pids(after)
+        return {
+            "supervisor": after["pid"],
+            "adopted": [f"{n} (pid {p})" for n, p in new.items() if p and old.get(n) == p],
+            "started": [f"{n} (pid {p})" for n, p in new.items() if p and old.get(n) != p],
+        }
+
     def _apply(self, routing: Routing, timeout: float = 20.0) -> dict[str, Any]:
         """Write the next generation of the routing file and wait until the supervisor applied
         it (nginx reloaded, releases started or stopped); returns the supervisor's state."""
         routing.generation += 1
         routing_file.save(self.dir, routing)
+        return self._wait_applied(routing, timeout)
+
+    def _wait_applied(self, routing: Routing, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             state = self._supervised()
+            running = self._supervisor()
+            if running is None:
+                raise DeployError(
+                    f"{self.name}: the supervisor exited; see {self.dir}/logs/supervisor.log"
+                )
+            if state.get("pid") != running["pid"]:  # the state a supervisor that died left
+                time.sleep(0.05)
+                continue
             started = all(
                 (state.get("releases", {}).get(r.id) or {}).get("pid") for r in routing.releases
             )
             router = not routing.stable or (state.get("router") or {}).get("pid")
             if state.get("generation", -1) >= routing.generation and started and router:
                 return state
-            if self._supervisor() is None:
-                raise DeployError(
-                    f"{self.name}: the supervisor exited; see {self.dir}/logs/supervisor.log"
-                )
             time.sleep(0.05)
         error = self._supervised().get("error") or "no answer"
         raise DeployError(
@@ -785,13 +848,21 @@ class LocalTarget:
         """Stop every process this target started for the environment."""
         stopped = []
         with self._locked():
-            routing = self.routing()
+            # What runs, from the supervisor's own state: the routing file may be broken.
+            supervised = self._supervised()
+            bentos = {r.id: r.bento for r in self.history()}
             if info := self._supervisor():
                 _stop(info["pid"], info["start"], timeout=40)
-                running = [f"{r.id} ({r.bento})" for r in routing.releases] if routing else []
+                running = [
+                    f"{rid} ({bentos.get(rid, '?')})" for rid in supervised.get("releases", {})
+                ]
                 stopped += [*running, f"router on port {info['port']}"]
-            supervisor.stop_orphans(self.dir)
-            (self.dir / routing_file.ROUTING_FILE).unlink(missing_ok=True)
+            stopped += [
+                f"{pid} (left by a supervisor that died)"
+                for pid in supervisor.stop_orphans(self.dir)
+            ]
+            for name in (routing_file.ROUTING_FILE, routing_file.GOOD_COPY):
+                (self.dir / name).unlink(missing_ok=True)
             (self.dir / "route.json").unlink(missing_ok=True)
             history = self.history()
             for r in history:
@@ -806,15 +877,19 @@ class LocalTarget:
     def status(self) -> dict[str, Any]:
         """The truth, from outside: the stable address and each release's /readyz, asked now."""
         live = self.live()
-        routing = self.routing()
         out: dict[str, Any] = {
             "environment": self.env_name,
             "model": self.model,
             "url": self.url,
             "live": asdict(live) if live else None,
         }
+        try:
+            routing = routing_file.load(self.dir)
+        except routing_file.RoutingError as exc:
+            out.update(health.broken(self.url, self.broken(exc)))
+            return out
         supervised = self._supervised() if self._supervisor() is not None else None
-        out.update(health.check(self.url, routing, supervised))
+        out.update(health.check(self.url, routing, supervised, recover=self.adopt_command()))
         return out
 
 

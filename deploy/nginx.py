@@ -351,6 +351,14 @@ def owner(directory: Path) -> str | None:
     return pwd.getpwuid(directory.stat().st_uid).pw_name
 
 
+def running_pid(prefix: Path) -> int | None:
+    """The master's pid, from the pid file nginx keeps under its prefix (None if none)."""
+    try:
+        return int(paths(prefix)["pid"].read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def prepare(prefix: Path) -> None:
     for name in TEMP_DIRS:
         (prefix / "temp" / name).mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,16 @@ import json
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ROUTING_FILE = "routing.json"
+# A copy of the last routing file written whole: a hand-edited or corrupted routing.json has
+# a way back (the supervisor keeps serving its last good configuration meanwhile).
+GOOD_COPY = ROUTING_FILE + ".good"
+
+
+class RoutingError(ValueError):
+    """The routing file cannot be read as one: names the file and what is wrong."""
 
 
 class _Strict(BaseModel):
@@ -139,13 +146,25 @@ class Routing(_Strict):
 
 
 def load(directory: Path) -> Routing | None:
+    """The routing file, None if there is none; RoutingError if it is not a routing file."""
     path = directory / ROUTING_FILE
-    return Routing.model_validate_json(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return Routing.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(the whole file)"
+        raise RoutingError(f"{path}: {where}: {first['msg']}") from None
+    except OSError as exc:
+        raise RoutingError(f"{path}: cannot be read: {exc.strerror}") from None
 
 
 def save(directory: Path, routing: Routing) -> None:
-    """Atomically: the supervisor never reads half a file."""
+    """Atomically, the good copy too: the supervisor never reads half a file."""
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (ROUTING_FILE + ".tmp")
-    tmp.write_text(json.dumps(routing.model_dump(), indent=2) + "\n")
-    os.replace(tmp, directory / ROUTING_FILE)
+    text = json.dumps(routing.model_dump(), indent=2) + "\n"
+    for name in (ROUTING_FILE, GOOD_COPY):
+        tmp = directory / (name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, directory / name)

@@ -6,6 +6,13 @@ and applied with SIGHUP (nginx's graceful reload: requests in flight finish on t
 a release that appears is started, one that disappears is stopped. What it runs, and the
 generation it applied, are in supervisor.json for the deploy and `make status` to read.
 
+A supervisor that starts where one died (killed, OOM) adopts what that one left serving instead
+of restarting it: the router named by nginx's own pid file under its prefix, and each release
+supervisor.json names that is still the same process (its command line and start time) and
+still in the routing file. They are not its children, so it cannot wait() for them: it watches
+each through a pidfd (which never names another process that reuses the pid) and restarts it
+when it exits, like any child. Anything else the dead one left running is stopped.
+
 `python -m deploy.supervisor STATE_DIR` (started by the local target, in its own session).
 """
 
@@ -15,6 +22,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -71,6 +79,41 @@ def _children_of(parent: int) -> list[int]:
     return out
 
 
+def _listening(port: int) -> list[int]:
+    """The processes holding a listening socket on `port`: a release's workers hold its port."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                f = line.split()
+                if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    inodes.add(f"socket:[{f[9]}]")
+    out = []
+    for fds in Path("/proc").glob("[0-9]*/fd") if inodes else []:
+        with contextlib.suppress(OSError, ValueError):
+            if any(os.readlink(fd) in inodes for fd in fds.iterdir()):
+                out.append(int(fds.parent.name))
+    return out
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot): with the pid, who it is."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
 def _running(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -83,13 +126,71 @@ def _kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+class Adopted:
+    """A process a supervisor that died started, taken over: not our child, so no wait(); a pidfd
+    says when it exits and signals it (never another process that got its pid). A release's
+    workers (BentoML's run in sessions of their own, and once it is gone they are init's, linked
+    to it by nothing) are found by the port they hold, to be stopped with it."""
+
+    def __init__(self, pid: int, port: int | None = None, bento: str = "") -> None:
+        self.pid, self.port, self.bento = pid, port, bento
+        self.fd: int | None = os.pidfd_open(pid)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.fd is not None and select.select([self.fd], [], [], 0)[0]:
+            os.close(self.fd)
+            self.fd, self.returncode = None, -1  # its exit status went to its new parent
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None and self.fd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.fd, sig)
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.02)
+        assert self.returncode is not None
+        return self.returncode
+
+    def stop_workers(self) -> None:
+        """Once it is gone: the BentoML workers still holding its port."""
+        if self.port is not None and self.poll() is not None:
+            stop_workers(self.port, self.bento)
+
+
+def stop_workers(port: int, bento: str, grace_s: float = 2.0) -> list[int]:
+    """SIGTERM the workers of `bento` holding `port` with no arbiter left, then SIGKILL."""
+    workers = {
+        p: start_time(p)
+        for p in _listening(port)
+        if "bentoml" in (cmd := _cmdline(p)) and f" {bento} " in cmd
+    }
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(start_time(p) == t for p, t in workers.items()):
+        time.sleep(0.02)
+    for pid, started in workers.items():
+        if started is not None and start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return list(workers)
+
+
 @dataclass
 class Child:
     name: str
     cmd: list[str]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | Adopted | None = None
+    started: int | None = None  # the process's start time: with its pid, who it is
     restarts: int = 0
     next_start: float = 0.0
     last_exit: str = ""
@@ -106,6 +207,7 @@ class Child:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own group: its workers go with it
             )
+        self.started = start_time(self.proc.pid)
 
     def exited(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
@@ -121,6 +223,8 @@ class Child:
                 _kill_group(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
         _kill_group(self.proc.pid, signal.SIGKILL)  # workers that outlived their parent
+        if isinstance(self.proc, Adopted):
+            self.proc.stop_workers()
 
 
 class Supervisor:
@@ -136,6 +240,7 @@ class Supervisor:
         self.stopping = False
         self.stopping_children: list[Child] = []
         self.misses = MissWatch(directory)
+        self.adopted_generation: int | None = None  # what the adopted router already runs
 
     # -- the routing file --
     def reload(self) -> None:
@@ -156,6 +261,11 @@ class Supervisor:
             _log(self.error)
             return
         self.routing, self.error = new, ""
+        # An adopted router already runs the generation its supervisor applied: no reload.
+        adopted, self.adopted_generation = self.adopted_generation, None
+        if new.generation == adopted:
+            self.applied = new.generation
+            return
         if self.router and self.router.exited() is None and self.router.proc:
             old_workers = _children_of(self.router.proc.pid)
             self.router.proc.send_signal(signal.SIGHUP)
@@ -168,8 +278,8 @@ class Supervisor:
         self.applied = new.generation
 
     # -- children --
-    def _release_child(self, r: routing.RoutedRelease) -> Child:
-        host = self.routing.host if self.routing else "127.0.0.1"
+    def _release_child(self, r: routing.RoutedRelease, host: str | None = None) -> Child:
+        host = host or (self.routing.host if self.routing else "127.0.0.1")
         # Its own metrics folder: BentoML's, $BENTOML_HOME/prometheus_multiproc_dir, is one for
         # every server and wiped whenever any starts (service.py reads the variable).
         metrics = self.dir / "metrics" / r.id
@@ -187,8 +297,79 @@ class Supervisor:
             },
         )
 
+    def _router_child(self) -> Child:
+        return Child(
+            "router",
+            nginx.command(self.prefix, nginx.paths(self.prefix)["conf"]),
+            self.dir / "logs" / "router.log",
+        )
+
+    # -- taking over from a supervisor that died --
+    def adopt(self) -> list[str]:
+        """Take over the router and releases a supervisor that died left serving (see the
+        module's docstring); stop whatever else it left. Returns what was adopted."""
+        current = routing.load(self.dir)  # RoutingError: nothing is touched (see run)
+        try:
+            old = json.loads((self.dir / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            old = {}
+        adopted: list[str] = []
+        if isinstance(old, dict) and current is not None:
+            for r in current.releases:
+                info = (old.get("releases") or {}).get(r.id) or {}
+                child = self._release_child(r, current.host)
+                cmd = f"serve {r.bento} --host {current.host} --port {r.port} "
+                if self._take(child, info.get("pid"), cmd, info, r.port, r.bento):
+                    self.releases[r.id] = child
+                    adopted.append(f"{r.id} (pid {info['pid']})")
+                    continue
+                # Its arbiter died too: workers it left would hold the port of its restart.
+                if left := stop_workers(r.port, r.bento):
+                    _log(f"{r.id}: stopped workers {left} its dead arbiter left on its port")
+            router, pid = self._router_child(), nginx.running_pid(self.prefix)
+            if self._take(router, pid, router_command(self.prefix), old.get("router") or {}):
+                self.router = router
+                self.adopted_generation = old.get("generation")
+                adopted.append(f"router (pid {pid})")
+        keep = {c.proc.pid for c in self._children() if c.proc is not None}
+        stop_orphans(self.dir, keep=keep)
+        return adopted
+
+    @staticmethod
+    def _take(
+        child: Child,
+        pid: Any,
+        command: str,
+        info: dict[str, Any],
+        port: int | None = None,
+        bento: str = "",
+    ) -> bool:
+        """Adopt `pid` as `child` if it is the process started with `command` (and at the start
+        time recorded, when one is): a pid reused by another process is never taken."""
+        start = info.get("start")
+
+        def same() -> bool:
+            alive = start_time(pid)
+            return alive is not None and start in (None, alive) and command in _cmdline(pid) + " "
+
+        if not isinstance(pid, int) or not same():
+            return False
+        try:
+            proc = Adopted(pid, port, bento)
+        except OSError:  # gone meanwhile
+            return False
+        if not same():  # the pid was reused between the check and the pidfd
+            return False
+        child.proc, child.started = proc, start_time(pid)
+        child.restarts = int(info.get("restarts") or 0)
+        child.last_exit = str(info.get("last_exit") or "")
+        child.last_restart = info.get("last_restart")
+        return True
+
     def ensure(self) -> bool:
         """Start what should run and is not; stop what should not run. True if anything changed."""
+        if self.routing is None:  # no routing file read yet: nothing is known to be unwanted
+            return False
         changed = False
         wanted = {r.id: r for r in (self.routing.releases if self.routing else [])}
         for rid in [rid for rid in self.releases if rid not in wanted]:
@@ -204,11 +385,7 @@ class Supervisor:
             changed |= self._keep_running(self.releases[rid])
         if self.routing is not None and self.applied >= 0:
             if self.router is None:
-                self.router = Child(
-                    "router",
-                    nginx.command(self.prefix, nginx.paths(self.prefix)["conf"]),
-                    self.dir / "logs" / "router.log",
-                )
+                self.router = self._router_child()
             changed |= self._keep_running(self.router)
         self._reap_stopping()
         return changed
@@ -222,6 +399,9 @@ class Supervisor:
             _kill_group(child.proc.pid, signal.SIGKILL)
             self._stop_orphans()  # its workers hold the port
             child.last_exit = f"exited with {code}"
+            if isinstance(child.proc, Adopted):
+                child.proc.stop_workers()
+                child.last_exit = "exited (adopted: its exit status went to init)"
             child.restarts += 1
             child.last_restart = time.time()
             # Back at once the first time; a release that keeps crashing waits up to 4 s.
@@ -267,6 +447,8 @@ class Supervisor:
             if child.exited() is not None:
                 assert child.proc is not None
                 _kill_group(child.proc.pid, signal.SIGKILL)
+                if isinstance(child.proc, Adopted):
+                    child.proc.stop_workers()
                 self.stopping_children.remove(child)
                 self._stop_orphans()
                 shutil.rmtree(self.dir / "metrics" / child.name, ignore_errors=True)
@@ -278,6 +460,7 @@ class Supervisor:
             pid = child.proc.pid if child.proc and child.exited() is None else None
             return {
                 "pid": pid,
+                "start": child.started if pid else None,
                 "restarts": child.restarts,
                 "last_exit": child.last_exit,
                 "last_restart": child.last_restart,
@@ -312,7 +495,13 @@ class Supervisor:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         _log(f"supervisor {os.getpid()} for {self.dir}")
-        stop_orphans(self.dir)
+        try:
+            adopted = self.adopt()
+        except routing.RoutingError as exc:  # what it names cannot be known: touch nothing
+            _log(f"not started: {exc}")
+            raise SystemExit(2) from None
+        if adopted:
+            _log(f"adopted from a supervisor that died: {', '.join(adopted)}")
         try:
             last = ""
             while not self.stopping:
@@ -509,7 +698,10 @@ class MissWatch:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False
-            current = routing.load(self.dir)
+            try:
+                current = routing.load(self.dir)
+            except routing.RoutingError:  # a broken file is refused; the deploy says how
+                return False
             if current is None or current.stable != stable or current.fallback is not None:
                 return False
             current.fallback, current.fallback_reason = stable, reason
@@ -518,9 +710,25 @@ class MissWatch:
         return True
 
 
-def stop_orphans(directory: Path) -> list[int]:
+def router_command(prefix: Path) -> str:
+    """What the command line of the router with this prefix holds (nginx's master rewrites its
+    own, keeping the arguments)."""
+    return f"nginx -p {prefix} "
+
+
+def router_left(directory: Path) -> int | None:
+    """The pid of the router a supervisor of `directory` started, if it runs (whoever runs it)."""
+    prefix = directory.resolve() / "nginx"  # as the supervisor started it
+    pid = nginx.running_pid(prefix)
+    if pid is None or start_time(pid) is None or router_command(prefix) not in _cmdline(pid) + " ":
+        return None
+    return pid
+
+
+def stop_orphans(directory: Path, keep: set[int] | None = None) -> list[int]:
     """Stop what a supervisor that was killed alone left running (its nginx and releases hold
-    the ports): the pids in its last state file that are still nginx or bentoml processes."""
+    the ports): the pids in its last state file that are still nginx or bentoml processes,
+    but those in `keep` (adopted)."""
     try:
         state = json.loads((directory / STATE_FILE).read_text())
     except (OSError, ValueError):
@@ -529,6 +737,8 @@ def stop_orphans(directory: Path) -> list[int]:
     pids += [(info or {}).get("pid") for info in state.get("releases", {}).values()]
     stopped = []
     for pid in filter(None, pids):
+        if pid in (keep or set()):
+            continue
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
@@ -545,7 +755,8 @@ def stop_orphans(directory: Path) -> list[int]:
         time.sleep(0.05)
     for pid in stopped:
         _kill_group(pid, signal.SIGKILL)
-    (directory / STATE_FILE).unlink(missing_ok=True)
+    if not keep:
+        (directory / STATE_FILE).unlink(missing_ok=True)
     return stopped
 
 

@@ -47,7 +47,7 @@ def test_every_pipeline_step_is_given_the_model():
         assert step.count("MODEL=$(MODEL)") == step.count("$(MAKE)") + 1, step
 
 
-@pytest.mark.parametrize("target", ["rollback", "smoke", "unpin"])
+@pytest.mark.parametrize("target", ["rollback", "smoke", "unpin", "adopt"])
 def test_per_model_operations_name_the_model(target):
     assert "--model wine" in dry_run(target, "ENV=staging", "MODEL=wine")
     assert "--model sales" in dry_run(target, "ENV=staging")

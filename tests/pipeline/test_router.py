@@ -2,7 +2,9 @@
 supervisor, on free loopback ports. Requests routed by x-model-version, an unknown version
 refused, a 200 MB body refused without the router growing, a late stable release answered for by
 the previous one, and the router and a release SIGKILLed and brought back while `status`
-reports the outage."""
+reports the outage, a supervisor SIGKILLed and its router and releases adopted by the next one
+(`make adopt`, or a deploy) with no failed request, and a broken routing file that stops nothing
+until `make down` stops everything."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import pytest
 from core.process import free_port
 from core.settings import ROOT
 from deploy import config
-from deploy.local import LocalTarget
+from deploy.local import LocalTarget, UsageError
 from tests.conftest import copy_project, make
 from tests.fixtures import polling
 
@@ -328,3 +330,110 @@ def test_a_killed_release_is_restarted_while_the_previous_one_answers_and_is_not
     assert poller.failures == []
     assert "r0001" in poller.answered_by  # the previous release answered during the outage
     assert target.routing().fallback is None
+
+
+def kill_supervisor(target: LocalTarget) -> None:
+    pid = json.loads((target.dir / "router.json").read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() or zombie(pid), timeout=10)
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def serving_pids(target: LocalTarget) -> dict[str, int]:
+    state = supervised(target)
+    return {"router": state["router"]["pid"], **{k: v["pid"] for k, v in state["releases"].items()}}
+
+
+def test_a_supervisor_that_died_is_adopted_by_make_adopt_without_a_failed_request(target, example):
+    before = serving_pids(target)
+    poller = Poller(target.url, example)
+    poller.start()
+    try:
+        time.sleep(0.5)
+        kill_supervisor(target)
+        status = target.status()
+        time.sleep(1)  # serving goes on with nobody supervising it
+        done = target.adopt()
+        after = serving_pids(target)
+        time.sleep(0.5)
+    finally:
+        poller.stop.set()
+        poller.join(15)
+    assert any(w.endswith("(`make adopt ENV=staging MODEL=sales`)") for w in status["why"])
+    assert after == before  # taken over, not restarted
+    assert done["started"] == []
+    assert done["supervisor"] == json.loads((target.dir / "router.json").read_text())["pid"]
+    assert poller.failures == []
+    assert len(poller.answered_by) > 20
+
+
+def test_an_adopted_release_that_is_killed_is_restarted_by_the_new_supervisor(target, example):
+    before = supervised(target)["releases"]["r0002"]
+    poller = Poller(target.url, example)
+    poller.start()
+    try:
+        time.sleep(0.2)
+        os.kill(before["pid"], signal.SIGKILL)
+        wait_for(
+            lambda: supervised(target)["releases"]["r0002"]["pid"] not in (None, before["pid"]), 30
+        )
+        wait_for(lambda: ready(f"http://127.0.0.1:{target.routing().release('r0002').port}"), 60)
+        time.sleep(0.5)
+    finally:
+        poller.stop.set()
+        poller.join(15)
+    after = supervised(target)["releases"]["r0002"]
+    assert after["restarts"] == before["restarts"] + 1
+    assert after["last_exit"] == "exited (adopted: its exit status went to init)"
+    assert poller.failures == []
+
+
+def test_deploying_again_after_the_supervisor_died_fails_no_request(target, bento, example):
+    router = supervised(target)["router"]["pid"]
+    poller = Poller(target.url, example)
+    poller.start()
+    try:
+        time.sleep(0.5)
+        kill_supervisor(target)
+        time.sleep(0.5)
+        release = target.deploy(bento, target.routing().release("r0002").model_tag)
+        time.sleep(0.5)
+    finally:
+        poller.stop.set()
+        poller.join(15)
+    assert poller.failures == []
+    assert release.status == "live"
+    assert supervised(target)["router"]["pid"] == router  # adopted, reloaded, never restarted
+
+
+def test_a_broken_routing_file_stops_no_request_and_make_down_still_stops_everything(
+    target, bento, production_tag, example
+):
+    # Last in this module: it ends with everything stopped.
+    pids = serving_pids(target)
+    poller = Poller(target.url, example)
+    poller.start()
+    try:
+        (target.dir / "routing.json").write_text('{"releases": [')  # a disk that filled up
+        time.sleep(1)  # the supervisor has read it, and keeps its last good configuration
+        status = target.status()
+        with pytest.raises(UsageError, match="the routing file is broken"):
+            target.deploy(bento, production_tag)
+        time.sleep(0.5)
+    finally:
+        poller.stop.set()
+        poller.join(15)
+    assert status["verdict"] == "broken"
+    assert status["why"][1] == f"{target.url} still answers ready"
+    assert poller.failures == []
+    assert serving_pids(target) == pids
+    stopped = target.down()
+    assert "router on port" in stopped[-1]
+    assert [pid for pid in pids.values() if not zombie(pid)] == []
+    assert not ready(target.url)
