@@ -26,6 +26,8 @@ import pandas as pd
 from core.thresholds import Threshold
 from deploy.canary import FAIL, INCONCLUSIVE, PASS, AccuracyChecks, CheckInput, CheckResult
 from models import get_spec
+from models.actuals import ActualRule
+from models.actuals import rule as actual_rule
 from models.config import package_config
 from models.contract import ModelSpec
 from monitoring import quality
@@ -117,14 +119,17 @@ def predictions(
     return out
 
 
-def actuals(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """key -> actual (the last one received wins, as in the monitor)."""
+def actuals(records: list[dict[str, Any]], rule: ActualRule) -> dict[str, Any]:
+    """key -> actual (the last one received wins, as in the monitor). One that is no actual of
+    the model (`rule`: a string or NaN for a regressor, logged by a release from before /feedback
+    checked them) is skipped, as the monitor skips it: junk must not cost the canary its verdict."""
     return {
         str(r["request_id"]): r["actual"]
         for r in records
         if r.get("event", "actual") == "actual"
         and r.get("request_id")
         and r.get("actual") is not None
+        and rule.problem(r["actual"]) is None
     }
 
 
@@ -142,11 +147,12 @@ class AccuracyCheck:
         self.spec, self.thresholds, self.ratchet, self.cfg = spec, thresholds, ratchet, cfg
         self.predictions = Tail(log_dir / PREDICTIONS)
         self.actuals = Tail(log_dir / ACTUALS)
+        self.rule = actual_rule(spec.task)  # the task's: no record of one release's classes
 
     def joined(self) -> dict[str, tuple[int, dict[str, float]]]:
         """release -> (joined rows, live metrics) over what was logged since the last call."""
         preds = predictions(self.predictions.read())
-        truth = actuals(self.actuals.read())
+        truth = actuals(self.actuals.read(), self.rule)
         rows: dict[str, list[tuple[dict[str, Any], Any, Any, Any]]] = {}
         for key, (release, x, y, proba) in preds.items():
             if key in truth:

@@ -267,3 +267,20 @@ def test_a_classifier_canary_is_judged_on_the_roc_auc_of_its_logged_probabilitie
 
     assert result.verdict == canary.FAIL, result.detail
     assert "live roc_auc = 0.5000 fails the gate's roc_auc >= 0.97" in result.detail
+
+
+def test_junk_actuals_in_the_log_are_skipped_not_a_verdict_lost(tmp_path):
+    # An older release still serving (its Bento before /feedback checked actuals) may have logged
+    # "lots" or NaN: the canary is judged on the rest, as the monitor judges its window.
+    c = check(tmp_path)
+    log(tmp_path, STABLE, 30, 1.05)
+    log(tmp_path, CANARY, 30, 1.05)
+    junk = [("lots", f"{CANARY}-0"), (float("nan"), f"{CANARY}-1"), (1e308, f"{STABLE}-0")]
+    write(
+        tmp_path / accuracy.ACTUALS,
+        [{"event": "actual", "request_id": rid, "actual": a} for a, rid in junk],
+    )
+
+    result = c(INPUT)
+
+    assert result.verdict == canary.PASS, result.detail
