@@ -216,7 +216,10 @@ def production_tag(tmp_path_factory) -> str:
     # Each xdist worker has a model store of its own (BENTOML_HOME above): the first to get here
     # trains and exports the model, the other imports it instead of training a second one beside
     # it (~70 s each on 2 shared cores).
-    shared = tmp_path_factory.getbasetemp().parent
+    # The session's own folder: xdist workers' base folders share their parent, a run without
+    # xdist has its own (its parent outlives the session and would hand a later one a stale model).
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     with (shared / "production-model.lock").open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         exported = shared / "production-model.bentomodel"
