@@ -63,8 +63,9 @@ def decide(
     """Pure: skip a step recorded done with the same inputs whose output is still in place."""
     if recorded is None or inputs is None:
         return Decision(False, "no record of it")
-    if recorded.get("status") != "done":
-        return Decision(False, f"it {recorded.get('status', 'did not end')} last time")
+    if (status := recorded.get("status")) != "done":
+        said = "failed" if status == "failed" else "did not finish"
+        return Decision(False, f"it {said} last time")
     before = recorded.get("inputs", {})
     changed = sorted(k for k in inputs.keys() | before.keys() if inputs.get(k) != before.get(k))
     if changed:

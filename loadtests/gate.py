@@ -396,7 +396,8 @@ def markdown(report: dict[str, Any], summaries: dict[str, dict[str, float]]) -> 
         missed = "; ".join(c["message"] for c in first["checks"] if not c["passed"])
         lines += [
             "",
-            f"The first run missed by a near margin ({missed}): re-run, its figures gate.",
+            f"The first run was a near miss ({missed}): the load test ran once more, and the "
+            "figures above are the re-run's.",
         ]
     lines += ["", "| target | run | round | requests | P50 ms | P90 ms | P99 ms | errors |"]
     lines.append("|---|---|---|---|---|---|---|---|")

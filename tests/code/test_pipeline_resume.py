@@ -28,6 +28,12 @@ def test_a_step_that_failed_last_time_runs_again():
     assert decision.reason == "it failed last time"
 
 
+def test_a_step_killed_while_running_runs_again():
+    assert (
+        decide({**DONE, "status": "running"}, INPUTS, None).reason == "it did not finish last time"
+    )
+
+
 def test_a_step_whose_output_is_gone_runs_again_saying_so():
     decision = decide(DONE, INPUTS, "sales:abc is no longer in the model store")
     assert not decision.skip
