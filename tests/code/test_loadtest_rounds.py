@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from core.thresholds import parse
-from loadtests.gate import check, shortfalls
+from loadtests.gate import GateConfig, check, load_budget_s, shortfalls
 from loadtests.rounds import combine, confirmed
 
 GATES = [parse("p90 < 50ms"), parse("error_rate < 1%")]
@@ -127,3 +127,25 @@ def test_a_pass_is_measured_once():
     result, _ = confirmed(measure, judge, within=0.5)
     assert result.accepted
     assert measure.calls == 1
+
+
+def test_the_load_budget_counts_each_rounds_warm_up_and_the_rerun():
+    cfg = GateConfig.model_validate(
+        {
+            "load": {
+                "users": 1,
+                "spawn_rate": 1,
+                "rate_per_user": 1,
+                "duration_s": 20,
+                "warmup_s": 2,
+            },
+            "thresholds": [],
+            "regression": {"p90_ratio": 1.25},
+            "verdict": {"rounds": 3, "confirm_within": 0.5},
+        }
+    )
+    assert load_budget_s(cfg, targets=2) == 2 * 2 * (20 + 3 * 2)
+    no_rerun = cfg.model_copy(
+        update={"verdict": cfg.verdict.model_copy(update={"confirm_within": 0})}
+    )
+    assert load_budget_s(no_rerun, targets=1) == 20 + 3 * 2
