@@ -92,20 +92,25 @@ loadtest: $(STAMP) ## Load-test gate on the last built Bento with its model's th
 	$(PY) -m loadtests.gate $(BENTO) $(MODEL_CHECK) $(if $(THRESHOLDS),--thresholds "$(THRESHOLDS)") $(if $(WORKERS),--workers $(WORKERS))
 
 ENV ?= production
-# One pipeline step: a make target, timed.
+# One pipeline step: a make target, timed and recorded in .bentogate/run/<model>/pipeline.json.
+# deploy/resume.py skips train, build or loadtest, saying why, when the record shows it done with
+# the same inputs and its output still there: a failed load test re-runs without retraining or
+# rebuilding. Its name: the target, and the environment if any (deploy-staging).
+step_name = $(firstword $(1))$(patsubst ENV=%,-%,$(filter ENV=%,$(1)))
 define step
-	@t0=$$(date +%s%N); $(MAKE) --no-print-directory $(1); \
-	  echo "[pipeline] $(1): $$(( ($$(date +%s%N) - t0) / 1000000 )) ms"
+	@$(PY) -m deploy.resume step $(call step_name,$(1)) -- $(MAKE) --no-print-directory $(1)
 endef
 
 .PHONY: pipeline
-pipeline: $(STAMP) ## The whole delivery of MODEL=sales locally: train, gates, build, load test, staging, approval (APPROVE=1), production
+pipeline: $(STAMP) ## The whole delivery of MODEL=sales locally: train, gates, build, load test, staging, approval (APPROVE=1), production; resumes a stopped run (FRESH=1: from the start)
+	@$(PY) -m deploy.resume start $(if $(FRESH),--fresh)
 	$(call step,train MODEL=$(MODEL))
 	$(call step,build MODEL=$(MODEL) MODEL_TAG=$$($(MAKE) -s candidate MODEL=$(MODEL)))
 	$(call step,loadtest MODEL=$(MODEL))
 	$(call step,deploy MODEL=$(MODEL) ENV=staging)
 	$(call step,approve MODEL=$(MODEL) ENV=production)
 	$(call step,deploy MODEL=$(MODEL) ENV=production)
+	@$(PY) -m deploy.resume finish
 
 .PHONY: evidence
 evidence: $(STAMP) ## The reviewer's evidence for the last build (provenance, quality, load test): reports/evidence.md

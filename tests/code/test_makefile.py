@@ -70,3 +70,8 @@ def test_every_target_runs_with_telemetry_off():
         timeout=180,
     )
     assert result.stdout.split() == ["true", "1"], result.stderr
+
+
+def test_fresh_makes_the_pipeline_forget_a_stopped_runs_record():
+    assert "deploy.resume start --fresh" in dry_run("pipeline", "FRESH=1")
+    assert "--fresh" not in dry_run("pipeline")

@@ -1,11 +1,13 @@
 """The delivery pipeline for real, in a copy of the project: `make pipeline` twice (the second run
-with a changed model, a client polling production throughout), then a release whose model fails
+with a changed model, stopped once by an impossible load-test bound and resumed there, a client
+polling production throughout the resumed run), then a release whose model fails
 readiness, `make rollback` and `make down`. Servers, router and Locust all run on loopback."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -136,11 +138,23 @@ def first_run(repo, env, production_url):
     return result
 
 
+def pipeline_record(repo: Path) -> dict:
+    return json.loads((repo / ".bentogate" / "run" / "sales" / "pipeline.json").read_text())
+
+
 @pytest.fixture(scope="module")
-def second_run(first_run, repo, env, production_url):
-    before = serving_model(production_url)
+def stopped_at_the_load_test(first_run, repo, env):
+    """The second delivery, a changed model, first stopped by a bound no service meets."""
     config = repo / "models" / "sales" / "config.yaml"
     config.write_text(config.read_text().replace("learning_rate: 0.08", "learning_rate: 0.1"))
+    result = make(repo, "pipeline", "THRESHOLDS=p50<0.001ms", env=env)
+    return result, pipeline_record(repo)
+
+
+@pytest.fixture(scope="module")
+def second_run(stopped_at_the_load_test, repo, env, production_url):
+    """The same delivery run again as it is: it resumes at the load test."""
+    before = serving_model(production_url)
     with Poller(production_url, example_request(production_url)) as poller:
         result = make(repo, "pipeline", env=env)
         time.sleep(0.5)
@@ -197,6 +211,30 @@ def test_a_second_run_with_a_changed_model_replaces_it_without_a_failed_request(
     assert [r["status"] for r in history(repo)] == ["superseded", "live"]
     # The second run was compared with the first: the ratchet and the load test saw production.
     assert "vs production `" in result.stdout
+
+
+def test_a_pipeline_stopped_by_the_load_test_resumes_there_without_retraining_or_rebuilding(
+    stopped_at_the_load_test, second_run, repo
+):
+    stopped, record = stopped_at_the_load_test
+    assert stopped.returncode != 0
+    assert "fails p50 < 0.001ms" in stopped.stderr
+    assert record["reached"] == "loadtest"
+    assert record["steps"]["loadtest"]["status"] == "failed"
+    _, resumed, _ = second_run
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    candidate, bento = record["steps"]["train"]["candidate"], record["steps"]["build"]["bento"]
+    assert (
+        f"[pipeline] train: skipped: candidate {candidate} is still in the store" in resumed.stdout
+    )
+    assert f"[pipeline] build: skipped: Bento {bento} of {candidate}" in resumed.stdout
+    assert re.search(r"\[pipeline\] (train|build): \d+ ms", resumed.stdout) is None  # not run
+    after = pipeline_record(repo)
+    assert after["steps"]["train"]["candidate"] == candidate
+    assert after["steps"]["build"]["bento"] == bento
+    assert after["steps"]["loadtest"]["status"] == "done"
+    assert after["complete"] is True
+    assert (repo / "build" / "bento-tag").read_text().strip() == bento
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -20,7 +22,8 @@ SHORT = {
     "load": {"users": 4, "spawn_rate": 4, "rate_per_user": 5, "duration_s": 5, "warmup_s": 1},
     "traffic": {"bodies": 200, "multi_record_share": 0.1, "multi_record_size": 5},
     "thresholds": ["p90 < 400ms", "p99 < 2000ms", "error_rate < 0.1%", "rps > 2"],
-    "regression": {"rounds": 1, "p90_ratio": 1.25},
+    "regression": {"p90_ratio": 1.25},
+    "verdict": {"rounds": 2, "confirm_within": 0.5},  # the failing variants miss by far more
     "capacity": {"users": 4, "duration_s": 2},
 }
 
@@ -114,6 +117,25 @@ def test_threshold_override_from_the_command_line_can_fail_the_default_model(
     result = gate_url(config, running, production_tag, tmp_path, "--thresholds", "p50<0.01ms")
     assert result.returncode == 1
     assert "fails p50 < 0.01ms" in result.stderr
+
+
+def test_a_near_miss_is_measured_once_more_and_fails_only_when_the_rerun_fails_too(
+    production_tag, running, tmp_path
+):
+    # Open loop: 20 req/s offered, so "rps > 30" is missed by about a third, within the 90% that
+    # makes a near miss here, on any machine; the figures themselves are not checked.
+    near = {**SHORT, "verdict": {"rounds": 1, "confirm_within": 0.9}}
+    near["load"] = {**SHORT["load"], "duration_s": 2}
+    config = tmp_path / "near.yaml"
+    config.write_text(yaml.safe_dump(near))
+    result = gate_url(config, running, production_tag, tmp_path / "out", "--thresholds", "rps>30")
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "near miss (rps = " in result.stderr and "runs once more" in result.stderr
+    assert (tmp_path / "out" / "candidate_rerun_r1.html").exists()
+    report = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert len(report["rounds"]) == 2
+    assert report["first_attempt"]["accepted"] is False
+    assert "The first run was a near miss (rps = " in result.stdout
 
 
 def test_a_server_that_does_not_start_is_a_run_error_not_a_pass(config, tmp_path, production_tag):
