@@ -175,15 +175,20 @@ class Baseline:
     model: float | None
 
     @property
+    def no_better(self) -> bool:
+        """The estimator scored no better than the dummy."""
+        return self.dummy is not None and self.model is not None and self.model <= self.dummy
+
+    @property
     def bound(self) -> float:
         """Halfway from the dummy to the estimator, rounded down: the estimator passes with room
-        for a validation split's noise, a model no better than the dummy fails."""
+        for a validation split's noise, a model no better than the dummy fails. The dummy's,
+        rounded up, if the estimator did no better than it."""
         if self.dummy is None:
             return UNMEASURED[self.metric]
-        if self.model is None:
+        if self.model is None or self.no_better:
             return math.ceil(self.dummy * 100) / 100  # at least the dummy
-        low, high = sorted((self.dummy, self.model))
-        return math.floor((low + high) / 2 * 100) / 100
+        return math.floor((self.dummy + self.model) / 2 * 100) / 100
 
 
 def _load_build_estimator(path: Path) -> Callable[[dict[str, Any], int], Any]:
@@ -249,6 +254,15 @@ def _gate_comment(baselines: list[Baseline], how: str, data: object, estimator: 
             f"Starter bounds from {data} ({how}): the scaffolded {estimator} could not be "
             "scored, so each bound is a dummy model's score (always the mean, or the most "
             "frequent class)."
+        )
+    elif worse := [b.metric for b in baselines if b.no_better]:
+        text = (
+            f"Starter bounds, measured by `make new-model` on {data} ({how}): the scaffolded "
+            f"{estimator} scored no better than the dummy on {', '.join(worse)} (a dummy model "
+            "always predicts the mean, or the most frequent class), so that bound is the "
+            "dummy's score and the estimator fails it: the features may not predict the target, "
+            "or the estimator needs other params. Other bounds are halfway from the dummy to the "
+            "estimator, rounded down."
         )
     else:
         text = (

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from sklearn.datasets import load_diabetes
 
-from models.scaffold import ScaffoldError, scaffold
+from models.scaffold import Baseline, ScaffoldError, _gate_comment, scaffold
 from tests.conftest import copy_project
 
 RUFF = str(Path(sys.executable).with_name("ruff"))
@@ -155,6 +155,22 @@ def test_starter_bounds_lie_between_a_dummy_model_and_the_default_estimator(proj
     assert "5-fold cross-validation on 442 rows" in " ".join(text.replace("#", "").split())
     assert bound.startswith(">= ")
     assert float(measured["dummy"]) < float(bound[3:]) < float(measured["model"])
+
+
+def test_a_starter_bound_is_never_below_a_dummy_that_beat_the_estimator():
+    # Data where the scaffolded estimator scored below the dummy (accuracy 0.51 vs 0.54): the bound
+    # halfway between them (0.52) failed the estimator and passed the dummy, and the config's
+    # comment said the opposite of both.
+    worse = Baseline("accuracy", dummy=0.5383, model=0.5117)
+    comment = " ".join(
+        _gate_comment([worse], "5-fold", "gappy.csv", "HistGradientBoostingClassifier")
+        .replace("#", "")
+        .split()
+    )
+
+    assert worse.bound == 0.54
+    assert "That estimator passes" not in comment
+    assert "HistGradientBoostingClassifier scored no better than the dummy on accuracy" in comment
 
 
 def test_columns_with_empty_cells_are_marked_nullable_and_reported(project, caplog):
