@@ -162,6 +162,8 @@ GATED = {"classification": ("accuracy", "f1_macro"), "regression": ("r2",)}
 SEED = 42  # the config's seed: the baseline's folds and the estimator's are the training run's
 FOLDS = 5
 BASELINE_ROWS = 20_000  # a sample of bigger data: the bounds are a start, not a benchmark
+# What default_prepare gives the model for a null, by column kind (numbers and flags: NaN).
+GAP = {"category": "None", "date": "NaT"}
 # Bounds used only when nothing could be measured (too few rows for two folds).
 UNMEASURED = {"accuracy": 0.5, "f1_macro": 0.5, "r2": 0.0}
 
@@ -452,11 +454,12 @@ def scaffold(name: str, data: Path, target: str, task: str, root: Path = MODELS_
     for column, n in missing.items():
         log.warning(
             "column %r: empty in %d of %d rows (%.1f%%): marked nullable; the API accepts null "
-            "there and the model gets NaN",
+            "there and the model gets %s",
             column,
             n,
             len(df),
             100 * n / len(df),
+            GAP.get(_kind(df[column], False, task), "NaN"),
         )
     return pkg
 

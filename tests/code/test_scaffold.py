@@ -207,6 +207,13 @@ def test_columns_with_empty_cells_are_marked_nullable_and_reported(project, capl
     )
     assert "column 'stage': empty in 2 of 18 rows (11.1%): marked nullable" in caplog.text
     assert "column 'dose': empty in 1 of 18 rows" in caplog.text
+    # What default_prepare gives the model there: a text category's gap is None, not NaN.
+    assert "(11.1%): marked nullable; the API accepts null there and the model gets None" in (
+        caplog.text
+    )
+    assert "(5.6%): marked nullable; the API accepts null there and the model gets NaN" in (
+        caplog.text
+    )
     assert "relapsed" not in caplog.text
 
 
