@@ -772,6 +772,7 @@ class LocalTarget:
             routing = self.routing()
             if routing is None or routing.fallback is None:
                 raise UsageError(f"{self.name}: nothing is pinned to the previous release")
+            self._ensure_supervisor()  # one that died: taken over first, as a deploy does
             routing.fallback, routing.fallback_reason = None, ""
             self._apply(routing)
             assert routing.stable is not None
@@ -819,6 +820,9 @@ class LocalTarget:
             live, target = self.rollback_target()
             routing = self.routing()
             if routing is not None and routing.stable == live.id and routing.previous == target.id:
+                # A supervisor that died is taken over first (as a deploy does): the routing file
+                # never says what nobody applies, and a refusal here changes nothing.
+                self._ensure_supervisor()
                 swapped = rolled_back(routing, live.id, target.id)
                 self._apply(swapped)
                 self._wait_switched(target.id)

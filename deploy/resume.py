@@ -345,9 +345,11 @@ def step(path: Path, name: str, command: list[str], settings: Settings) -> int:
         compute, problem, said = STEPS[name]
         inputs = compute(settings, steps)
         recorded = steps.get(name)
-        decision = decide(
-            recorded, inputs, problem(settings, recorded) if recorded and inputs else None
-        )
+        # Only a step recorded done has an output to look up (a failed train has no candidate).
+        output = None
+        if recorded is not None and recorded.get("status") == "done" and inputs is not None:
+            output = problem(settings, recorded)
+        decision = decide(recorded, inputs, output)
         if decision.skip and recorded is not None:
             print(f"[pipeline] {name}: skipped: {said.format(**recorded)}", flush=True)
             write(path, record)

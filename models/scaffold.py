@@ -162,6 +162,8 @@ GATED = {"classification": ("accuracy", "f1_macro"), "regression": ("r2",)}
 SEED = 42  # the config's seed: the baseline's folds and the estimator's are the training run's
 FOLDS = 5
 BASELINE_ROWS = 20_000  # a sample of bigger data: the bounds are a start, not a benchmark
+# What default_prepare gives the model for a null, by column kind (numbers and flags: NaN).
+GAP = {"category": "None", "date": "NaT"}
 # Bounds used only when nothing could be measured (too few rows for two folds).
 UNMEASURED = {"accuracy": 0.5, "f1_macro": 0.5, "r2": 0.0}
 
@@ -175,15 +177,20 @@ class Baseline:
     model: float | None
 
     @property
+    def no_better(self) -> bool:
+        """The estimator scored no better than the dummy."""
+        return self.dummy is not None and self.model is not None and self.model <= self.dummy
+
+    @property
     def bound(self) -> float:
         """Halfway from the dummy to the estimator, rounded down: the estimator passes with room
-        for a validation split's noise, a model no better than the dummy fails."""
+        for a validation split's noise, a model no better than the dummy fails. The dummy's,
+        rounded up, if the estimator did no better than it."""
         if self.dummy is None:
             return UNMEASURED[self.metric]
-        if self.model is None:
+        if self.model is None or self.no_better:
             return math.ceil(self.dummy * 100) / 100  # at least the dummy
-        low, high = sorted((self.dummy, self.model))
-        return math.floor((low + high) / 2 * 100) / 100
+        return math.floor((self.dummy + self.model) / 2 * 100) / 100
 
 
 def _load_build_estimator(path: Path) -> Callable[[dict[str, Any], int], Any]:
@@ -249,6 +256,15 @@ def _gate_comment(baselines: list[Baseline], how: str, data: object, estimator: 
             f"Starter bounds from {data} ({how}): the scaffolded {estimator} could not be "
             "scored, so each bound is a dummy model's score (always the mean, or the most "
             "frequent class)."
+        )
+    elif worse := [b.metric for b in baselines if b.no_better]:
+        text = (
+            f"Starter bounds, measured by `make new-model` on {data} ({how}): the scaffolded "
+            f"{estimator} scored no better than the dummy on {', '.join(worse)} (a dummy model "
+            "always predicts the mean, or the most frequent class), so that bound is the "
+            "dummy's score and the estimator fails it: the features may not predict the target, "
+            "or the estimator needs other params. Other bounds are halfway from the dummy to the "
+            "estimator, rounded down."
         )
     else:
         text = (
@@ -438,11 +454,12 @@ def scaffold(name: str, data: Path, target: str, task: str, root: Path = MODELS_
     for column, n in missing.items():
         log.warning(
             "column %r: empty in %d of %d rows (%.1f%%): marked nullable; the API accepts null "
-            "there and the model gets NaN",
+            "there and the model gets %s",
             column,
             n,
             len(df),
             100 * n / len(df),
+            GAP.get(_kind(df[column], False, task), "NaN"),
         )
     return pkg
 

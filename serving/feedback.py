@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from models.actuals import ActualRule
+from models.actuals import SPAN_MULTIPLE, ActualRule
 
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 MAX_ACTUAL_CHARS = 256
@@ -125,7 +125,12 @@ def _examples(rule: ActualRule) -> tuple[Any, Any]:
     if rule.task == "regression":
         assert rule.low is not None and rule.high is not None
         mid = (rule.low + rule.high) / 2  # the training target's mid-range
-        return round(mid, 1), round(mid / 2, 1)
+        # Half of it reads well (sales: 60 and 30) but falls outside the bound for a target far
+        # from zero for its span (a year): then about the training target's max.
+        second = mid / 2
+        if not rule.low <= second <= rule.high:
+            second = mid + (rule.high - mid) / (2 * SPAN_MULTIPLE + 1)
+        return round(mid, 1), round(second, 1)
     if rule.classes:
         return rule.classes[0], rule.classes[-1]
     return "a class", "another class"

@@ -114,3 +114,16 @@ def test_a_feedback_file_is_refused_on_the_actuals_the_api_refuses(tmp_path, rul
 def test_a_feedback_file_of_integer_classes_is_read(tmp_path):
     rows = read(csv(tmp_path, "r1,2,2026-12-04T10:00:00Z\n"), WINE)
     assert rows == [("r1", '"2"', "2026-12-04T10:00:00+00:00")]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [{"min": 2000, "max": 2020}, {"min": -2020, "max": -2000}, {"min": 0.0, "max": 120.0}],
+    ids=["far-above-zero", "far-below-zero", "from-zero"],
+)
+def test_the_openapi_example_of_a_regressor_is_within_its_bound(target):
+    # A target far from zero for its span (a year, a temperature in kelvin): the second example,
+    # half the mid-range, lay below the bound, so the documented body was refused with a 400.
+    model = feedback.feedback_request(10, actuals.rule("regression", target=target))
+    example = model.model_json_schema()["example"]
+    assert model.model_validate_json(json.dumps(example)).root.actuals

@@ -284,3 +284,19 @@ def test_junk_actuals_in_the_log_are_skipped_not_a_verdict_lost(tmp_path):
     result = c(INPUT)
 
     assert result.verdict == canary.PASS, result.detail
+
+
+def test_junk_class_labels_in_the_log_are_skipped_by_a_classifiers_canary(tmp_path):
+    # Two labels that are no class of the model ("lots", logged before /feedback checked them)
+    # among 40 made a third class of macro F1 (0.65 < 0.92): the canary failed and was rolled back.
+    c = accuracy.for_model(
+        tmp_path, "cancer", AccuracyChecks(min_joined=20, ratchet_tolerance=None)
+    )
+    log_classifier(tmp_path, STABLE, 40, informative=True)
+    log_classifier(tmp_path, CANARY, 40, informative=True)
+    junk = [{"event": "actual", "request_id": f"{CANARY}-c{i}", "actual": "lots"} for i in (0, 1)]
+    write(tmp_path / accuracy.ACTUALS, junk)
+
+    result = c(INPUT)
+
+    assert result.verdict == canary.PASS, result.detail

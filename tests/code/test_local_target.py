@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -93,6 +94,50 @@ def test_a_rollback_to_a_running_previous_release_of_the_same_bento_is_refused_s
         " same Bento as r0002 (sales_api:r0001), so going back to it would change nothing;"
         " deploy the Bento you want back with `make deploy ENV=staging BENTO=...`"
     )
+
+
+def swappable(directory: Path, fallback: str | None = None) -> None:
+    """r0002 live with r0001 still running as its previous release: a rollback is a swap."""
+    same = [release("r0001", "sales:v1", SUPERSEDED), release("r0002", "sales:v2", "live")]
+    write_history(directory, same)
+    routing.save(
+        directory,
+        Routing(
+            environment="staging",
+            model="sales",
+            port=2,
+            stable="r0002",
+            previous="r0001",
+            fallback=fallback,
+            releases=[
+                RoutedRelease(
+                    id=r.id, bento=r.bento, model_tag=r.model_tag, port=3 + n, routed=True
+                )
+                for n, r in enumerate(same)
+            ],
+        ),
+    )
+
+
+@pytest.mark.parametrize("operation", ["rollback", "unpin"])
+def test_a_swap_with_no_supervisor_running_starts_one_first_and_a_refusal_changes_nothing(
+    tmp_path, monkeypatch, operation
+):
+    # The supervisor died (make status: `make adopt`). A rollback (the monitor's on a breach too)
+    # or an unpin wrote the routing file, then failed 'the supervisor exited': routing.json said
+    # r0001 was stable while history.json said r0002, and the next supervisor served r0001
+    # under a history naming r0002 live. Now it takes over first, as a deploy does; here it
+    # cannot (no nginx), and nothing is changed.
+    directory = tmp_path / "staging" / "sales"
+    swappable(directory, fallback="r0002" if operation == "unpin" else None)
+    before = {name: (directory / name).read_text() for name in ("history.json", "routing.json")}
+    monkeypatch.setattr(nginx, "binary", lambda: None)
+    target = LocalTarget("staging", STAGING, tmp_path, "sales", port=2)
+
+    with pytest.raises(UsageError, match=re.escape(nginx.INSTALL_HINT)):
+        getattr(target, operation)()
+
+    assert {name: (directory / name).read_text() for name in before} == before
 
 
 def test_a_release_rolled_back_is_never_the_fallback_of_the_one_restored():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from deploy import resume
 from deploy.resume import config_digest, decide, dry_run, files_digest, start
 
 INPUTS = {"code": "c1", "config": "k1", "production": "sales:p1"}
@@ -112,3 +113,28 @@ def test_make_n_is_told_from_flags_and_variables():
     assert not dry_run("s -- MODEL=sales")
     assert not dry_run(" -- ENV=staging")
     assert not dry_run("--no-print-directory")
+
+
+def test_a_step_that_failed_last_time_reruns_without_looking_up_an_output_it_never_had(
+    tmp_path, monkeypatch, capsys
+):
+    # The output of a failed train (no candidate) was looked up as the tag "None": BentoML then
+    # printed "Converting 'None' to lowercase" into every resumed `make pipeline`.
+    looked_up = []
+    inputs = {"code": "c"}
+    monkeypatch.setitem(
+        resume.STEPS,
+        "train",
+        (lambda s, steps: inputs, lambda s, rec: looked_up.append(rec) or None, "skipped"),
+    )
+    monkeypatch.setitem(resume.OUTPUTS, "train", lambda s: {"candidate": "sales:new"})
+    monkeypatch.delenv("MAKEFLAGS", raising=False)
+    path = tmp_path / "pipeline.json"
+    failed = {"status": "failed", "exit": 1, "inputs": inputs}
+    path.write_text(json.dumps({"model": "sales", "steps": {"train": failed}}))
+
+    code = resume.step(path, "train", ["true"], resume.get_settings())
+
+    assert code == 0
+    assert looked_up == []
+    assert "train: runs again: it failed last time" in capsys.readouterr().out

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from sklearn.datasets import load_diabetes
 
-from models.scaffold import ScaffoldError, scaffold
+from models.scaffold import Baseline, ScaffoldError, _gate_comment, scaffold
 from tests.conftest import copy_project
 
 RUFF = str(Path(sys.executable).with_name("ruff"))
@@ -157,6 +157,22 @@ def test_starter_bounds_lie_between_a_dummy_model_and_the_default_estimator(proj
     assert float(measured["dummy"]) < float(bound[3:]) < float(measured["model"])
 
 
+def test_a_starter_bound_is_never_below_a_dummy_that_beat_the_estimator():
+    # Data where the scaffolded estimator scored below the dummy (accuracy 0.51 vs 0.54): the bound
+    # halfway between them (0.52) failed the estimator and passed the dummy, and the config's
+    # comment said the opposite of both.
+    worse = Baseline("accuracy", dummy=0.5383, model=0.5117)
+    comment = " ".join(
+        _gate_comment([worse], "5-fold", "gappy.csv", "HistGradientBoostingClassifier")
+        .replace("#", "")
+        .split()
+    )
+
+    assert worse.bound == 0.54
+    assert "That estimator passes" not in comment
+    assert "HistGradientBoostingClassifier scored no better than the dummy on accuracy" in comment
+
+
 def test_columns_with_empty_cells_are_marked_nullable_and_reported(project, caplog):
     rows = ["age,stage,smoker,dose,relapsed"]
     rows += [f"{40 + i},{'I' if i % 2 else 'II'},{i % 3 == 0},{i / 4},yes" for i in range(16)]
@@ -191,6 +207,13 @@ def test_columns_with_empty_cells_are_marked_nullable_and_reported(project, capl
     )
     assert "column 'stage': empty in 2 of 18 rows (11.1%): marked nullable" in caplog.text
     assert "column 'dose': empty in 1 of 18 rows" in caplog.text
+    # What default_prepare gives the model there: a text category's gap is None, not NaN.
+    assert "(11.1%): marked nullable; the API accepts null there and the model gets None" in (
+        caplog.text
+    )
+    assert "(5.6%): marked nullable; the API accepts null there and the model gets NaN" in (
+        caplog.text
+    )
     assert "relapsed" not in caplog.text
 
 
