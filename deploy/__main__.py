@@ -178,7 +178,7 @@ def cmd_deploy(
             accuracy_cfg = target.canary_cfg.checks.accuracy
             # Made before the canary starts: it reads the logs from where they end now.
             extra = (
-                (accuracy.for_model(target.dir, model, accuracy_cfg),)
+                (accuracy.for_model(target.dir, model_tag, accuracy_cfg),)
                 if accuracy_cfg is not None
                 else ()
             )

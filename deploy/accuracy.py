@@ -23,10 +23,11 @@ from typing import Any
 
 import pandas as pd
 
+from core import registry
 from core.thresholds import Threshold
 from deploy.canary import FAIL, INCONCLUSIVE, PASS, AccuracyChecks, CheckInput, CheckResult
 from models import get_spec
-from models.actuals import ActualRule
+from models.actuals import ActualRule, of_record
 from models.actuals import rule as actual_rule
 from models.config import package_config
 from models.contract import ModelSpec
@@ -150,11 +151,13 @@ class AccuracyCheck:
         thresholds: list[Threshold],
         ratchet: tuple[str, float] | None,
         cfg: AccuracyChecks,
+        rule: ActualRule | None = None,
     ) -> None:
         self.spec, self.thresholds, self.ratchet, self.cfg = spec, thresholds, ratchet, cfg
         self.predictions = Tail(log_dir / PREDICTIONS)
         self.actuals = Tail(log_dir / ACTUALS)
-        self.rule = actual_rule(spec.task)  # the task's: no record of one release's classes
+        # The canary model's own rule (its classes, its regressor bound), else the task's.
+        self.rule = rule or actual_rule(spec.task)
 
     def joined(self) -> dict[str, tuple[int, dict[str, float]]]:
         """release -> (joined rows, live metrics) over what was logged since the last call."""
@@ -218,9 +221,15 @@ class AccuracyCheck:
         return CheckResult(NAME, verdict, "; ".join(f.message for f in shown))
 
 
-def for_model(log_dir: Path, model: str, cfg: AccuracyChecks) -> AccuracyCheck:
-    """The check for `model` with its gate's thresholds and ratchet (models/<name>/config.yaml);
-    `cfg.ratchet_tolerance` replaces the gate's tolerance when set."""
+def for_model(log_dir: Path, model_tag: str, cfg: AccuracyChecks) -> AccuracyCheck:
+    """The check for the canary `model_tag` with its gate's thresholds and ratchet
+    (models/<name>/config.yaml) and the actuals its record admits; `cfg.ratchet_tolerance`
+    replaces the gate's tolerance when set."""
+    model = model_tag.split(":", 1)[0]
+    try:
+        rule: ActualRule | None = of_record(registry.metadata(registry.get(model_tag)))
+    except registry.RegistryError:  # not in this store: the task's rule
+        rule = None
     model_cfg = package_config(model)
     thresholds = model_cfg.gate.parsed() if model_cfg is not None else []
     gate_ratchet = model_cfg.gate.ratchet if model_cfg is not None else None
@@ -228,4 +237,4 @@ def for_model(log_dir: Path, model: str, cfg: AccuracyChecks) -> AccuracyCheck:
     if gate_ratchet is not None:
         tolerance = cfg.ratchet_tolerance
         ratchet = (gate_ratchet.metric, gate_ratchet.tolerance if tolerance is None else tolerance)
-    return AccuracyCheck(log_dir, get_spec(model), thresholds, ratchet, cfg)
+    return AccuracyCheck(log_dir, get_spec(model), thresholds, ratchet, cfg, rule)

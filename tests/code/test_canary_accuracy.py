@@ -16,6 +16,7 @@ from core.settings import ROOT
 from deploy import accuracy, canary, config
 from deploy.canary import AccuracyChecks, CanaryConfig, CheckInput, ReleaseStats
 from models import get_spec
+from models.actuals import rule as actual_rule
 
 CANARY, STABLE = "r0002", "r0001"
 GATE = [thresholds.parse("<= 0.80", metric="nwrmsle")]
@@ -296,6 +297,23 @@ def test_junk_class_labels_in_the_log_are_skipped_by_a_classifiers_canary(tmp_pa
     log_classifier(tmp_path, CANARY, 40, informative=True)
     junk = [{"event": "actual", "request_id": f"{CANARY}-c{i}", "actual": "lots"} for i in (0, 1)]
     write(tmp_path / accuracy.ACTUALS, junk)
+
+    result = c(INPUT)
+
+    assert result.verdict == canary.PASS, result.detail
+
+
+def test_a_regressors_canary_skips_actuals_past_the_bound_its_record_sets(tmp_path):
+    # 1e11 is a number, and within the cap of a model with no recorded target range; the canary
+    # model's record (targets 5 to 44) bounds its actuals at -385 to 434, as /feedback does.
+    rule = actual_rule("regression", target={"min": 5.0, "max": 44.0})
+    c = accuracy.AccuracyCheck(tmp_path, get_spec("sales"), GATE, RATCHET, CFG, rule)
+    log(tmp_path, STABLE, 30, 1.05)
+    log(tmp_path, CANARY, 30, 1.05)
+    write(
+        tmp_path / accuracy.ACTUALS,
+        [{"event": "actual", "request_id": f"{CANARY}-0", "actual": 1e11}],
+    )
 
     result = c(INPUT)
 

@@ -310,7 +310,7 @@ def test_a_canary_whose_predictions_are_bad_against_posted_actuals_is_rolled_bac
     checks = cfg.checks.model_copy(update={"accuracy": AccuracyChecks(min_joined=5)})
     target.canary_cfg = cfg.model_copy(update={"checks": checks})
     canary_id = f"r{len(target.history()) + 1:04d}"
-    check = accuracy.for_model(target.dir, "sales", checks.accuracy)
+    check = accuracy.for_model(target.dir, bentos["good"][1], checks.accuracy)
     rolled_back = pytest.raises(DeployError, match=rf"canary {canary_id} .* failed its checks 2")
     try:
         with reporting_actuals(target.url, example, bad=canary_id) as seen, rolled_back:
