@@ -24,8 +24,8 @@ LATENCIES = ("p50", "p90", "p99")
 
 
 def combine(rounds: list[dict[str, float]]) -> dict[str, float]:
-    """Pure: one target's figures over its rounds. P50/P90/P99 and req/s: the median round's (rounds
-    without a sample have no percentiles and are left out); requests and the error rate: pooled."""
+    """Pure: one target's figures over its rounds. P50/P90/P99 and req/s: each the median of its
+    rounds' values, taken per figure (rounds without a sample have no percentiles and are left out); requests and the error rate: pooled."""
     measured = [r for r in rounds if r["requests"] > 0]
     requests = sum(r["requests"] for r in rounds)
     errors = sum(r["error_rate"] * r["requests"] for r in rounds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import fcntl
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -171,6 +172,21 @@ def copy_project(dest: Path) -> Path:
             shutil.copy2(ROOT / rel, dest / rel)
     (dest / ".venv").symlink_to(ROOT / ".venv")
     return dest
+
+
+def swap_in_a_forest(package: Path) -> None:
+    """The estimator statement of a scaffolded package, and nothing else, becomes scikit-learn's
+    RandomForest of its task: the one edit a data scientist makes (forests take NaN and need no
+    trust entry)."""
+    estimator = package / "estimator.py"
+    code, swapped = re.subn(
+        r"model = ensemble\.HistGradientBoosting(Classifier|Regressor)\(.*?\)\n",
+        r"model = ensemble.RandomForest\1(random_state=seed, **params)\n",
+        estimator.read_text(),
+        flags=re.DOTALL,
+    )
+    assert swapped == 1, code
+    estimator.write_text(code)
 
 
 # The pipeline tests' load test: short, with limits no busy machine misses. These tests protect

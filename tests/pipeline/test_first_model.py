@@ -9,7 +9,7 @@ import re
 import yaml
 from sklearn.datasets import load_diabetes
 
-from tests.conftest import copy_project, run_cli
+from tests.conftest import copy_project, run_cli, swap_in_a_forest
 
 
 def test_a_random_forest_on_diabetes_scaffolds_trains_and_passes_its_starter_gate(
@@ -24,16 +24,7 @@ def test_a_random_forest_on_diabetes_scaffolds_trains_and_passes_its_starter_gat
         cwd=repo,
     )
     assert scaffolded.returncode == 0, scaffolded.stderr
-    # The one edit: the estimator statement.
-    estimator = repo / "models" / "diabetes" / "estimator.py"
-    code, swapped = re.subn(
-        r"model = ensemble\.HistGradientBoostingRegressor\(.*?\)\n",
-        "model = ensemble.RandomForestRegressor(random_state=seed, **params)\n",
-        estimator.read_text(),
-        flags=re.DOTALL,
-    )
-    assert swapped == 1, code
-    estimator.write_text(code)
+    swap_in_a_forest(repo / "models" / "diabetes")  # the one edit
 
     trained = run_cli("-m", "training", "--model", "diabetes", "run", env=isolated_env, cwd=repo)
 
