@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -42,6 +43,19 @@ def _label(v: Any) -> str | int:
     return v
 
 
+def _of_kind(classes: tuple[str | int, ...]) -> Any:
+    """A class sent as the classes' own JSON type: a Literal alone takes true and 1.0 for the
+    class 1 (True == 1 == 1.0 in Python), and the class logged would be one nobody sent."""
+    kinds = {type(c) for c in classes}
+
+    def check(v: Any) -> Any:
+        if type(v) not in kinds:
+            raise PydanticCustomError("literal_error", "not a class of the model")
+        return v
+
+    return check
+
+
 def _in_utc(v: dt.datetime | None) -> dt.datetime | None:
     """The time in UTC (no offset given: UTC); one that UTC cannot represent is refused."""
     if v is None:
@@ -58,7 +72,7 @@ def actual_type(rule: ActualRule) -> Any:
     if rule.task == "regression":
         return Annotated[float, Field(ge=rule.low, le=rule.high)]
     if rule.classes is not None:
-        return Literal[tuple(rule.classes)]
+        return Annotated[Literal[tuple(rule.classes)], BeforeValidator(_of_kind(rule.classes))]
     return Annotated[
         str | int,
         PlainValidator(_label),

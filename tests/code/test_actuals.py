@@ -127,3 +127,11 @@ def test_the_openapi_example_of_a_regressor_is_within_its_bound(target):
     model = feedback.feedback_request(10, actuals.rule("regression", target=target))
     example = model.model_json_schema()["example"]
     assert model.model_validate_json(json.dumps(example)).root.actuals
+
+
+@pytest.mark.parametrize("value", [True, 1.0])
+def test_a_classifier_with_integer_classes_refuses_a_flag_or_a_float_for_a_class(value):
+    # Literal[0, 1, 2] let true and 1.0 through (Python's True == 1 == 1.0): stored as class 1.
+    (problem,) = problems(WINE, {"request_id": "a", "actual": value})
+    assert problem["field"] == "actual"
+    assert problem["error"].startswith("expected one of 0, 1, 2, got ")
