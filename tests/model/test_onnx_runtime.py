@@ -260,10 +260,30 @@ def test_categorical_hist_gradient_boosting_classifiers_give_the_same_labels_and
     np.testing.assert_allclose(got.probabilities, expected.probabilities, rtol=0, atol=FLOAT32_ATOL)
 
 
+def test_categorical_trees_of_a_single_leaf_and_integer_labels_convert(shop):
+    # Large leaves: once the classes are learnt, trees cannot split and stay one leaf each.
+    X = shop[["size", "color"]].head(600)
+    labels = np.where(X["color"] == "red", 3, np.where(X["size"] > 10, 7, 9))
+    model = make_pipeline(
+        ColumnTransformer([("c", OrdinalEncoder(), ["color"]), ("n", "passthrough", ["size"])]),
+        HistGradientBoostingClassifier(
+            categorical_features=[0], min_samples_leaf=120, max_iter=100, random_state=0
+        ),
+    ).fit(X, labels)
+    trees = [tree for iteration in model[-1]._predictors for tree in iteration]
+    assert 0 < sum(bool(t.nodes[0]["is_leaf"]) for t in trees) < len(trees)
+
+    got = converted(model, X, "classification")(records(X))
+
+    expected = default_predict(model, X)
+    np.testing.assert_array_equal(got.predictions, expected.predictions)
+    np.testing.assert_allclose(got.probabilities, expected.probabilities, rtol=0, atol=FLOAT32_ATOL)
+
+
 def test_lightgbm_classifier_in_a_pipeline_gives_the_same_labels_and_probabilities(cancer):
     X, y = cancer
     model = make_pipeline(
-        StandardScaler(), LGBMClassifier(n_estimators=50, verbose=-1, random_state=0)
+        StandardScaler(), LGBMClassifier(n_estimators=50, verbose=-1, n_jobs=1, random_state=0)
     ).fit(X, y)
 
     got = converted(model, X, "classification")(records(X))
@@ -277,7 +297,7 @@ def test_lightgbm_regressor_in_a_pipeline_predicts_within_float32_rounding(shop)
     X = shop[["size", "count", "color", "promo"]]
     model = make_pipeline(
         shop_features(OrdinalEncoder()),
-        LGBMRegressor(n_estimators=100, verbose=-1, random_state=0),
+        LGBMRegressor(n_estimators=100, verbose=-1, n_jobs=1, random_state=0),
     ).fit(X, shop["spent"])
 
     got = converted(model, X, "regression")(records(X))

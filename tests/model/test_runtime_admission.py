@@ -176,7 +176,8 @@ def test_a_lightgbm_classifier_pipeline_is_admitted_to_onnx_by_parity(
     spec, _, records = cancer
     trust_lightgbm("cancer", tmp_path, monkeypatch)
     model, records = fitted(
-        spec, make_pipeline(StandardScaler(), LGBMClassifier(n_estimators=100, verbose=-1))
+        spec,
+        make_pipeline(StandardScaler(), LGBMClassifier(n_estimators=100, verbose=-1, n_jobs=1)),
     )
 
     verdicts, files, _, _ = admit(spec, model, records, tmp_path, monkeypatch)
@@ -194,7 +195,7 @@ def test_a_lightgbm_regressor_pipeline_is_admitted_to_onnx_by_parity(
         [("categories", OrdinalEncoder(), ["color"])], remainder="passthrough"
     )
     model, records = fitted(
-        shop_spec, make_pipeline(features, LGBMRegressor(n_estimators=100, verbose=-1))
+        shop_spec, make_pipeline(features, LGBMRegressor(n_estimators=100, verbose=-1, n_jobs=1))
     )
 
     verdicts, _, _, _ = admit(shop_spec, model, records, tmp_path, monkeypatch)
