@@ -176,15 +176,17 @@ def bench_variant(
     results: dict[str, Any] = {"model": tag}
     servers: dict[str, Server] = {}
     try:
-        for name, target in (
-            ("bentogate", "service:Predictor"),
-            ("floor", "loadtests.bench.floor_service:Floor"),
+        for name, target, extra in (
+            ("bentogate", "service:Predictor", {}),
+            # The same service forced to the scikit-learn runtime: what ONNX saves.
+            ("sklearn", "service:Predictor", {"BENTOGATE_RUNTIME": "sklearn"}),
+            ("floor", "loadtests.bench.floor_service:Floor", {}),
         ):
             servers[name] = Server(
                 target,
                 prefix=PIN_SERVER,
                 cwd=project,
-                env=env,
+                env={**env, **extra},
                 log_path=out / f"{name}_server.log",
             )
             servers[name].start()
@@ -224,16 +226,17 @@ def markdown(all_results: dict[str, dict[str, Any]], clients: list[int]) -> str:
     lines = [
         "### Benchmark: brought-in models (wrk, server on one core, load on the other)",
         "",
-        "| model | runtime | clients | ours req/s | floor req/s | ratio | ours P50 / P90 / P99 ms | floor P50 / P90 / P99 ms | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | runtime | clients | ours req/s | scikit-learn req/s | floor req/s | ours / floor | ours P50 / P90 / P99 ms | scikit-learn P50 / P90 / P99 ms | floor P50 / P90 / P99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in all_results.items():
         for c in clients:
-            o, f = r["bentogate"][str(c)], r["floor"][str(c)]
+            o, k, f = (r[server][str(c)] for server in ("bentogate", "sklearn", "floor"))
             lines.append(
-                f"| {name} | {r['runtime']} | {c} | {o['rps']:.0f} | {f['rps']:.0f} | "
-                f"{o['rps'] / f['rps']:.2f}x | {o['p50']:.2f} / {o['p90']:.1f} / {o['p99']:.1f} | "
-                f"{f['p50']:.2f} / {f['p90']:.1f} / {f['p99']:.1f} | {o['errors']} |"
+                f"| {name} | {r['runtime']} | {c} | {o['rps']:.0f} | {k['rps']:.0f} | "
+                f"{f['rps']:.0f} | {o['rps'] / f['rps']:.2f}x | "
+                + " | ".join(f"{x['p50']:.2f} / {x['p90']:.1f} / {x['p99']:.1f}" for x in (o, k, f))
+                + f" | {o['errors']} |"
             )
     lines += ["", "| model | ONNX at registration | cold start | RSS | targets |"]
     lines.append("|---|---|---|---|---|")
