@@ -35,10 +35,9 @@ def rewrite(onx: onnx.ModelProto, model: Any) -> None:
     old = graph.node[index]
     attrs = {a.name: helper.get_attribute_value(a) for a in old.attribute}
     types = _elem_types(onx)
-    elem = types.get(old.input[0], TensorProto.FLOAT)
-    if elem not in (TensorProto.FLOAT, TensorProto.DOUBLE):
-        elem = TensorProto.FLOAT
-    dtype = np.float64 if elem == TensorProto.DOUBLE else np.float32
+    # Thresholds and leaves in double whatever the graph's float type: sums of many float32 leaves
+    # drift (measured 5e-5 on a 300-tree regressor), and category codes are exact either way.
+    elem, dtype = TensorProto.DOUBLE, np.float64
     name = _Names(graph)
     x, raw, score = name("hgb_input"), name("hgb_raw"), name("hgb_score")
     base = numpy_helper.from_array(
@@ -56,7 +55,7 @@ def rewrite(onx: onnx.ModelProto, model: Any) -> None:
     if old.op_type == "TreeEnsembleRegressor":
         if post != "NONE":
             raise ValueError(f"regressor post_transform {post} is not supported")
-        nodes.append(_cast(score, old.output[0], types))
+        nodes.append(_cast(score, old.output[0], types, graph))
     else:
         nodes += _classifier_outputs(old, attrs, post, score, elem, types, name, graph)
     del graph.node[index]
@@ -118,7 +117,7 @@ def _classifier_outputs(
         raise ValueError(f"classifier post_transform {post} is not supported")
     label_out, proba_out = old.output[0], old.output[1]
     nodes.append(helper.make_node("Gather", [classes.name, index], [label_out], axis=0))
-    nodes.append(_cast(proba, proba_out, types))
+    nodes.append(_cast(proba, proba_out, types, graph))
     return nodes
 
 
@@ -268,8 +267,13 @@ def _elem_types(onx: onnx.ModelProto) -> dict[str, int]:
     }
 
 
-def _cast(source: str, dest: str, types: dict[str, int]) -> Any:
-    """`dest` as the replaced node typed it (Identity when unknown or equal)."""
+def _cast(source: str, dest: str, types: dict[str, int], graph: Any) -> Any:
+    """`dest` from the double `source`: a graph output becomes double (a float32 answer would
+    round what was computed exactly); a tensor other nodes read keeps the type they expect."""
+    for output in graph.output:
+        if output.name == dest:
+            output.type.tensor_type.elem_type = TensorProto.DOUBLE
+            return helper.make_node("Identity", [source], [dest])
     elem = types.get(dest)
     if elem in (TensorProto.FLOAT, TensorProto.DOUBLE):
         return helper.make_node("Cast", [source], [dest], to=elem)
