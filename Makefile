@@ -227,7 +227,7 @@ bench-logging: ensure-model $(WRK) ## What the prediction log and a feedback str
 	WRK=$(WRK) $(PY) -m loadtests.bench.logging_cost
 
 .PHONY: bench-models
-bench-models: $(STAMP) $(WRK) ## The brought-in models part of make bench alone (cancer LR and HGB classifier vs the floor)
+bench-models: $(STAMP) $(WRK) ## The brought-in models part of make bench alone (cancer LR and HGB; scaffolded HGB with categories and LightGBM; vs the floor)
 	WRK=$(WRK) $(PY) -m loadtests.bench.models
 
 .PHONY: bench-router

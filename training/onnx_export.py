@@ -4,10 +4,15 @@ The graph takes one input per feature column, typed from the column's dtype (int
 -> double, but float for tree models and where a converter only takes float; str -> string;
 bool -> bool), so the runtime feeds each request field as it came. Conversion is no promise of equal answers: skl2onnx
 writes float32 tree thresholds, for one. Only the parity check at registration admits the graph.
+
+Beyond scikit-learn: LightGBM's LGBMClassifier and LGBMRegressor convert with onnxmltools'
+converter when lightgbm is installed (the model's own dependency). A HistGradientBoosting that
+splits on categories gets its trees from training/onnx_trees.py, since skl2onnx's are wrong.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import warnings
@@ -34,7 +39,9 @@ def to_onnx(model: Any, features: pd.DataFrame, task: Task) -> bytes:
     # Tree converters write float32 thresholds. Fed float32, a value rounds the same way as the
     # threshold it is compared with, so decisions hold; fed float64, values between a threshold
     # and its float32 rounding take the other branch (measured: 11 of 2,000 labels flipped).
-    order: tuple[str, ...] = ("float", "double") if _has_trees(model) else ("double", "float")
+    # A HistGradientBoosting with categories gets its trees from onnx_trees, in double: exact.
+    floats_first = _has_trees(model) and not _categorical_trees(model)
+    order: tuple[str, ...] = ("float", "double") if floats_first else ("double", "float")
     if "double" not in kinds.values():
         order = order[:1]
     reasons = []
@@ -89,7 +96,9 @@ def _estimators(model: Any):
             continue
         seen.add(id(obj))
         yield obj
-        for value in vars(obj).values():
+        for key, value in vars(obj).items():
+            if key == "_preprocessor":  # HistGradientBoosting's own encoder: see onnx_trees
+                continue
             items = value if isinstance(value, list | tuple) else [value]
             for item in items:
                 stack.extend(item if isinstance(item, tuple) else [item])
@@ -119,23 +128,24 @@ def _refuse_known_failures(model: Any, task: Task) -> None:
             raise NotConvertible(
                 "TransformedTargetRegressor cannot be converted (skl2onnx has no converter)"
             )
-        # skl2onnx evaluates categorical splits as thresholds (onnx/sklearn-onnx#1051, open):
-        # every prediction can be wrong, and nothing fails. Refused rather than left to parity.
+    if len(_categorical_trees(model)) > 1:  # onnx_trees rewrites the graph's one tree node
+        raise NotConvertible("more than one HistGradientBoosting with categorical features")
+
+
+def _categorical_trees(model: Any) -> list[Any]:
+    """The HistGradientBoosting estimators in `model` that split on categories."""
+    found = []
+    for est in _estimators(model):
         categorical = getattr(est, "is_categorical_", None)
-        if (
-            kind.startswith("HistGradientBoosting")
-            and categorical is not None
-            and np.any(categorical)
-        ):
-            raise NotConvertible(
-                f"{kind} with categorical features cannot be converted faithfully "
-                "(skl2onnx evaluates categorical splits as thresholds)"
-            )
+        is_hgb = type(est).__name__.startswith("HistGradientBoosting")
+        if is_hgb and categorical is not None and np.any(categorical):
+            found.append(est)
+    return found
 
 
 def _has_trees(model: Any) -> bool:
     return any(
-        any(word in type(est).__name__ for word in ("Tree", "Forest", "GradientBoosting"))
+        any(word in type(est).__name__ for word in ("Tree", "Forest", "GradientBoosting", "LGBM"))
         for est in _estimators(model)
     )
 
@@ -150,8 +160,10 @@ def _selects_columns(model: Any) -> bool:
 
 def _convert(model: Any, kinds: dict[str, str], task: Task) -> bytes:
     import onnx
-    from skl2onnx import convert_sklearn
+    from skl2onnx import convert_sklearn, get_latest_tested_opset_version
     from skl2onnx.common import data_types as t
+
+    from training import onnx_trees
 
     types = {
         "double": t.DoubleTensorType,
@@ -163,19 +175,29 @@ def _convert(model: Any, kinds: dict[str, str], task: Task) -> bytes:
     probabilities = task == "classification" and hasattr(model, "predict_proba")
     options = {id(model): {"zipmap": False}} if probabilities else None
     columns = list(kinds)
+    opset = None
+    if _register_lightgbm() and any("LGBM" in type(est).__name__ for est in _estimators(model)):
+        # onnxmltools writes ai.onnx.ml opset 3 nodes; skl2onnx must be told it may.
+        opset = {"": get_latest_tested_opset_version(), "ai.onnx.ml": 3}
+    categorical = _categorical_trees(model)  # at most one: see _refuse_known_failures
     with warnings.catch_warnings():
         # skl2onnx 1.20's tree converters hand protobuf numpy bools; protobuf 6 warns (7 refuses,
         # hence protobuf<7), and a caller running with warnings as errors would get no graph.
         warnings.filterwarnings("ignore", "Field onnx.AttributeProto.ints", DeprecationWarning)
         if _selects_columns(model):
             initial = [(n, types[k]([None, 1])) for n, k in kinds.items()]
-            onx = convert_sklearn(model, initial_types=initial, options=options)
+            onx = convert_sklearn(model, initial_types=initial, options=options, target_opset=opset)
         else:
             matrix = _matrix_kind(kinds)
             onx = convert_sklearn(
-                model, initial_types=[("X", types[matrix]([None, len(kinds)]))], options=options
+                model,
+                initial_types=[("X", types[matrix]([None, len(kinds)]))],
+                options=options,
+                target_opset=opset,
             )
             _columns_to_matrix(onx, kinds, matrix)
+    if categorical:
+        onnx_trees.rewrite(onx, categorical[0])
     if len(onx.graph.input) != len(columns):
         raise NotConvertible(
             f"the converted graph has {len(onx.graph.input)} inputs for {len(columns)} columns"
@@ -186,6 +208,37 @@ def _convert(model: Any, kinds: dict[str, str], task: Task) -> bytes:
     )
     onnx.checker.check_model(onx)
     return onx.SerializeToString()
+
+
+@functools.cache
+def _register_lightgbm() -> bool:
+    """Teach skl2onnx LightGBM's scikit-learn estimators (onnxmltools' converter), once, if the
+    model's own library is installed; False if it is not."""
+    try:
+        from lightgbm import LGBMClassifier, LGBMRegressor
+    except ImportError:
+        return False
+    from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    update_registered_converter(
+        LGBMClassifier,
+        "LightGbmLGBMClassifier",
+        calculate_linear_classifier_output_shapes,
+        convert_lightgbm,
+        options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
+    )
+    update_registered_converter(
+        LGBMRegressor,
+        "LightGbmLGBMRegressor",
+        calculate_linear_regressor_output_shapes,
+        convert_lightgbm,
+    )
+    return True
 
 
 def _matrix_kind(kinds: dict[str, str]) -> str:

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import (
@@ -30,11 +31,12 @@ from threadpoolctl import threadpool_limits
 from core.settings import ROOT
 from models.onnx_runtime import OnnxPredictor
 from models.predict import default_predict
-from training import onnx_export
+from training import onnx_export, onnx_trees
 from training.onnx_export import NotConvertible, to_onnx
 
 # Probabilities may differ by rounding only. Computed in float64 throughout (linear models on
-# double inputs) they agree to 1e-12 (measured: 2.2e-16); tree models sum float32 leaf values
+# double inputs; a categorical HistGradientBoosting, whose trees onnx_trees writes in double)
+# they agree to 1e-12 (measured: 2.2e-16); other tree models sum float32 leaf values
 # (measured: 8.8e-8 on HistGradientBoosting, 2.7e-7 behind an ordinal encoder).
 FLOAT64_ATOL = 1e-12
 FLOAT32_ATOL = 1e-6
@@ -72,12 +74,22 @@ def shop() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def categorical_hgb(shop):
+    """What models/scaffold.py writes for a categorical column: codes, told to the estimator."""
     X = shop[["size", "count", "color", "promo"]]
     model = make_pipeline(
-        shop_features(OrdinalEncoder()),
+        shop_features(OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)),
         HistGradientBoostingRegressor(categorical_features=[0], random_state=0),
     )
     return model.fit(X, shop["spent"])
+
+
+@pytest.fixture(scope="module")
+def unseen(shop) -> pd.DataFrame:
+    """Rows a model meets after training: a colour it never saw, a size missing."""
+    X = shop[["size", "count", "color", "promo"]].head(300).copy()
+    X.loc[X.index[:50], "color"] = "purple"
+    X.loc[X.index[40:90], "size"] = np.nan
+    return X
 
 
 @pytest.fixture(autouse=True)
@@ -204,11 +216,108 @@ def test_transformed_target_regressor_is_not_convertible(shop):
         to_onnx(model, X, "regression")
 
 
-def test_hist_gradient_boosting_with_categorical_features_is_not_convertible(shop, categorical_hgb):
-    X = shop[["size", "count", "color", "promo"]]
+def test_hist_gradient_boosting_with_categorical_features_predicts_as_the_pipeline_does(
+    shop, unseen, categorical_hgb
+):
+    X = pd.concat([shop[["size", "count", "color", "promo"]], unseen])
 
-    with pytest.raises(NotConvertible, match="categorical features cannot be converted"):
-        to_onnx(categorical_hgb, X, "regression")
+    got = converted(categorical_hgb, X, "regression")(records(X))
+
+    expected = categorical_hgb.predict(X)
+    np.testing.assert_allclose(got.predictions, expected, rtol=1e-12, atol=1e-9)  # double trees
+
+
+def test_categorical_hist_gradient_boosting_without_float_columns_still_sums_in_double(shop):
+    # No float column: skl2onnx types the graph float32; the trees still run in double.
+    X = shop[["count", "color"]]
+    model = make_pipeline(
+        ColumnTransformer([("c", OrdinalEncoder(), ["color"]), ("n", "passthrough", ["count"])]),
+        HistGradientBoostingRegressor(categorical_features=[0], max_iter=100, random_state=0),
+    ).fit(X, shop["spent"])
+
+    got = converted(model, X, "regression")(records(X))
+
+    np.testing.assert_allclose(got.predictions, model.predict(X), rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("target", ["binary", "three classes"])
+def test_categorical_hist_gradient_boosting_classifiers_give_the_same_labels_and_probabilities(
+    shop, unseen, target
+):
+    X = shop[["size", "count", "color", "promo"]]
+    y = (
+        shop["bought"]
+        if target == "binary"
+        else pd.cut(shop["spent"], 3, labels=["lo", "mid", "hi"])
+    )
+    # Categories after the numbers: the estimator reorders its columns, the graph must not.
+    features = ColumnTransformer(
+        [
+            ("numbers", "passthrough", ["size", "count", "promo"]),
+            (
+                "color",
+                OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+                ["color"],
+            ),
+        ]
+    )
+    model = make_pipeline(
+        features,
+        HistGradientBoostingClassifier(categorical_features=[3], max_iter=50, random_state=0),
+    ).fit(X, y.astype(str))
+    rows = pd.concat([X, unseen])
+
+    got = converted(model, rows, "classification")(records(rows))
+
+    expected = default_predict(model, rows)
+    np.testing.assert_array_equal(got.predictions, expected.predictions)
+    np.testing.assert_allclose(got.probabilities, expected.probabilities, rtol=0, atol=FLOAT64_ATOL)
+
+
+def test_categorical_trees_of_a_single_leaf_and_integer_labels_convert(shop):
+    # Large leaves: once the classes are learnt, trees cannot split and stay one leaf each.
+    X = shop[["size", "color"]].head(600)
+    labels = np.where(X["color"] == "red", 3, np.where(X["size"] > 10, 7, 9))
+    model = make_pipeline(
+        ColumnTransformer([("c", OrdinalEncoder(), ["color"]), ("n", "passthrough", ["size"])]),
+        HistGradientBoostingClassifier(
+            categorical_features=[0], min_samples_leaf=120, max_iter=100, random_state=0
+        ),
+    ).fit(X, labels)
+    trees = [tree for iteration in model[-1]._predictors for tree in iteration]
+    assert 0 < sum(bool(t.nodes[0]["is_leaf"]) for t in trees) < len(trees)
+
+    got = converted(model, X, "classification")(records(X))
+
+    expected = default_predict(model, X)
+    np.testing.assert_array_equal(got.predictions, expected.predictions)
+    np.testing.assert_allclose(got.probabilities, expected.probabilities, rtol=0, atol=FLOAT64_ATOL)
+
+
+def test_lightgbm_classifier_in_a_pipeline_gives_the_same_labels_and_probabilities(cancer):
+    X, y = cancer
+    model = make_pipeline(
+        StandardScaler(), LGBMClassifier(n_estimators=50, verbose=-1, n_jobs=1, random_state=0)
+    ).fit(X, y)
+
+    got = converted(model, X, "classification")(records(X))
+
+    expected = default_predict(model, X)
+    np.testing.assert_array_equal(got.predictions, expected.predictions)
+    np.testing.assert_allclose(got.probabilities, expected.probabilities, rtol=0, atol=FLOAT32_ATOL)
+
+
+def test_lightgbm_regressor_in_a_pipeline_predicts_within_float32_rounding(shop):
+    X = shop[["size", "count", "color", "promo"]]
+    model = make_pipeline(
+        shop_features(OrdinalEncoder()),
+        LGBMRegressor(n_estimators=100, verbose=-1, n_jobs=1, random_state=0),
+    ).fit(X, shop["spent"])
+
+    got = converted(model, X, "regression")(records(X))
+
+    # ONNX Runtime sums the leaves in float32: what ParityConfig's rtol allows for.
+    np.testing.assert_allclose(got.predictions, model.predict(X), rtol=1e-5, atol=FLOAT32_ATOL)
 
 
 def test_an_estimator_without_a_converter_is_not_convertible_in_one_line(shop):
@@ -264,12 +373,13 @@ def test_columns_named_like_the_graphs_own_variables_feed_the_right_inputs(cance
     np.testing.assert_allclose(got.probabilities, model.predict_proba(X), rtol=0, atol=FLOAT64_ATOL)
 
 
-def test_categorical_splits_would_convert_silently_wrong_which_is_why_they_are_refused(
-    shop, categorical_hgb
+def test_skl2onnx_alone_converts_categorical_splits_wrong_which_is_why_they_are_rewritten(
+    shop, categorical_hgb, monkeypatch
 ):
     # When skl2onnx evaluates categorical splits correctly (onnx/sklearn-onnx#1051) this fails,
-    # and to_onnx can stop refusing them.
+    # and training/onnx_trees.py can go.
     X = shop[["size", "count", "color", "promo"]]
+    monkeypatch.setattr(onnx_trees, "rewrite", lambda onx, model: None)
     kinds = {"size": "float", "count": "int64", "color": "string", "promo": "bool"}
     graph = onnx_export._convert(categorical_hgb, kinds, "regression")
 

@@ -1,23 +1,41 @@
 """Registration admits a faster runtime only if it reproduces the package's predict path: an ONNX
 conversion of the fitted model is refused when the package's own predict step changes outputs,
 and the model then serves through scikit-learn, answering what the predict path answers; and when
-it does not answer rows with missing values (nullable columns) as the predict path does."""
+it does not answer rows with missing values (nullable columns) as the predict path does. A
+LightGBM pipeline, and a HistGradientBoosting splitting on categories, are admitted to ONNX."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
+from lightgbm import LGBMClassifier, LGBMRegressor
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OrdinalEncoder, StandardScaler
 
 import models
 from models import get_spec
 from models import runtimes as loaders
 from models.config import ParityConfig, PersistenceConfig
-from models.contract import Outputs
-from models.predict import default_predict, predict_records
+from models.contract import Column, FeatureSchema, ModelSpec, Outputs
+from models.predict import default_predict, predict_records, prepare
 from training import runtimes
 from training.split import split
+
+# What skops names in a LightGBM pipeline beyond the platform's trusted types: a model package
+# using LightGBM lists these under persistence.trusted in its config.yaml (README).
+LIGHTGBM_TRUSTED = [
+    "collections.OrderedDict",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.sklearn.LGBMRegressor",
+]
 
 
 def sharpened(model, features) -> Outputs:
@@ -38,15 +56,83 @@ def cancer():
     return spec, model, spec.schema.records(valid_df)
 
 
+@pytest.fixture(scope="module")
+def shop_spec() -> ModelSpec:
+    """A brought-in model with a category column, as models/scaffold.py writes one."""
+    rng = np.random.default_rng(11)
+    n = 2000
+    frame = pd.DataFrame(
+        {
+            "size": rng.normal(10, 3, n).round(2),
+            "count": rng.integers(0, 50, n),
+            "color": rng.choice([f"c{i}" for i in range(12)], n),
+            "promo": rng.random(n) < 0.3,
+        }
+    )
+    effect = frame["color"].map({f"c{i}": v for i, v in enumerate(rng.normal(0, 3, 12))})
+    frame["spent"] = effect * 5 + frame["size"] + 2 * frame["promo"] + rng.normal(0, 1, n)
+    schema = FeatureSchema(
+        columns=(
+            Column(name="size", kind="float"),
+            Column(name="count", kind="int"),
+            Column(name="color", kind="category"),
+            Column(name="promo", kind="bool"),
+            Column(name="spent", kind="float"),
+        ),
+        features=("size", "count", "color", "promo"),
+        target="spent",
+    )
+
+    def build(params, seed):
+        features = ColumnTransformer(
+            [
+                (
+                    "categories",
+                    OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+                    ["color"],
+                ),
+                ("numeric", "passthrough", ["size", "count", "promo"]),
+            ]
+        )
+        model = HistGradientBoostingRegressor(categorical_features=[0], random_state=seed)
+        return make_pipeline(features, model)
+
+    return ModelSpec(
+        name="shop",
+        task="regression",
+        schema=schema,
+        build_estimator=build,
+        default_data=lambda seed: frame,
+        config_path=Path("models/shop/config.yaml"),
+    )
+
+
+def trust_lightgbm(name, tmp_path, monkeypatch):
+    """Model `name`'s reviewed config trusts LightGBM's types (BENTOGATE_CONFIG names it)."""
+    config = tmp_path / "config" / "config.yaml"
+    config.parent.mkdir()
+    trusted = {"persistence": {"trusted": LIGHTGBM_TRUSTED}}
+    config.write_text(yaml.safe_dump({"seed": 42, "gate": {"thresholds": {}}, **trusted}))
+    monkeypatch.setenv("BENTOGATE_CONFIG", str(config))
+    monkeypatch.setenv("BENTOGATE_MODEL", name)
+
+
 def admit(spec, model, records, tmp_path, monkeypatch):
     # The sklearn runtime loads the package by name: let the name give the spec under test.
     monkeypatch.setattr(models, "get_spec", lambda name: spec)
     expected = predict_records(spec, model, records)
-    classes = model.classes_.tolist()
+    classes = model.classes_.tolist() if spec.task == "classification" else None
     verdicts, files = runtimes.admit(
         spec, model, records, expected, classes, ParityConfig(), tmp_path
     )
     return verdicts, files, expected, classes
+
+
+def fitted(spec, model, seed=42):
+    data = spec.default_data(seed)
+    train_df, valid_df = split(data, spec, models.config.SplitConfig(), seed)
+    model.fit(prepare(spec, spec.schema.records(train_df)), train_df[spec.schema.target])
+    return model, spec.schema.records(valid_df)
 
 
 def test_onnx_that_reproduces_the_default_path_is_admitted_and_chosen(
@@ -154,3 +240,49 @@ def test_an_estimator_that_refuses_missing_values_is_named_with_the_nullable_col
             str(exc.value)
         )
         assert "put a SimpleImputer in its Pipeline" in str(exc.value)
+
+
+def test_a_lightgbm_classifier_pipeline_is_admitted_to_onnx_by_parity(
+    cancer, tmp_path, monkeypatch
+):
+    spec, _, records = cancer
+    trust_lightgbm("cancer", tmp_path, monkeypatch)
+    model, records = fitted(
+        spec,
+        make_pipeline(StandardScaler(), LGBMClassifier(n_estimators=100, verbose=-1, n_jobs=1)),
+    )
+
+    verdicts, files, _, _ = admit(spec, model, records, tmp_path, monkeypatch)
+
+    assert verdicts["onnx"]["admitted"] is True, verdicts["onnx"]
+    assert runtimes.chosen(verdicts) == "onnx"
+    assert files["onnx"].is_file()
+
+
+def test_a_lightgbm_regressor_pipeline_is_admitted_to_onnx_by_parity(
+    shop_spec, tmp_path, monkeypatch
+):
+    trust_lightgbm("shop", tmp_path, monkeypatch)
+    features = ColumnTransformer(
+        [("categories", OrdinalEncoder(), ["color"])], remainder="passthrough"
+    )
+    model, records = fitted(
+        shop_spec, make_pipeline(features, LGBMRegressor(n_estimators=100, verbose=-1, n_jobs=1))
+    )
+
+    verdicts, _, _, _ = admit(shop_spec, model, records, tmp_path, monkeypatch)
+
+    assert verdicts["onnx"]["admitted"] is True, verdicts["onnx"]
+    assert runtimes.chosen(verdicts) == "onnx"
+
+
+def test_a_hist_gradient_boosting_with_categorical_features_is_admitted_to_onnx_by_parity(
+    shop_spec, tmp_path, monkeypatch
+):
+    model, records = fitted(shop_spec, shop_spec.build_estimator({}, 42))
+
+    verdicts, _, _, _ = admit(shop_spec, model, records, tmp_path, monkeypatch)
+
+    assert verdicts["onnx"]["admitted"] is True, verdicts["onnx"]
+    assert verdicts["onnx"]["max_abs_diff"] < 1e-9  # its trees run in double
+    assert runtimes.chosen(verdicts) == "onnx"
