@@ -225,11 +225,11 @@ def for_model(log_dir: Path, model_tag: str, cfg: AccuracyChecks) -> AccuracyChe
     """The check for the canary `model_tag` with its gate's thresholds and ratchet
     (models/<name>/config.yaml) and the actuals its record admits; `cfg.ratchet_tolerance`
     replaces the gate's tolerance when set."""
-    model = model_tag.split(":", 1)[0]
-    try:
-        rule: ActualRule | None = of_record(registry.metadata(registry.get(model_tag)))
-    except registry.RegistryError:  # not in this store: the task's rule
-        rule = None
+    model, _, version = model_tag.partition(":")
+    rule: ActualRule | None = None  # no version named, or not in this store: the task's rule
+    if version:
+        with contextlib.suppress(registry.RegistryError):
+            rule = of_record(registry.metadata(registry.get(model_tag)))
     model_cfg = package_config(model)
     thresholds = model_cfg.gate.parsed() if model_cfg is not None else []
     gate_ratchet = model_cfg.gate.ratchet if model_cfg is not None else None
