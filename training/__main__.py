@@ -85,7 +85,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.model is None and settings.model == Settings.model_fields["model"].default:
                 # `make models` alone: say whose models these are, and how to see another's.
                 others = ", ".join(m for m in available() if m != settings.model)
-                print(f"{settings.model}: the default model (MODEL=<name> for another: {others})")
+                # On stderr, in words no row starts with: the listing itself stays parseable.
+                print(
+                    f"listing {settings.model}, the default model (MODEL=<name> for another:"
+                    f" {others})",
+                    file=sys.stderr,
+                )
             return _list_models(settings)
         if args.command == "production":
             prod = registry.production(settings.model)

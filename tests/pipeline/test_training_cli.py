@@ -179,9 +179,10 @@ def test_listing_models_without_naming_one_says_it_lists_the_default_and_how_to_
     named = run_cli("-m", "training", "--model", "cancer", "models", env=isolated_env)
 
     assert default.returncode == 0, default.stderr
-    first = default.stdout.splitlines()[0]
-    assert first.startswith("sales: the default model (MODEL=<name> for another: ")
-    assert "cancer" in first
+    said = default.stderr.splitlines()[0]
+    assert said.startswith("listing sales, the default model (MODEL=<name> for another: ")
+    assert "cancer" in said
+    assert not any(line.startswith("listing") for line in default.stdout.splitlines())
     assert named.stdout == "no models registered for 'cancer'\n"
 
 
