@@ -470,6 +470,7 @@ class Supervisor:
             "pid": os.getpid(),
             "generation": self.applied,
             "error": self.error,
+            "miss_checks": self.misses.checks,
             "router": info(self.router),
             "releases": {rid: info(c) for rid, c in self.releases.items()},
         }
@@ -612,6 +613,7 @@ class MissWatch:
         self.window: list[Answer] = []
         self.restarts: dict[str, list[Restart]] = {}
         self.seen: dict[str, float] = {}  # release -> the last crash time the supervisor gave
+        self.checks = 0  # looks at the log so far (in the state: a test waits for the next ones)
 
     def _read(self) -> list[dict[str, Any]]:
         try:
@@ -653,6 +655,7 @@ class MissWatch:
         self.next = now + rule.every_s
         self.window += answers(self._read(), wall)
         self.window = [a for a in self.window if wall - a.when <= rule.window_s]
+        self.checks += 1
         for rid, restarts in self.restarts.items():
             _, restarts = restart_exempt(self.window, rid, restarts)
             # Back longer ago than the window: no request it exempts is left in it.

@@ -310,7 +310,6 @@ def test_a_killed_release_is_restarted_while_the_previous_one_answers_and_is_not
     target, example
 ):
     before = supervised(target)["releases"]["r0002"]["pid"]
-    every_s = target.routing().limits.sustained_miss.every_s
     poller = Poller(target.url, example)
     poller.start()
     try:
@@ -321,7 +320,8 @@ def test_a_killed_release_is_restarted_while_the_previous_one_answers_and_is_not
         # Back: it answers its own traffic again, and the supervisor's next looks at the log do
         # not pin it for the requests the previous release answered while it restarted.
         wait_for(lambda: poller.answered_by[-1:] == ["r0002"], 30)
-        time.sleep(2 * every_s + 0.5)
+        checks = supervised(target)["miss_checks"]
+        wait_for(lambda: supervised(target)["miss_checks"] >= checks + 2, 30)
     finally:
         poller.stop.set()
         poller.join(15)
@@ -421,7 +421,8 @@ def test_a_broken_routing_file_stops_no_request_and_make_down_still_stops_everyt
     poller.start()
     try:
         (target.dir / "routing.json").write_text('{"releases": [')  # a disk that filled up
-        time.sleep(1)  # the supervisor has read it, and keeps its last good configuration
+        # The supervisor has read it, and keeps its last good configuration.
+        wait_for(lambda: "not applied" in (supervised(target)["error"] or ""), 30)
         status = target.status()
         with pytest.raises(UsageError, match="the routing file is broken"):
             target.deploy(bento, production_tag)
