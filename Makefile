@@ -323,7 +323,7 @@ format: $(STAMP) ## Format the code and apply safe lint fixes
 
 .PHONY: test
 test: lint $(STAMP) $(NGINX) java ## Lint, then run the whole test suite (what CI runs; the router tests need nginx, the batch tests Java)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 .PHONY: test-busy
 test-busy: $(STAMP) ## make test beside one CPU-burning process per core: the suite must hold on a busy machine

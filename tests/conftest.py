@@ -78,6 +78,7 @@ LONGEST_FIRST = (
     "tests/model/test_sales_behaviour.py",  # ~35 s
     "tests/batch/test_score.py",  # ~30 s
     "tests/pipeline/test_build_refuses_a_missing_dependency.py",  # ~30 s
+    "tests/pipeline/test_first_model.py",  # ~30 s
 )
 
 
