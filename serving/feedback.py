@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -28,6 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from models.actuals import SPAN_MULTIPLE, ActualRule
+from serving.schema import of_their_kind
 
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 MAX_ACTUAL_CHARS = 256
@@ -41,19 +41,6 @@ def _label(v: Any) -> str | int:
     if not ok:
         raise PydanticCustomError("actual_type", "expected a class label")
     return v
-
-
-def _of_kind(classes: tuple[str | int, ...]) -> Any:
-    """A class sent as the classes' own JSON type: a Literal alone takes true and 1.0 for the
-    class 1 (True == 1 == 1.0 in Python), and the class logged would be one nobody sent."""
-    kinds = {type(c) for c in classes}
-
-    def check(v: Any) -> Any:
-        if type(v) not in kinds:
-            raise PydanticCustomError("literal_error", "not a class of the model")
-        return v
-
-    return check
 
 
 def _in_utc(v: dt.datetime | None) -> dt.datetime | None:
@@ -72,7 +59,7 @@ def actual_type(rule: ActualRule) -> Any:
     if rule.task == "regression":
         return Annotated[float, Field(ge=rule.low, le=rule.high)]
     if rule.classes is not None:
-        return Annotated[Literal[tuple(rule.classes)], BeforeValidator(_of_kind(rule.classes))]
+        return Annotated[Literal[tuple(rule.classes)], of_their_kind(tuple(rule.classes))]
     return Annotated[
         str | int,
         PlainValidator(_label),

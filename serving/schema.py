@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError
 
 from models.contract import Column, FeatureSchema
 
@@ -30,9 +31,25 @@ def field_type(col: Column) -> Any:
     return kind | None if col.nullable else kind
 
 
+def of_their_kind(values: tuple[Any, ...]) -> BeforeValidator:
+    """A value sent as the JSON type of `values`: a Literal alone takes true and 1.0 for 1
+    (True == 1 == 1.0 in Python), and the model would get a value nobody sent."""
+    kinds = {type(v) for v in values}
+
+    def check(v: Any) -> Any:
+        if type(v) not in kinds:
+            raise PydanticCustomError("literal_error", "not one of the values")
+        return v
+
+    return BeforeValidator(check)
+
+
 def _value_type(col: Column) -> Any:
     if col.kind == "category" and col.categories:
-        return Literal[tuple(col.categories)]
+        choices: Any = Literal[tuple(col.categories)]
+        if all(isinstance(c, str) for c in col.categories):
+            return choices  # text equals no number: no check per record needed
+        return Annotated[choices, of_their_kind(tuple(col.categories))]
     if col.kind == "category":
         return str
     if col.kind == "int":
