@@ -50,6 +50,7 @@ if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw") and PORTS_ENV not 
 import bentoml  # noqa: E402
 
 from core import registry  # noqa: E402
+from core.project import copy_project as copy_project  # noqa: E402  (the tests import it from here)
 from core.settings import ROOT, Settings  # noqa: E402
 from models import get_spec  # noqa: E402
 from models.contract import ModelSpec  # noqa: E402
@@ -156,23 +157,6 @@ def make(repo: Path, *args: str, env: dict[str, str], timeout: float = 1200):
     pipeline (train, build, load test, two deploys) takes 2 minutes on an idle 2-core machine and
     several times that on a busy one; a hung step still ends."""
     return bounded(["make", "-s", *args], cwd=repo, env=env, timeout=timeout)
-
-
-def copy_project(dest: Path) -> Path:
-    """A copy of the project's files (tracked and new, not ignored) sharing this .venv: pipeline
-    tests change and run it without touching the working tree."""
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout
-    for rel in filter(None, files.decode().split("\0")):
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
-    (dest / ".venv").symlink_to(ROOT / ".venv")
-    return dest
 
 
 def swap_in_a_forest(package: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import yaml
 
 from core import cli
 from core.process import Server
+from core.project import copy_project
 from core.settings import ROOT, get_settings
 from loadtests.bench.run import PIN_SERVER, measure_servers
 from models.contract import FeatureSchema
@@ -93,17 +93,7 @@ def shop_data(rows: int = 3000, seed: int = 5) -> pd.DataFrame:
 
 def shop_project(dest: Path) -> Path:
     """A copy of the project's files (sharing its .venv) with the shop packages scaffolded."""
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout
-    for rel in filter(None, files.decode().split("\0")):
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
-    (dest / ".venv").symlink_to(ROOT / ".venv")
+    copy_project(dest)
     shop_data().to_csv(dest / "shop.csv", index=False)
     scaffold = [sys.executable, "-m", "models.scaffold"]
     for name in ("shop", "shop_lightgbm"):

@@ -69,24 +69,7 @@ def test_a_rollback_only_goes_back_to_a_release_of_the_same_model(tmp_path):
 def test_a_rollback_to_a_running_previous_release_of_the_same_bento_is_refused_saying_why(
     tmp_path,
 ):
-    directory = tmp_path / "staging" / "sales"
-    same = [release("r0001", "sales:v1", SUPERSEDED), release("r0002", "sales:v1", "live")]
-    same[1].bento = same[0].bento  # the same Bento deployed twice
-    write_history(directory, same)
-    routing.save(
-        directory,
-        Routing(
-            environment="staging",
-            model="sales",
-            port=2,
-            stable="r0002",
-            previous="r0001",
-            releases=[
-                RoutedRelease(id=r.id, bento=r.bento, model_tag="sales:v1", port=3 + n, routed=True)
-                for n, r in enumerate(same)
-            ],
-        ),
-    )
+    swappable(tmp_path / "staging" / "sales", same_bento=True)
     with pytest.raises(UsageError) as refused:
         LocalTarget("staging", STAGING, tmp_path, "sales").rollback_target()
     assert str(refused.value) == (
@@ -96,9 +79,12 @@ def test_a_rollback_to_a_running_previous_release_of_the_same_bento_is_refused_s
     )
 
 
-def swappable(directory: Path, fallback: str | None = None) -> None:
-    """r0002 live with r0001 still running as its previous release: a rollback is a swap."""
+def swappable(directory: Path, fallback: str | None = None, same_bento: bool = False) -> None:
+    """r0002 live with r0001 still running as its previous release: a rollback is a swap
+    (`same_bento`: r0002 is the Bento of r0001 deployed again)."""
     same = [release("r0001", "sales:v1", SUPERSEDED), release("r0002", "sales:v2", "live")]
+    if same_bento:
+        same[1].bento, same[1].model_tag = same[0].bento, same[0].model_tag
     write_history(directory, same)
     routing.save(
         directory,
