@@ -51,23 +51,22 @@ def test_scaffolded_package_passes_lint_whatever_its_name(project, name):
     assert formatted.returncode == 0, formatted.stdout
 
 
+def run_in(project: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """`code` run by Python in the project copy, where its scaffolded packages import."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=False
+    )
+
+
 def test_an_empty_first_cell_takes_the_first_present_value_as_the_example(project):
     (project / "gaps.csv").write_text(
         "age,stage,smoker,note,relapsed\n,,,,yes\n41,II,False,,no\n58,I,True,,no\n"
     )
     scaffold("gaps", Path("gaps.csv"), "relapsed", "classification", root=project)
 
-    shown = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from models.gaps.schema import SCHEMA\n"
-            "print({c.name: c.example for c in SCHEMA.columns})",
-        ],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
+    shown = run_in(
+        project,
+        "from models.gaps.schema import SCHEMA\nprint({c.name: c.example for c in SCHEMA.columns})",
     )
 
     assert shown.returncode == 0, shown.stderr
@@ -124,16 +123,9 @@ def test_a_scaffolded_package_keeps_the_default_predict_path(project):
     # from records only (batch scoring could not hand the model whole frames).
     scaffold("plain", Path("patients.csv"), "relapsed", "classification", root=project)
 
-    shown = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from models.plain import SPEC\nprint(SPEC.prepare, SPEC.predict)",
-        ],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
+    shown = run_in(
+        project,
+        "from models.plain import SPEC\nprint(SPEC.prepare, SPEC.predict)",
     )
 
     assert shown.returncode == 0, shown.stderr
@@ -181,17 +173,10 @@ def test_columns_with_empty_cells_are_marked_nullable_and_reported(project, capl
 
     with caplog.at_level("WARNING", logger="bentogate.scaffold"):
         scaffold("holes", Path("holes.csv"), "relapsed", "classification", root=project)
-    shown = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from models.holes.schema import SCHEMA\n"
-            "print({c.name: (c.kind, c.nullable) for c in SCHEMA.columns})",
-        ],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
+    shown = run_in(
+        project,
+        "from models.holes.schema import SCHEMA\n"
+        "print({c.name: (c.kind, c.nullable) for c in SCHEMA.columns})",
     )
 
     assert shown.returncode == 0, shown.stderr
