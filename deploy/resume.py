@@ -217,30 +217,37 @@ def build_output(settings: Settings) -> dict[str, str]:
     return {"bento": tag} if tag else {}
 
 
+def _still_last(
+    tag: str, lookup: Any, last: str | None, what: str, where: str, as_last: str
+) -> str | None:
+    """Why the recorded output `tag` can no longer be used: gone from its store (`lookup` fails)
+    or no longer the last one made (`last`); None when it still can."""
+    import bentoml
+
+    try:
+        lookup(tag)
+    except (bentoml.exceptions.BentoMLException, ValueError):
+        return f"{what} {tag} is no longer in the {where}"
+    if last != tag:
+        return f"the last {as_last} is now {last}, not {tag}"
+    return None
+
+
 def train_problem(settings: Settings, recorded: dict[str, Any]) -> str | None:
     import bentoml
 
     tag = str(recorded.get("candidate"))
-    try:
-        bentoml.models.get(tag)
-    except (bentoml.exceptions.BentoMLException, ValueError):
-        return f"candidate {tag} is no longer in the model store"
-    if (last := _registered(settings)) != tag:
-        return f"the last registered candidate is now {last}, not {tag}"
-    return None
+    return _still_last(
+        tag, bentoml.models.get, _registered(settings), "candidate", "model store",
+        "registered candidate",
+    )  # fmt: skip
 
 
 def build_problem(settings: Settings, recorded: dict[str, Any]) -> str | None:
     import bentoml
 
     tag = str(recorded.get("bento"))
-    try:
-        bentoml.bentos.get(tag)
-    except (bentoml.exceptions.BentoMLException, ValueError):
-        return f"Bento {tag} is no longer in the store"
-    if (last := _last_build()) != tag:
-        return f"the last build is now {last}, not {tag}"
-    return None
+    return _still_last(tag, bentoml.bentos.get, _last_build(), "Bento", "store", "build")
 
 
 def loadtest_problem(settings: Settings, recorded: dict[str, Any]) -> str | None:
