@@ -91,11 +91,12 @@ def resolve_tag(settings: Settings, source_dir: Path | None = None) -> str:
 def store_location() -> str:
     """The model store BentoML searched, and the BENTOML_HOME it came from: a raw `bentoml serve`
     outside make (which sets .bentogate/bentoml) searches BentoML's default, ~/bentoml."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    models = Path(BentoMLContainer.bentoml_home.get()).resolve() / "models"  # BentoML's own answer
     home = os.environ.get("BENTOML_HOME")
     if home:
-        models = Path(os.path.expandvars(home)).expanduser().resolve() / "models"
         return f"{models} (BENTOML_HOME={home})"
-    models = Path.home() / "bentoml" / "models"
     return f"{models} (BENTOML_HOME is not set; make sets .bentogate/bentoml)"
 
 
