@@ -43,3 +43,25 @@ def test_integer_and_text_categories_take_their_own_values_and_null_where_nullab
         {"grade": 2, "stage": None},
         {"grade": 3, "stage": "II"},
     ]
+
+
+@pytest.mark.parametrize("bound", [0, 0.0])
+def test_a_bound_reads_the_same_whichever_equal_bound_python_built_first(bound):
+    """typing caches Annotated[float, Ge(0)] and Annotated[float, Ge(0.0)] as one (the two
+    bounds are equal): the words must not depend on which of them some other code made first."""
+    schema = FeatureSchema(
+        columns=(
+            Column(name="dose", kind="float", minimum=bound, maximum=10.5),
+            Column(name="weight", kind="float", minimum=bound),
+            Column(name="y", kind="float"),
+        ),
+        features=("dose", "weight"),
+        target="y",
+    )
+    model = request_model(schema, 10)
+    with pytest.raises(ValidationError) as exc:
+        model.model_validate_json(json.dumps({"records": [{"dose": -1.0, "weight": -2.5}]}))
+    assert [p["error"] for p in errors.from_validation(exc.value, model)] == [
+        "expected a number from 0 to 10.5, got a number -1.0",
+        "expected a number of at least 0, got a number -2.5",
+    ]
