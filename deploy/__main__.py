@@ -25,7 +25,7 @@ import httpx
 from core import cli, registry
 from core.settings import ROOT, Settings, get_settings
 from core.yamlconf import ConfigError
-from deploy import accuracy, addresses, evidence, kubernetes, notify, release, shadow_report, smoke
+from deploy import addresses, evidence, kubernetes, notify, release, shadow_report, smoke
 from deploy import config as deploy_config
 from deploy.local import (
     DeployError,
@@ -176,6 +176,9 @@ def cmd_deploy(
         if args.strategy == "canary":
             target.notify = _notifier(settings)
             accuracy_cfg = target.canary_cfg.checks.accuracy
+            # Imported here: its pandas and scikit-learn cost every other command 1.3 s.
+            from deploy import accuracy
+
             # Made before the canary starts: it reads the logs from where they end now.
             extra = (
                 (accuracy.for_model(target.dir, model_tag, accuracy_cfg),)
