@@ -345,6 +345,15 @@ def run(
         sample = con.execute(
             SAMPLE.replace("{n}", str(int(cfg.drift.sample_rows))), [v.version]
         ).df()
+        if len(sample) < cfg.drift.min_rows:
+            # Too few records for the check to judge: no comparison (nor Evidently's ~6 s import
+            # for it), the finding says how many there were.
+            v.findings.append(
+                quality.check_drift(
+                    (), 0, len(sample), cfg.drift.max_drifted_share, cfg.drift.min_rows
+                )
+            )
+            continue
         if ref is None:
             v.findings.append(
                 quality.Finding(

@@ -39,7 +39,10 @@ def test_held_out_rows_of_the_training_distribution_are_not_flagged(sales_spec, 
     assert (tmp_path / "d.html").stat().st_size > 0
 
 
-def test_rows_shifted_on_purpose_are_flagged_per_feature_and_in_predictions(sales_spec, halves):
+def test_rows_shifted_on_purpose_are_flagged_per_feature_and_in_predictions_by_the_worker(
+    sales_spec, halves
+):
+    """Compared in drift.worker(), the process `make monitor` compares in."""
     reference, current = halves
     shifted = current.assign(
         onpromotion=True,
@@ -48,7 +51,12 @@ def test_rows_shifted_on_purpose_are_flagged_per_feature_and_in_predictions(sale
         prediction=current["prediction"] * 3 + 10,
     )
     shifted["class"] = shifted["class"] + 3000
-    result = drift.compare(sales_spec.schema, "regression", reference, shifted)
+    with drift.worker() as worker:
+        result = worker.submit(
+            drift.compare, sales_spec.schema, "regression", reference, shifted
+        ).result(timeout=120)
+        with pytest.raises(ValueError, match="invalid literal"):  # its errors reach the caller
+            worker.submit(int, "not a number").result(timeout=60)
     assert {"onpromotion", "perishable", "family", "class"} <= set(result.drifted_features)
     assert result.prediction is not None and result.prediction.drifted
     assert "date" not in [c.column for c in result.columns]
