@@ -62,24 +62,26 @@ from training.validate import validate  # noqa: E402
 # `make test` runs each file whole on one of two xdist workers (--dist loadfile), handed out in the
 # order below (pytest_configure turns off xdist's own order, by number of tests, which started
 # these few-test files last: one worker ended alone on them while the other idled). Longest first,
-# the other files fill in after. Per-file totals (setup + calls) measured on 2 busy cores.
+# the other files fill in after. Per-file totals (setup + calls) of `make test` on a quiet machine,
+# 2026-12-06 23:30.
 LONGEST_FIRST = (
-    "tests/pipeline/test_delivery.py",  # ~240 s
-    "tests/pipeline/test_deliver_jobs.py",  # ~215 s
-    "tests/pipeline/test_training_cli.py",  # ~200 s
-    "tests/pipeline/test_canary.py",  # ~95 s
-    "tests/pipeline/test_loadtest_gate_runs.py",  # ~85 s
-    "tests/pipeline/test_bring_your_own_model.py",  # ~75 s
-    "tests/pipeline/test_release.py",  # ~70 s
-    "tests/pipeline/test_monitor_rollback.py",  # ~60 s
-    "tests/code/test_monitor_classifier.py",  # ~60 s
-    "tests/pipeline/test_side_by_side.py",  # ~55 s
-    "tests/batch/test_jobs.py",  # ~40 s
-    "tests/pipeline/test_router.py",  # ~40 s
-    "tests/model/test_sales_behaviour.py",  # ~35 s
-    "tests/batch/test_score.py",  # ~30 s
-    "tests/pipeline/test_build_refuses_a_missing_dependency.py",  # ~30 s
-    "tests/pipeline/test_first_model.py",  # ~30 s
+    "tests/pipeline/test_delivery.py",  # ~120 s
+    "tests/pipeline/test_deliver_jobs.py",  # ~100 s
+    "tests/pipeline/test_loadtest_gate_runs.py",  # ~80 s
+    "tests/pipeline/test_training_cli.py",  # ~70 s
+    "tests/pipeline/test_canary.py",  # ~55 s
+    "tests/pipeline/test_bring_your_own_model.py",  # ~40 s
+    "tests/pipeline/test_router.py",  # ~35 s
+    "tests/pipeline/test_monitor_rollback.py",  # ~30 s
+    "tests/pipeline/test_side_by_side.py",  # ~30 s
+    "tests/pipeline/test_build_refuses_a_missing_dependency.py",  # ~25 s
+    "tests/batch/test_jobs.py",  # ~25 s
+    "tests/service/test_bento_e2e.py",  # ~25 s
+    "tests/batch/test_score.py",  # ~20 s
+    "tests/code/test_monitor_classifier.py",  # ~15 s
+    "tests/pipeline/test_release.py",  # ~15 s
+    "tests/pipeline/test_predict_path.py",  # ~15 s
+    "tests/code/test_monitor_store.py",  # ~15 s
 )
 
 
