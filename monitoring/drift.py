@@ -11,6 +11,7 @@ missing"), as a feed that stopped sending a feature is.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -69,11 +70,14 @@ class DriftResult:
         }
 
 
-def _warm() -> None:
+def _warm(module: str) -> None:
+    """Import `module` before the first task asks for it. A failure is left to that task, which
+    imports it again and reports the error: an initializer that raises makes multiprocessing's
+    Pool start the process again, forever, and the task would never run."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.suppress(Exception):
         warnings.simplefilter("ignore")
-        importlib.import_module("evidently.presets")
+        importlib.import_module(module)
 
 
 class Worker(Executor):
@@ -82,8 +86,10 @@ class Worker(Executor):
     database. Shut down, it is terminated, not waited for: a run that had nothing to compare
     (every version below drift.min_rows) does not wait for an import it never used."""
 
-    def __init__(self) -> None:
-        self._pool = multiprocessing.get_context("spawn").Pool(1, initializer=_warm)
+    def __init__(self, warm: str = "evidently.presets") -> None:
+        self._pool = multiprocessing.get_context("spawn").Pool(
+            1, initializer=_warm, initargs=(warm,)
+        )
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         future: Future[T] = Future()
