@@ -160,13 +160,17 @@ unpin: $(STAMP) ## After a sustained budget miss sent MODEL's traffic to the pre
 adopt: $(STAMP) $(NGINX) ## After MODEL's supervisor in ENV died: a new one takes over its router and releases, restarting none
 	$(PY) -m deploy adopt $(ENV) --model $(MODEL)
 
+# ENV and MODEL given (on the command line or in the environment) narrow status and down to them;
+# their defaults do not: `make down` alone stops everything, `make down MODEL=wine` wine alone.
+SCOPE := $(if $(filter-out file default,$(origin ENV)),$(ENV)) $(MODEL_CHECK)
+
 .PHONY: status
-status: $(STAMP) ## Each model in each local environment, checked now: serving, degraded (why) or down
-	$(PY) -m deploy status
+status: $(STAMP) ## Each model in each local environment, checked now: serving, degraded (why) or down (ENV=, MODEL= narrow it)
+	$(PY) -m deploy status $(SCOPE)
 
 .PHONY: down
-down: $(STAMP) ## Stop every service the local target started (all environments and models)
-	$(PY) -m deploy down
+down: $(STAMP) ## Stop every service the local target started: all environments and models, or only ENV=, MODEL=
+	$(PY) -m deploy down $(SCOPE)
 
 .PHONY: manifests
 manifests: $(STAMP) ## Render and validate the routed Kubernetes manifests (release, router, NetworkPolicy, monitor CronJob) of the last build for ENV: build/k8s/

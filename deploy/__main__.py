@@ -36,6 +36,7 @@ from deploy.local import (
     recorded_port,
     state_models,
 )
+from models import available
 from models.config import DeployConfig as ModelDeploy
 from models.config import package_config
 from serving.runtime import LAST_BUILD, bento_model_tag, last_build
@@ -242,7 +243,27 @@ def cmd_adopt(args: argparse.Namespace, settings: Settings, cfg: deploy_config.D
     return 0
 
 
+def _scope(args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig) -> None:
+    """`down` and `status` name environments and a model only to narrow what they cover: a name
+    that matches nothing is a mistake, refused before anything stops (a typo must not read as
+    "nothing running")."""
+    unknown = [n for n in args.env if n not in cfg.environments]
+    if unknown:
+        raise UsageError(
+            f"unknown environment {', '.join(map(repr, unknown))}: deploy/config.yaml has "
+            + ", ".join(cfg.environments)
+        )
+    # A model deployed once counts even if its package has gone since: its releases may still run.
+    known = set(available()) | {
+        m for n in cfg.environments for m in state_models(settings.deploy_dir, n)
+    }
+    if args.model is not None and args.model not in known:
+        raise UsageError(f"unknown model {args.model!r}: known are {', '.join(sorted(known))}")
+
+
 def cmd_down(args: argparse.Namespace, settings: Settings, cfg: deploy_config.DeployConfig) -> int:
+    """Stop what the local target started: every environment and model, or only those named."""
+    _scope(args, settings, cfg)
     names = args.env or sorted(
         {n for n, e in cfg.environments.items() if e.local}
         | {p.name for p in settings.deploy_dir.glob("*") if p.is_dir()}
@@ -253,6 +274,13 @@ def cmd_down(args: argparse.Namespace, settings: Settings, cfg: deploy_config.De
             continue
         env = cfg.env(name, "local")
         env_dir = settings.deploy_dir / name
+        if args.model is not None:
+            stopped = LocalTarget(name, env, settings.deploy_dir, args.model).down()
+            print(
+                f"{name}/{args.model}: "
+                + (f"stopped {', '.join(stopped)}" if stopped else "nothing running")
+            )
+            continue
         if legacy_state(env_dir):  # releases started before models had their own addresses
             stopped = LocalTarget(name, env, settings.deploy_dir, "*", state_dir=env_dir).down()
             print(f"{name}: " + (f"stopped {', '.join(stopped)}" if stopped else "nothing running"))
@@ -272,15 +300,18 @@ def cmd_status(
     """Each model in each local environment, checked now through its stable address and each
     release's /readyz: serving, degraded (why) or down. Exit 1 if anything deployed is not
     serving."""
+    _scope(args, settings, cfg)
     ports = addresses.ports(cfg, addresses.package_deploys())
     unhealthy = False
     for name, env in cfg.environments.items():
-        if env.local is None:
+        if env.local is None or (args.env and name not in args.env):
             continue
         if legacy_state(settings.deploy_dir / name):
             print(f"{name:<11} releases from before models had their own addresses: `make down`")
         deployed = state_models(settings.deploy_dir, name)
         for model in sorted({m for e, m in ports if e == name} | set(deployed)):
+            if args.model is not None and model != args.model:
+                continue
             port = ports.get((name, model)) or recorded_port(settings.deploy_dir, name, model)
             target = LocalTarget(name, env, settings.deploy_dir, model, port)
             st = target.status()
@@ -472,9 +503,16 @@ def parser() -> argparse.ArgumentParser:
     )
     ad.add_argument("env")
     ad.add_argument("--model", help="default: BENTOGATE_MODEL")
-    dn = sub.add_parser("down", help="stop every service the local target started")
-    dn.add_argument("env", nargs="*")
-    sub.add_parser("status", help="what each model serves in each local environment, and where")
+    dn = sub.add_parser(
+        "down", help="stop every service the local target started (or in ENV, of MODEL)"
+    )
+    dn.add_argument("env", nargs="*", help="default: every environment")
+    dn.add_argument("--model", help="default: every model")
+    st = sub.add_parser(
+        "status", help="what each model serves in each local environment, and where"
+    )
+    st.add_argument("env", nargs="*", help="default: every environment")
+    st.add_argument("--model", help="default: every model")
     sr = sub.add_parser("shadow-report", help="the shadow release vs the stable one, Markdown")
     sr.add_argument("env")
     sr.add_argument("--model", help="default: BENTOGATE_MODEL")

@@ -19,12 +19,23 @@ from tests.conftest import run_cli
         (["-m", "batch", "score", "--data", "x.csv"], "--out"),
         (["-m", "loadtests.gate", "--workers", "many"], "--workers"),
         (["-m", "monitoring", "run"], "env"),
+        (["-m", "deploy", "down", "prodution"], "'prodution'"),  # a typo stops nothing
+        (["-m", "deploy", "status", "--model", "sale"], "'sale'"),
         (
             ["-m", "models.scaffold", "x", "--data", "d.csv", "--target", "y", "--task", "z"],
             "--task",
         ),
     ],
-    ids=["training", "deploy", "batch", "loadtests", "monitoring", "scaffold"],
+    ids=[
+        "training",
+        "deploy",
+        "batch",
+        "loadtests",
+        "monitoring",
+        "down-environment",
+        "status-model",
+        "scaffold",
+    ],
 )
 def test_a_bad_argument_is_refused_with_exit_2_and_one_line_naming_it(args, named, tmp_path):
     result = run_cli(*args, env={"BENTOML_HOME": str(tmp_path)}, timeout=120)

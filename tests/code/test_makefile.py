@@ -13,11 +13,11 @@ from core.settings import ROOT
 
 
 def dry_run(*args: str) -> str:
-    # MODEL unset: the Makefile's default, whatever the developer's shell exports.
+    # MODEL and ENV unset: the Makefile's defaults, whatever the developer's shell exports.
     result = subprocess.run(
         ["make", "-n", "--no-print-directory", *args],
         cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if k != "MODEL"},
+        env={k: v for k, v in os.environ.items() if k not in ("MODEL", "ENV")},
         capture_output=True,
         text=True,
         timeout=60,
@@ -57,6 +57,20 @@ def test_per_model_operations_name_the_model(target):
 def test_a_bento_of_another_model_is_refused_only_when_a_model_is_given(target):
     assert "--model wine" in dry_run(target, "ENV=staging", "MODEL=wine")
     assert "--model" not in dry_run(target, "ENV=staging")
+
+
+@pytest.mark.parametrize("target", ["down", "status"])
+def test_down_and_status_cover_everything_unless_an_environment_or_model_is_given(target):
+    # `make down MODEL=wine` used to stop every model in every environment.
+    assert dry_run(target).split()[-2:] == ["deploy", target]
+    assert dry_run(target, "MODEL=wine").split()[-3:] == [target, "--model", "wine"]
+    assert dry_run(target, "ENV=staging").split()[-2:] == [target, "staging"]
+    assert dry_run(target, "ENV=staging", "MODEL=wine").split()[-4:] == [
+        target,
+        "staging",
+        "--model",
+        "wine",
+    ]
 
 
 def test_every_target_runs_with_telemetry_off():

@@ -180,6 +180,22 @@ def test_a_second_rollback_finds_no_earlier_release_of_that_model_and_never_take
     assert answer(address(repo, "wine_a"))[0] == bentos["a1"][1]
 
 
+def test_down_naming_a_model_stops_only_that_model_and_status_names_only_it(
+    rolled_back, repo, env, bentos
+):
+    # `make down MODEL=wine_b` used to stop every model in every environment.
+    shown = make(repo, "status", "ENV=staging", "MODEL=wine_b", env=env)
+    assert [line.split()[:2] for line in shown.stdout.splitlines() if line[:1].isalpha()] == [
+        ["staging", "wine_b"]
+    ], shown.stdout
+    result = make(repo, "down", "ENV=staging", "MODEL=wine_b", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("staging/wine_b: stopped ")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{address(repo, 'wine_b')}/readyz")
+    assert answer(address(repo, "wine_a"))[0] == bentos["a1"][1]
+
+
 def test_down_stops_both_models_and_their_routers(rolled_back, repo, env):
     pids = [r["pid"] for m in ("wine_a", "wine_b") for r in history(repo, m) if r["pid"]]
     result = make(repo, "down", env=env)
