@@ -98,8 +98,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
-CATEGORICAL = {categorical!r}
-NUMERIC = {numeric!r}
+CATEGORICAL: list[str] = {categorical!r}
+NUMERIC: list[str] = {numeric!r}
 
 
 def build_estimator(params: dict[str, Any], seed: int) -> Pipeline:
@@ -230,7 +230,14 @@ def baseline(
         with warnings.catch_warnings(), threadpool_limits(1):
             warnings.simplefilter("ignore")
             out = cross_validate(model, x, y, cv=cv, scoring=list(metrics), error_score="raise")
-        return {m: float(out[f"test_{m}"].mean()) for m in metrics}
+        means = {m: float(out[f"test_{m}"].mean()) for m in metrics}
+        undefined = [m for m, v in means.items() if not math.isfinite(v)]
+        if undefined:  # e.g. R2 on folds of one row
+            rows = len(y) // folds
+            raise ValueError(
+                f"{', '.join(undefined)} undefined on folds of {rows} row{'s' * (rows != 1)}"
+            )
+        return means
 
     how = f"{folds}-fold cross-validation on {len(data)} rows"
     try:

@@ -51,6 +51,36 @@ def test_scaffolded_package_passes_lint_whatever_its_name(project, name):
     assert formatted.returncode == 0, formatted.stdout
 
 
+def test_scaffolded_packages_pass_the_type_check_with_or_without_categories(project):
+    # `make lint` runs mypy on models/: `CATEGORICAL = []` (no text column) failed it.
+    pd.DataFrame({"x": [1.5, 2.0, 3.5, 4.0] * 5, "y": [1.0, 2.0, 3.0, 4.5] * 5}).to_csv(
+        project / "numbers.csv", index=False
+    )
+    scaffold("numbers", Path("numbers.csv"), "y", "regression", root=project)
+    scaffold("mixed", Path("patients.csv"), "relapsed", "classification", root=project)
+    typed = subprocess.run(
+        [str(Path(sys.executable).with_name("mypy")), "models/numbers", "models/mixed"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert typed.returncode == 0, typed.stdout
+
+
+def test_data_too_small_to_score_gets_guessed_bounds_saying_why_not_a_traceback(project):
+    # Four rows: R2 of folds of one row is undefined; it used to be NaN, then a ValueError.
+    pd.DataFrame({"x": [1.5, 2.0, 3.5, 4.0], "y": [1.0, 2.0, 3.0, 4.5]}).to_csv(
+        project / "four.csv", index=False
+    )
+    scaffold("four", Path("four.csv"), "y", "regression", root=project)
+    config = (project / "models" / "four" / "config.yaml").read_text()
+    said = " ".join(config.replace("#", "").split())  # the comment, unwrapped
+    assert "ValueError: r2 undefined on folds of 1 row): guesses; set your own." in said
+    assert 'r2: ">= 0.00"' in config and "nan" not in config
+
+
 def run_in(project: Path, code: str) -> subprocess.CompletedProcess[str]:
     """`code` run by Python in the project copy, where its scaffolded packages import."""
     return subprocess.run(
