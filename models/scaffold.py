@@ -117,6 +117,7 @@ def build_estimator(params: dict[str, Any], seed: int) -> Pipeline:
     )
     # FILL IN (optional): the estimator, this one statement; any scikit-learn one, e.g.
     # ensemble.RandomForest{kind}(random_state=seed, **params), with its params in config.yaml.
+    # One from another module: import it above; `make format` then drops `ensemble` if unused.
     model = ensemble.{estimator}(
         categorical_features=list(range(len(CATEGORICAL))), random_state=seed, **params
     )

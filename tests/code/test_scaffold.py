@@ -69,6 +69,33 @@ def test_scaffolded_packages_pass_the_type_check_with_or_without_categories(proj
     assert typed.returncode == 0, typed.stdout
 
 
+def test_an_estimator_from_another_module_then_make_format_passes_lint(project):
+    # The template's one-statement swap left `from sklearn import ensemble` unused: `make lint`
+    # failed on F401. Its comment now says `make format` drops it; this holds it to that.
+    scaffold("swapped", Path("patients.csv"), "relapsed", "classification", root=project)
+    estimator = project / "models" / "swapped" / "estimator.py"
+    code, swapped = re.subn(
+        r"model = ensemble\.HistGradientBoostingClassifier\(.*?\)\n",
+        "model = linear_model.LogisticRegression(random_state=seed, **params)\n",
+        estimator.read_text(),
+        flags=re.DOTALL,
+    )
+    assert swapped == 1, code
+    estimator.write_text(
+        code.replace(
+            "from sklearn import ensemble\n",
+            "from sklearn import linear_model\nfrom sklearn import ensemble\n",
+        )
+    )
+    assert ruff(project, "check", "--no-cache", "models/swapped").returncode == 1  # F401
+    # What `make format` runs, on this package.
+    ruff(project, "format", "--no-cache", "models/swapped")
+    ruff(project, "check", "--fix", "--no-cache", "models/swapped")
+    lint = ruff(project, "check", "--no-cache", "models/swapped")
+    assert lint.returncode == 0, lint.stdout
+    assert "ensemble" not in estimator.read_text().split("def build_estimator")[0]
+
+
 def test_data_too_small_to_score_gets_guessed_bounds_saying_why_not_a_traceback(project):
     # Four rows: R2 of folds of one row is undefined; it used to be NaN, then a ValueError.
     pd.DataFrame({"x": [1.5, 2.0, 3.5, 4.0], "y": [1.0, 2.0, 3.0, 4.5]}).to_csv(
