@@ -55,11 +55,16 @@ def refuses_missing(spec: ModelSpec, exc: Exception) -> DataValidationError | No
     nullable = [c.name for c in spec.schema.feature_columns if c.nullable]
     if not nullable or "NaN" not in str(exc):
         return None
+    # Which of them reach the estimator as NaN depends on its Pipeline (a OneHotEncoder makes a
+    # text column's gaps a category), so all are named, and the way out for a text column too.
+    many = len(nullable) > 1
     return DataValidationError(
         [
-            f"column{'s' if len(nullable) > 1 else ''} {', '.join(map(repr, nullable))} "
-            f"{'are' if len(nullable) > 1 else 'is'} nullable, but the estimator of models/{spec.name} refuses missing values "
-            f"({str(exc).splitlines()[0]}): put a SimpleImputer in its Pipeline, or drop the "
-            "rows with gaps and nullable=True"
+            f"column{'s' * many} {', '.join(map(repr, nullable))} {'are' if many else 'is'} "
+            f"nullable (models/{spec.name}/schema.py), but the estimator of models/{spec.name} "
+            f"refuses missing values ({str(exc).splitlines()[0]}): put a SimpleImputer in its "
+            "Pipeline (a text column's gaps can instead be a category of their own, as "
+            "OneHotEncoder makes them), or drop the rows with gaps from the data and "
+            f"nullable=True from {'those columns' if many else 'that column'}"
         ]
     )

@@ -240,6 +240,10 @@ def test_an_estimator_that_refuses_missing_values_is_named_with_the_nullable_col
             str(exc.value)
         )
         assert "put a SimpleImputer in its Pipeline" in str(exc.value)
+        # Said once as "drop the rows with gaps and nullable=True": drop what, from where?
+        assert str(exc.value).endswith(
+            "drop the rows with gaps from the data and nullable=True from those columns"
+        )
 
 
 def test_a_lightgbm_classifier_pipeline_is_admitted_to_onnx_by_parity(
