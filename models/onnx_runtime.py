@@ -21,6 +21,13 @@ from models.contract import Outputs, Task
 COLUMNS_KEY = "bentogate.columns"  # JSON list: the feature column feeding each graph input
 PROBABILITIES_KEY = "bentogate.probabilities"  # "false" for a classifier without predict_proba
 
+# A missing text value (a nullable category left empty: None in the model input) as a string
+# input takes it, since an ONNX string tensor cannot hold None. scikit-learn's encoders take None
+# as a category like any other; training/onnx_export.py converts a copy of the model whose
+# encoders hold this string in its place, so the graph encodes it as scikit-learn encodes None.
+# The parity check at registration, on rows with each nullable field null, decides.
+MISSING_TEXT = "\x00missing"
+
 _DTYPES = {
     "tensor(double)": np.float64,
     "tensor(float)": np.float32,
@@ -46,8 +53,12 @@ def column(name: str, values: Any, dtype: Any) -> np.ndarray:
     arr = np.asarray(values)
     kind = arr.dtype.kind
     if dtype is np.object_:
-        if kind not in "OUT" or not all(isinstance(v, str) for v in arr.ravel()):
+        if kind not in "OUT":
             raise ValueError(f"field {name!r}: expected strings")
+        if not all(isinstance(v, str) for v in arr.ravel()):
+            if not all(isinstance(v, str) or v is None for v in arr.ravel()):
+                raise ValueError(f"field {name!r}: expected strings")
+            arr = np.array([MISSING_TEXT if v is None else v for v in arr.ravel()], object)
         out = arr.astype(object, copy=False)
     elif dtype is np.bool_:
         if kind != "b":

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from models.contract import Task
-from models.onnx_runtime import COLUMNS_KEY, PROBABILITIES_KEY, OnnxPredictor
+from models.onnx_runtime import COLUMNS_KEY, MISSING_TEXT, PROBABILITIES_KEY, OnnxPredictor
 
 SAMPLE_ROWS = 64  # rows of `features` run through the converted graph to prove it loads and runs
 
@@ -35,6 +35,7 @@ def to_onnx(model: Any, features: pd.DataFrame, task: Task) -> bytes:
     """ONNX bytes computing `model`'s predictions (and probabilities, in `classes_` order, for a
     classifier with predict_proba) from `features`' columns: a sample of what `prepare` returns."""
     _refuse_known_failures(model, task)
+    model = _missing_category_as_text(model)
     kinds = {name: _kind(name, features[name]) for name in features.columns}
     # Tree converters write float32 thresholds. Fed float32, a value rounds the same way as the
     # threshold it is compared with, so decisions hold; fed float64, values between a threshold
@@ -77,11 +78,7 @@ def _kind(name: str, col: pd.Series) -> str:
             "it into numbers would make the model convertible)"
         )
     if pd.api.types.is_string_dtype(dtype) and all(isinstance(v, str) for v in col.dropna()):
-        if col.isna().any():
-            raise NotConvertible(
-                f"column {name!r} has missing values: an ONNX string input cannot hold them"
-            )
-        return "string"
+        return "string"  # a missing value is fed as MISSING_TEXT (models/onnx_runtime.py)
     raise NotConvertible(f"column {name!r} of dtype {dtype} has no ONNX input type")
 
 
@@ -102,6 +99,35 @@ def _estimators(model: Any):
             items = value if isinstance(value, list | tuple) else [value]
             for item in items:
                 stack.extend(item if isinstance(item, tuple) else [item])
+
+
+def _learned_none(est: Any) -> bool:
+    """A one-hot or ordinal encoder that learned None as a category of a text column: scikit-learn
+    takes None (unlike NaN) as a category like any other, sorted last."""
+    return type(est).__name__ in ("OneHotEncoder", "OrdinalEncoder") and any(
+        c.dtype == object and any(v is None for v in c) for c in getattr(est, "categories_", [])
+    )
+
+
+def _missing_category_as_text(model: Any) -> Any:
+    """`model`, or a copy whose encoders list MISSING_TEXT in place of the None they learned: the
+    graph's string input is fed that string for a missing value (models/onnx_runtime.py) and
+    encodes it as scikit-learn encodes None. The copy is converted, never served; parity on rows
+    with each nullable field null admits the graph or not."""
+    import copy
+
+    if not any(_learned_none(est) for est in _estimators(model)):
+        return model
+    converted = copy.deepcopy(model)
+    for est in _estimators(converted):
+        if _learned_none(est):
+            est.categories_ = [
+                np.array([MISSING_TEXT if v is None else v for v in c], dtype=object)
+                if c.dtype == object
+                else c
+                for c in est.categories_
+            ]
+    return converted
 
 
 def _refuse_known_failures(model: Any, task: Task) -> None:

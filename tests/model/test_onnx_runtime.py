@@ -196,6 +196,10 @@ def test_a_record_of_the_wrong_type_is_refused_naming_its_field(shop):
         predictor([{**records(X)[0], "color": 3}])
     with pytest.raises(ValueError, match="field 'count': expected integers"):
         predictor([{**records(X)[0], "count": 2.5}])
+    # None is a missing text (fed as MISSING_TEXT); NaN is not text, nor anything the predict
+    # path gives a text column (it holds None there), so it is refused, never guessed at.
+    with pytest.raises(ValueError, match="field 'color': expected strings"):
+        predictor([{**records(X)[0], "color": float("nan")}])
 
 
 def test_function_transformer_with_a_function_is_not_convertible(shop):
