@@ -110,6 +110,7 @@ def load_served_model(settings: Settings, source_dir: Path) -> ServedModel:
     config = ModelConfig.model_validate(meta.get("config", {"seed": 0, "gate": {"thresholds": {}}}))
     verdicts = meta.get("runtimes") or {"sklearn": {"admitted": True}}
     wanted = settings.runtime or config.serving.runtime
+    schema = FeatureSchema.model_validate(meta["feature_schema"])
     runtime: Name
     if wanted == "auto":
         runtime = next((n for n in ORDER if verdicts.get(n, {}).get("admitted")), "sklearn")
@@ -119,12 +120,12 @@ def load_served_model(settings: Settings, source_dir: Path) -> ServedModel:
         tag=str(info.tag),
         name=info.tag.name,
         task=meta["task"],
-        schema=FeatureSchema.model_validate(meta["feature_schema"]),
+        schema=schema,
         max_records=config.serving.max_records,
         max_concurrency=config.serving.max_concurrency,
         timeout_s=config.serving.timeout_s,
         classes=meta.get("classes"),
-        golden=meta.get("golden"),
+        golden=_golden(meta.get("golden"), schema),
         runtime=runtime,
         forced=wanted != "auto",
         runtimes=verdicts,
@@ -181,6 +182,18 @@ def frame_records(frame: Any) -> list[dict[str, Any]]:
             columns[name] = s.tolist()
     names = list(columns)
     return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def _golden(golden: dict[str, Any] | None, schema: FeatureSchema) -> dict[str, Any] | None:
+    """The golden prediction as registered. Model metadata holds no None (BentoML refuses it, so
+    core/registry.py leaves it out): a record's null field comes back absent, and the predict
+    path reads an absent text as NaN where registration had None (a category to scikit-learn's
+    encoders), so the sklearn runtime never matched. Each field is put back, null where absent,
+    as the API sends it."""
+    if not golden:
+        return golden
+    records = [{f: r.get(f) for f in schema.features} for r in golden["records"]]
+    return {**golden, "records": records}
 
 
 def golden_matches(model: ServedModel, run: runtimes.Runtime) -> tuple[bool, str]:

@@ -362,3 +362,38 @@ def test_a_nullable_category_no_longer_keeps_a_model_off_onnx(
     assert verdicts["onnx"]["admitted"] is True, verdicts["onnx"]
     assert verdicts["onnx"]["rows_with_missing"] > 0
     assert runtimes.chosen(verdicts) == "onnx"
+
+
+def test_a_golden_null_text_that_bentoml_drops_is_put_back_so_the_sklearn_runtime_is_ready(
+    shop_with_gaps, tmp_path
+):
+    # Model metadata is written without None values (BentoML refuses them): a golden record's null color came
+    # back absent, the predict path read NaN (a missing value to scikit-learn's encoder) where
+    # registration had None (a category), and the sklearn runtime never became ready (0.026 off).
+    import bentoml
+
+    from core import registry
+    from core.settings import ROOT, get_settings
+    from serving.runtime import golden_matches, load_served_model
+
+    model, records = fitted(shop_with_gaps, shop_with_gaps.build_estimator({}, 42))
+    golden = [r for r in records if r["color"] is None][:1] + records[:2]
+    out = predict_records(shop_with_gaps, model, golden)
+    meta = {
+        "task": "regression",
+        "feature_schema": shop_with_gaps.schema.model_dump(mode="json"),
+        "golden": {"records": golden, "predictions": out.predictions.tolist()},
+    }
+    (tmp_path / "model.skops").write_bytes(b"not read by this test")
+    tag = registry.register(
+        "golden_null", metadata=meta, git_commit="test", files=[tmp_path / "model.skops"]
+    )
+    assert "color" not in bentoml.models.get(tag).info.metadata["golden"]["records"][0]
+
+    served = load_served_model(get_settings(model_tag=tag), ROOT)
+
+    assert served.golden is not None and served.golden["records"][0]["color"] is None
+    assert golden_matches(served, lambda rs: predict_records(shop_with_gaps, model, rs)) == (
+        True,
+        "",
+    )
