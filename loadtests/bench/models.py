@@ -75,7 +75,8 @@ TARGETS = {  # from the issue: (description, check on one variant's results)
 
 
 def shop_data(rows: int = 3000, seed: int = 5) -> pd.DataFrame:
-    """A table a data scientist might bring: numbers, a flag, a category column that matters."""
+    """A table a data scientist might bring: numbers, a flag, a category column that matters, and
+    gaps."""
     rng = np.random.default_rng(seed)
     colors = [f"c{i:02d}" for i in range(12)]
     frame = pd.DataFrame(
@@ -88,7 +89,12 @@ def shop_data(rows: int = 3000, seed: int = 5) -> pd.DataFrame:
     )
     effect = frame["color"].map(dict(zip(colors, rng.normal(0, 1.5, len(colors)), strict=True)))
     score = effect + 0.3 * (frame["size"] - 10) + frame["promo"] + rng.normal(0, 0.7, rows)
-    return frame.assign(bought=np.where(score > 0, "buy", "skip"))
+    frame = frame.assign(bought=np.where(score > 0, "buy", "skip"))
+    # About 5% of the colors and sizes empty, as in issue #23's data: the scaffold marks both
+    # nullable, and the models must still reach ONNX (a missing color is fed as MISSING_TEXT).
+    for column in ("color", "size"):
+        frame.loc[rng.random(rows) < 0.05, column] = None
+    return frame
 
 
 def shop_project(dest: Path) -> Path:
