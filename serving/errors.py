@@ -123,7 +123,10 @@ def expected(annotation: Any, metadata: Sequence[Any] = (), name: str = "items")
     if origin is Literal:
         return _categories(get_args(annotation))
     if origin in (Union, types.UnionType):
-        return " or ".join(expected(a) for a in get_args(annotation) if a is not type(None))
+        args = get_args(annotation)
+        # A nullable field says so: "a number of at least 0 or null".
+        words = [expected(a) for a in args if a is not type(None)]
+        return " or ".join([*words, "null"] if type(None) in args else words)
     if origin is list:
         lo, hi = _meta(metadata, "min_length"), _meta(metadata, "max_length")
         if lo is not None and hi is not None:
