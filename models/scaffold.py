@@ -105,8 +105,8 @@ NUMERIC: list[str] = {numeric!r}
 def build_estimator(params: dict[str, Any], seed: int) -> Pipeline:
     # FILL IN (optional): feature engineering; keep it inside the Pipeline so serving reuses it.
     # Missing values (the schema's nullable columns) arrive as NaN, a missing category as None:
-    # the encoder keeps it missing and the trees learn where it goes. An estimator without
-    # native support for them needs a SimpleImputer in front of it.
+    # the encoder gives None a code of its own, and the trees learn where NaN goes. An estimator
+    # without native support for NaN needs a SimpleImputer in front of it.
     features = ColumnTransformer(
         [
             ("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
