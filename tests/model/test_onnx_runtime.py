@@ -29,6 +29,7 @@ from sklearn.preprocessing import (
 from threadpoolctl import threadpool_limits
 
 from core.settings import ROOT
+from models.contract import Outputs
 from models.onnx_runtime import OnnxPredictor
 from models.predict import default_predict
 from training import onnx_export, onnx_trees
@@ -114,15 +115,20 @@ def converted(model, features: pd.DataFrame, task: str) -> OnnxPredictor:
     return OnnxPredictor(to_onnx(model, features, task), task, classes)
 
 
+def assert_classified_as(model, X, got: Outputs, atol: float) -> None:
+    """`got` has the model's own labels, and its probabilities within `atol`."""
+    expected = default_predict(model, X)
+    np.testing.assert_array_equal(got.predictions, expected.predictions)
+    np.testing.assert_allclose(got.probabilities, expected.probabilities, rtol=0, atol=atol)
+
+
 def test_scaled_logistic_regression_gives_the_same_labels_and_probabilities(cancer):
     X, y = cancer
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
 
     got = converted(model, X, "classification")(records(X))
 
-    expected = default_predict(model, X)
-    np.testing.assert_array_equal(got.predictions, expected.predictions)
-    np.testing.assert_allclose(got.probabilities, expected.probabilities, rtol=0, atol=FLOAT64_ATOL)
+    assert_classified_as(model, X, got, atol=FLOAT64_ATOL)
 
 
 def test_hist_gradient_boosting_on_numeric_features_gives_the_same_labels_and_probabilities(
@@ -133,9 +139,7 @@ def test_hist_gradient_boosting_on_numeric_features_gives_the_same_labels_and_pr
 
     got = converted(model, X, "classification")(records(X))
 
-    expected = default_predict(model, X)
-    np.testing.assert_array_equal(got.predictions, expected.predictions)
-    np.testing.assert_allclose(got.probabilities, expected.probabilities, rtol=0, atol=FLOAT32_ATOL)
+    assert_classified_as(model, X, got, atol=FLOAT32_ATOL)
 
 
 def test_ordinal_encoded_strings_and_passthrough_numbers_classify_as_the_pipeline_does(shop):
@@ -147,9 +151,7 @@ def test_ordinal_encoded_strings_and_passthrough_numbers_classify_as_the_pipelin
     predictor = converted(model, X, "classification")
     got = predictor(records(X))
 
-    expected = default_predict(model, X)
-    np.testing.assert_array_equal(got.predictions, expected.predictions)
-    np.testing.assert_allclose(got.probabilities, expected.probabilities, rtol=0, atol=FLOAT32_ATOL)
+    assert_classified_as(model, X, got, atol=FLOAT32_ATOL)
     assert [i.type for i in predictor.session.get_inputs()] == [
         "tensor(float)",  # a tree model: its thresholds are float32, so is its input
         "tensor(int64)",
@@ -293,9 +295,7 @@ def test_categorical_trees_of_a_single_leaf_and_integer_labels_convert(shop):
 
     got = converted(model, X, "classification")(records(X))
 
-    expected = default_predict(model, X)
-    np.testing.assert_array_equal(got.predictions, expected.predictions)
-    np.testing.assert_allclose(got.probabilities, expected.probabilities, rtol=0, atol=FLOAT64_ATOL)
+    assert_classified_as(model, X, got, atol=FLOAT64_ATOL)
 
 
 def test_lightgbm_classifier_in_a_pipeline_gives_the_same_labels_and_probabilities(cancer):
@@ -306,9 +306,7 @@ def test_lightgbm_classifier_in_a_pipeline_gives_the_same_labels_and_probabiliti
 
     got = converted(model, X, "classification")(records(X))
 
-    expected = default_predict(model, X)
-    np.testing.assert_array_equal(got.predictions, expected.predictions)
-    np.testing.assert_allclose(got.probabilities, expected.probabilities, rtol=0, atol=FLOAT32_ATOL)
+    assert_classified_as(model, X, got, atol=FLOAT32_ATOL)
 
 
 def test_lightgbm_regressor_in_a_pipeline_predicts_within_float32_rounding(shop):
