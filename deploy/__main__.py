@@ -274,18 +274,13 @@ def cmd_down(args: argparse.Namespace, settings: Settings, cfg: deploy_config.De
             continue
         env = cfg.env(name, "local")
         env_dir = settings.deploy_dir / name
-        if args.model is not None:
-            stopped = LocalTarget(name, env, settings.deploy_dir, args.model).down()
-            print(
-                f"{name}/{args.model}: "
-                + (f"stopped {', '.join(stopped)}" if stopped else "nothing running")
-            )
-            continue
-        if legacy_state(env_dir):  # releases started before models had their own addresses
+        # Releases from before models had their own addresses belong to no one model.
+        if args.model is None and legacy_state(env_dir):
             stopped = LocalTarget(name, env, settings.deploy_dir, "*", state_dir=env_dir).down()
             print(f"{name}: " + (f"stopped {', '.join(stopped)}" if stopped else "nothing running"))
             migrate_legacy(env_dir)
-        for model in state_models(settings.deploy_dir, name):
+        models = [args.model] if args.model else state_models(settings.deploy_dir, name)
+        for model in models:
             stopped = LocalTarget(name, env, settings.deploy_dir, model).down()
             print(
                 f"{name}/{model}: "

@@ -86,17 +86,18 @@ def _meta(metadata: Sequence[Any], attr: str) -> Any:
     return next((getattr(m, attr) for m in metadata if getattr(m, attr, None) is not None), None)
 
 
-def _bound(b: Any) -> str:
+def _bound(b: Any) -> str | None:
     """A bound as a person writes it: 0, not 0.0. typing caches Annotated[float, Ge(0)] and
     Annotated[float, Ge(0.0)] as one, so which of the two a field holds depends on what ran first."""
+    if b is None:
+        return None
     if isinstance(b, float) and b.is_integer() and abs(b) < 1e15:
         return str(int(b))
     return str(b)
 
 
 def _bounds(metadata: Sequence[Any]) -> str:
-    lo, hi = (_meta(metadata, k) for k in ("ge", "le"))
-    lo, hi = (None if b is None else _bound(b) for b in (lo, hi))
+    lo, hi = (_bound(_meta(metadata, k)) for k in ("ge", "le"))
     if lo is not None and hi is not None:
         return f" from {lo} to {hi}"
     if lo is not None:
