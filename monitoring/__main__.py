@@ -111,7 +111,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     # store there is nothing to compare, and no worker to wait for.
     work = database.exists() or bool(store.rotated(logs, store.PREDICTIONS))
     with (
-        drift.worker() if work else contextlib.nullcontext() as drifts,
+        drift.Worker() if work else contextlib.nullcontext() as drifts,
         store.connect(database) as con,
     ):
         preds = store.ingest_predictions(con, logs)

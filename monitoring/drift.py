@@ -103,10 +103,6 @@ class Worker(Executor):
         self._pool.join()
 
 
-def worker() -> Worker:
-    return Worker()
-
-
 def _frame(
     schema: FeatureSchema, df: pd.DataFrame, task: str
 ) -> tuple[pd.DataFrame, list[str], list[str]]:

@@ -253,7 +253,7 @@ def run(
     ingested: dict[str, Any],
     drifts: Executor | None = None,
 ) -> Result:
-    """`drifts` runs the drift comparisons (drift.worker(): a process that imported Evidently
+    """`drifts` runs the drift comparisons (drift.Worker(): a process that imported Evidently
     while the logs were ingested); None: here."""
     end, start = now, now - timedelta(seconds=window_s)
     found = versions(con, start, end)

@@ -42,7 +42,7 @@ def test_held_out_rows_of_the_training_distribution_are_not_flagged(sales_spec, 
 def test_rows_shifted_on_purpose_are_flagged_per_feature_and_in_predictions_by_the_worker(
     sales_spec, halves
 ):
-    """Compared in drift.worker(), the process `make monitor` compares in."""
+    """Compared in drift.Worker(), the process `make monitor` compares in."""
     reference, current = halves
     shifted = current.assign(
         onpromotion=True,
@@ -51,7 +51,7 @@ def test_rows_shifted_on_purpose_are_flagged_per_feature_and_in_predictions_by_t
         prediction=current["prediction"] * 3 + 10,
     )
     shifted["class"] = shifted["class"] + 3000
-    with drift.worker() as worker:
+    with drift.Worker() as worker:
         result = worker.submit(
             drift.compare, sales_spec.schema, "regression", reference, shifted
         ).result(timeout=120)
