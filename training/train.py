@@ -52,11 +52,15 @@ def train(
 def refuses_missing(spec: ModelSpec, exc: Exception) -> DataValidationError | None:
     """The data contract's words for scikit-learn's "Input X contains NaN" where the schema has
     nullable columns: the estimator cannot take what the schema lets in (None otherwise)."""
-    nullable = [c.name for c in spec.schema.feature_columns if c.nullable]
-    if not nullable or "NaN" not in str(exc):
+    columns = [c for c in spec.schema.feature_columns if c.nullable]
+    if not columns or "NaN" not in str(exc):
         return None
-    # Which of them reach the estimator as NaN depends on its Pipeline (a OneHotEncoder makes a
-    # text column's gaps a category), so all are named, and the way out for a text column too.
+    # The predict path gives a missing number, flag or date NaN, a missing text None, which
+    # scikit-learn's encoders take as a category: only the former reach an estimator as NaN
+    # (all are named if none is such, as a package's own prepare may make NaN of text).
+    nullable = [c.name for c in columns if c.kind != "category" or path_.numeric(c)] or [
+        c.name for c in columns
+    ]
     many = len(nullable) > 1
     return DataValidationError(
         [

@@ -397,3 +397,30 @@ def test_a_golden_null_text_that_bentoml_drops_is_put_back_so_the_sklearn_runtim
         True,
         "",
     )
+
+
+def test_the_nan_refusal_names_the_nullable_numbers_not_a_text_its_encoder_takes(shop_with_gaps):
+    # A missing text reaches the estimator as None, a category to its encoder: the helper's
+    # trial was told its text column 'segment' was refused, where only numbers were.
+    from training.train import train
+    from training.validate import DataValidationError
+
+    frame = shop_with_gaps.default_data(42).copy()
+    frame.loc[frame.index % 20 == 3, "size"] = np.nan
+    schema = shop_with_gaps.schema.model_copy(
+        update={
+            "columns": tuple(
+                c.model_copy(update={"nullable": True}) if c.name == "size" else c
+                for c in shop_with_gaps.schema.columns
+            )
+        }
+    )
+    spec = dataclasses.replace(
+        shop_with_gaps, schema=schema, build_estimator=lambda p, s: one_hot_ridge()
+    )
+
+    with pytest.raises(DataValidationError) as refused:
+        train(spec, frame, {}, 42)
+
+    assert "column 'size' is nullable" in str(refused.value)
+    assert "color" not in str(refused.value)
